@@ -1,0 +1,86 @@
+//! The port: everything the UI asks of the server, and nothing more. The root
+//! crate implements it and hands it in as Leptos context, so this crate never
+//! depends on the database, password hashing or anything else server-side.
+//!
+//! Form methods return where the browser goes next. On failure they leave a
+//! [`crate::types::Flash`] in the session and send the browser back to the
+//! form, so forms behave the same with JavaScript on, off, or not yet loaded.
+
+use crate::error::AppError;
+use crate::types::*;
+use http::request::Parts;
+use std::sync::Arc;
+
+#[async_trait::async_trait]
+pub trait PortalBackend: Send + Sync + 'static {
+    /// The viewer of the current request. `take_flash` consumes the one-shot
+    /// form message (only when rendering a page, not on background calls).
+    async fn viewer(&self, req: &Parts, take_flash: bool) -> Result<Viewer, AppError>;
+
+    async fn sign_up(&self, req: &Parts, form: SignUpForm) -> String;
+    async fn sign_in(&self, req: &Parts, form: SignInForm) -> String;
+    async fn sign_out(&self, req: &Parts, csrf: String) -> String;
+    async fn request_password_reset(&self, req: &Parts, csrf: String, email: String) -> String;
+    async fn reset_password(&self, req: &Parts, form: ResetPasswordForm) -> String;
+
+    async fn members(&self, req: &Parts) -> Result<MembersPage, AppError>;
+    async fn invite_member(&self, req: &Parts, form: InviteForm) -> String;
+    async fn change_member_role(&self, req: &Parts, form: MemberRoleForm) -> String;
+    async fn remove_member(&self, req: &Parts, csrf: String, user_id: String) -> String;
+    async fn revoke_invitation(&self, req: &Parts, csrf: String, invitation_id: String) -> String;
+    async fn invitation(&self, token: String) -> Result<InvitationPreview, AppError>;
+    async fn accept_invitation(&self, req: &Parts, csrf: String, token: String) -> String;
+
+    async fn plans(&self) -> Result<Vec<PlanView>, AppError>;
+    async fn billing_overview(&self, req: &Parts) -> Result<BillingOverview, AppError>;
+
+    async fn admin_overview(&self, req: &Parts) -> Result<AdminOverview, AppError>;
+    async fn admin_outbox(&self, req: &Parts) -> Result<Vec<OutboxEntry>, AppError>;
+
+    async fn doc_page(&self, slug: String) -> Result<DocPage, AppError>;
+}
+
+/// How the backend travels in Leptos context.
+pub type Backend = Arc<dyn PortalBackend>;
+
+/// Holds a password: deliberately not `Debug`, so it cannot reach a log.
+#[derive(Clone)]
+pub struct SignUpForm {
+    pub csrf: String,
+    pub display_name: String,
+    pub email: String,
+    pub password: String,
+    pub organization: String,
+    pub invitation: Option<String>,
+}
+
+/// Holds a password: deliberately not `Debug`, so it cannot reach a log.
+#[derive(Clone)]
+pub struct SignInForm {
+    pub csrf: String,
+    pub email: String,
+    pub password: String,
+    pub return_to: Option<String>,
+}
+
+/// Holds a password: deliberately not `Debug`, so it cannot reach a log.
+#[derive(Clone)]
+pub struct ResetPasswordForm {
+    pub csrf: String,
+    pub token: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct InviteForm {
+    pub csrf: String,
+    pub email: String,
+    pub role: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberRoleForm {
+    pub csrf: String,
+    pub user_id: String,
+    pub role: String,
+}

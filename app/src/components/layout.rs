@@ -1,0 +1,68 @@
+//! The page frame: header navigation, the one-shot notice banner, the footer.
+
+use super::{use_viewer, Csrf};
+use crate::types::Viewer;
+use leptos::prelude::*;
+
+#[component]
+pub fn Layout(children: Children) -> impl IntoView {
+    let viewer = use_viewer();
+    view! {
+        <header class="site-header">
+            <a class="brand" href="/">
+                <span class="brand-mark" aria-hidden="true">"⛩"</span>
+                " Tollgate"
+            </a>
+            <input type="checkbox" id="nav-toggle" class="nav-toggle"/>
+            <label for="nav-toggle" class="nav-toggle-label" aria-label="Menu">"☰"</label>
+            <nav class="site-nav" aria-label="Main">
+                <a href="/docs">"Docs"</a>
+                <a href="/explorer">"Explorer"</a>
+                <a href="/account">"Account"</a>
+                <a href="/billing">"Billing"</a>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let v = viewer.await;
+                        view! { <SessionLinks viewer=v/> }
+                    })}
+                </Suspense>
+            </nav>
+        </header>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let v = viewer.await;
+                v.flash
+                    .filter(|f| f.form.is_empty())
+                    .and_then(|f| f.notice)
+                    .map(|n| view! { <p class="banner banner-notice page-notice" role="status">{n}</p> })
+            })}
+        </Suspense>
+        <main class="site-main">{children()}</main>
+        <footer class="site-footer">
+            <p>"Tollgate — the developer portal and metered gateway for this API."</p>
+        </footer>
+    }
+}
+
+#[component]
+fn SessionLinks(viewer: Viewer) -> impl IntoView {
+    let admin = viewer.is_admin();
+    match viewer.user {
+        Some(user) => view! {
+            {admin.then(|| view! { <a href="/admin">"Admin"</a> })}
+            <span class="nav-spacer"></span>
+            <span class="nav-user" title=user.email.clone()>{user.display_name.clone()}</span>
+            <form method="post" action="/api/sign_out" class="inline-form">
+                <Csrf token=viewer.csrf.clone()/>
+                <button type="submit" class="link-button">"Sign out"</button>
+            </form>
+        }
+        .into_any(),
+        None => view! {
+            <span class="nav-spacer"></span>
+            <a href="/login">"Sign in"</a>
+            <a href="/signup" class="button button-small">"Sign up"</a>
+        }
+        .into_any(),
+    }
+}

@@ -1,0 +1,90 @@
+//! Tollgate's portal UI: a Leptos app rendered on the server and hydrated in
+//! the browser. It reaches the server only through [`backend::PortalBackend`]
+//! (compiled with the `ssr` feature), so nothing server-side can leak into the
+//! wasm bundle.
+#![recursion_limit = "256"]
+
+#[cfg(feature = "ssr")]
+pub mod backend;
+pub mod components;
+pub mod error;
+pub mod pages;
+pub mod server_fns;
+pub mod types;
+
+use components::{Layout, NotFound, ViewerResource};
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path, SsrMode,
+};
+use pages::{account, admin, auth, billing, docs, explorer, home};
+
+/// The HTML document around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // One look-up of the viewer per page load, shared by every component.
+    let viewer: ViewerResource = Resource::new(
+        || (),
+        |_| async { server_fns::get_viewer().await.unwrap_or_default() },
+    );
+    provide_context(viewer);
+
+    // Async rendering: each page is sent complete, so it reads without
+    // JavaScript and its status code (404, 403, redirects) is exact.
+    let ssr = SsrMode::Async;
+    view! {
+        <Stylesheet id="leptos" href="/pkg/tollgate.css"/>
+        <Title formatter=|text: String| if text.is_empty() { "Tollgate".to_string() } else { format!("{text} · Tollgate") }/>
+        <Router>
+            <Layout>
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=home::HomePage ssr=ssr.clone()/>
+                    <Route path=path!("/signup") view=auth::SignUpPage ssr=ssr.clone()/>
+                    <Route path=path!("/login") view=auth::SignInPage ssr=ssr.clone()/>
+                    <Route path=path!("/password/forgot") view=auth::ForgotPasswordPage ssr=ssr.clone()/>
+                    <Route path=path!("/password/reset") view=auth::ResetPasswordPage ssr=ssr.clone()/>
+                    <Route path=path!("/account") view=account::AccountPage ssr=ssr.clone()/>
+                    <Route path=path!("/account/members") view=account::MembersPage ssr=ssr.clone()/>
+                    <Route path=path!("/invitations/:token") view=account::InvitationPage ssr=ssr.clone()/>
+                    <Route path=path!("/billing") view=billing::BillingPage ssr=ssr.clone()/>
+                    <Route path=path!("/billing/plans") view=billing::PlansPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin") view=admin::AdminPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/outbox") view=admin::OutboxPage ssr=ssr.clone()/>
+                    <Route path=path!("/docs") view=docs::DocsPage ssr=ssr.clone()/>
+                    <Route path=path!("/docs/*slug") view=docs::DocsPage ssr=ssr.clone()/>
+                    <Route path=path!("/explorer") view=explorer::ExplorerPage ssr=ssr.clone()/>
+                </Routes>
+            </Layout>
+        </Router>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

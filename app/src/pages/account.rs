@@ -1,0 +1,259 @@
+//! The signed-in customer's own pages: the dashboard, members, invitations.
+
+use crate::components::{login_path_returning_here, use_viewer, Csrf, ErrorView, FormState, Loading};
+use crate::server_fns::{get_invitation, get_members};
+use crate::types::{role_summary, MembersPage, Viewer, ROLES};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_params_map;
+
+#[component]
+pub fn AccountPage() -> impl IntoView {
+    let viewer = use_viewer();
+    view! {
+        <Title text="Your account"/>
+        <Suspense fallback=Loading>
+            {move || Suspend::new(async move {
+                let v = viewer.await;
+                let Some(user) = v.user else {
+                    return view! { <Redirect path=login_path_returning_here()/> }.into_any();
+                };
+                let org = user.org.clone();
+                view! {
+                    <section class="panel">
+                        <h1>"Welcome, " {user.display_name.clone()}</h1>
+                        <dl class="facts">
+                            <dt>"Email"</dt><dd>{user.email.clone()}</dd>
+                            {org.map(|o| view! {
+                                <dt>"Organization"</dt><dd data-testid="org-name">{o.name}</dd>
+                                <dt>"Your role"</dt><dd data-testid="org-role">{o.role}</dd>
+                            })}
+                        </dl>
+                    </section>
+                    <section class="cards">
+                        <article class="card">
+                            <h2>"Members"</h2>
+                            <p>"Invite your team and choose what each person may do."</p>
+                            <a href="/account/members">"Manage members"</a>
+                        </article>
+                        <article class="card">
+                            <h2>"Billing"</h2>
+                            <p>"Your plan, its included credits and its billing period."</p>
+                            <a href="/billing">"Open billing"</a>
+                        </article>
+                        <article class="card">
+                            <h2>"API keys"</h2>
+                            <p>"Keys, usage graphs and request logs arrive with the metered API."</p>
+                            <a href="/docs/quickstart">"Read the quickstart"</a>
+                        </article>
+                    </section>
+                }
+                .into_any()
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+pub fn MembersPage() -> impl IntoView {
+    let viewer = use_viewer();
+    let page = Resource::new(|| (), |_| get_members());
+    view! {
+        <Title text="Members"/>
+        <Suspense fallback=Loading>
+            {move || Suspend::new(async move {
+                let v = viewer.await;
+                match page.await {
+                    Ok(p) => view! { <MembersView page=p viewer=v/> }.into_any(),
+                    Err(e) => view! { <ErrorView error=e/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn RoleSelect(name: &'static str, selected: String, can_grant_owner: bool) -> impl IntoView {
+    let options = ROLES
+        .iter()
+        .filter(|r| can_grant_owner || **r != "owner")
+        .map(|r| {
+            let is_selected = *r == selected;
+            view! { <option value=*r selected=is_selected>{*r}</option> }
+        })
+        .collect_view();
+    view! { <select name=name aria-label="Role">{options}</select> }
+}
+
+#[component]
+fn MembersView(page: MembersPage, viewer: Viewer) -> impl IntoView {
+    let f = FormState::new(&viewer, "members");
+    let csrf = viewer.csrf.clone();
+    let manage = page.can_manage;
+    let grant_owner = page.can_grant_owner;
+    let rows = page
+        .members
+        .into_iter()
+        .map(|m| {
+            let csrf = csrf.clone();
+            let controls = (manage && !m.is_you).then(|| {
+                let csrf2 = csrf.clone();
+                let uid = m.user_id.clone();
+                view! {
+                    <form method="post" action="/api/member_role" class="inline-form">
+                        <Csrf token=csrf.clone()/>
+                        <input type="hidden" name="user_id" value=m.user_id.clone()/>
+                        <RoleSelect name="role" selected=m.role.clone() can_grant_owner=grant_owner/>
+                        <button type="submit" class="button button-small">"Change role"</button>
+                    </form>
+                    <form method="post" action="/api/remove_member" class="inline-form">
+                        <Csrf token=csrf2/>
+                        <input type="hidden" name="user_id" value=uid/>
+                        <button type="submit" class="button button-small button-danger">"Remove"</button>
+                    </form>
+                }
+            });
+            view! {
+                <tr>
+                    <td>{m.display_name}{m.is_you.then(|| " (you)")}</td>
+                    <td>{m.email}</td>
+                    <td><span class="badge">{m.role}</span></td>
+                    <td>{m.joined}</td>
+                    <td class="actions">{controls}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let invitations = page.invitations;
+    let has_invitations = !invitations.is_empty();
+    let invitation_rows = invitations
+        .into_iter()
+        .map(|i| {
+            let revoke = manage.then(|| view! {
+                <form method="post" action="/api/revoke_invitation" class="inline-form">
+                    <Csrf token=csrf.clone()/>
+                    <input type="hidden" name="invitation_id" value=i.id.clone()/>
+                    <button type="submit" class="button button-small button-danger">"Revoke"</button>
+                </form>
+            });
+            view! {
+                <tr>
+                    <td>{i.email}</td>
+                    <td><span class="badge">{i.role}</span></td>
+                    <td>{i.expires}</td>
+                    <td class="actions">{revoke}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let invite_form = manage.then(|| {
+        let fs = f.clone();
+        view! {
+            <section class="panel">
+                <h2>"Invite a member"</h2>
+                <p class="muted">"They get an email with a link that is valid for 7 days."</p>
+                <form method="post" action="/api/invite_member" class="row-form" novalidate>
+                    <Csrf token=viewer.csrf.clone()/>
+                    <div class="field">
+                        <label for="invite-email">"Email"</label>
+                        <input id="invite-email" name="email" type="email" value=fs.value("email")
+                            aria-invalid=if fs.has_error("email") { "true" } else { "false" }/>
+                        {fs.error("email")}
+                    </div>
+                    <div class="field">
+                        <label for="invite-role">"Role"</label>
+                        <RoleSelect name="role" selected="developer".to_string() can_grant_owner=grant_owner/>
+                        {fs.error("role")}
+                    </div>
+                    <button type="submit" class="button">"Send invitation"</button>
+                </form>
+                <ul class="role-help">
+                    {ROLES.iter().map(|r| view! { <li><strong>{*r}</strong>": " {role_summary(r)}</li> }).collect_view()}
+                </ul>
+            </section>
+        }
+    });
+    view! {
+        <section class="panel">
+            <h1>"Members of " {page.org_name}</h1>
+            <p class="muted">"Your role: " <span class="badge">{page.my_role}</span></p>
+            {f.banner()}
+            <div class="table-wrap">
+                <table class="table" data-testid="members">
+                    <thead><tr><th>"Name"</th><th>"Email"</th><th>"Role"</th><th>"Joined"</th><th></th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </div>
+        </section>
+        {has_invitations.then(|| view! {
+            <section class="panel">
+                <h2>"Open invitations"</h2>
+                <div class="table-wrap">
+                    <table class="table" data-testid="invitations">
+                        <thead><tr><th>"Email"</th><th>"Role"</th><th>"Expires"</th><th></th></tr></thead>
+                        <tbody>{invitation_rows}</tbody>
+                    </table>
+                </div>
+            </section>
+        })}
+        {invite_form}
+    }
+}
+
+#[component]
+pub fn InvitationPage() -> impl IntoView {
+    let viewer = use_viewer();
+    let params = use_params_map();
+    let token = params.read_untracked().get("token").unwrap_or_default();
+    let t = token.clone();
+    let preview = Resource::new(move || t.clone(), get_invitation);
+    view! {
+        <Title text="Invitation"/>
+        <Suspense fallback=Loading>
+            {move || {
+                let token = token.clone();
+                Suspend::new(async move {
+                    let v = viewer.await;
+                    let p = match preview.await {
+                        Ok(p) => p,
+                        Err(e) => return view! { <ErrorView error=e/> }.into_any(),
+                    };
+                    let f = FormState::new(&v, "invitation");
+                    let action = match &v.user {
+                        Some(_) => view! {
+                            <form method="post" action="/api/accept_invitation">
+                                <Csrf token=v.csrf.clone()/>
+                                <input type="hidden" name="token" value=token.clone()/>
+                                <button type="submit" class="button">"Join " {p.org_name.clone()}</button>
+                            </form>
+                        }
+                        .into_any(),
+                        None => {
+                            let back = crate::components::encode_component(&format!("/invitations/{token}"));
+                            view! {
+                                <p>
+                                    <a class="button" href=format!("/signup?invitation={token}")>"Create an account"</a>
+                                    " or "
+                                    <a href=format!("/login?return_to={back}")>"sign in"</a>
+                                    " as " {p.email.clone()} " to accept."
+                                </p>
+                            }
+                            .into_any()
+                        }
+                    };
+                    view! {
+                        <section class="panel auth-card">
+                            <h1>"Join " {p.org_name.clone()}</h1>
+                            <p>"You were invited as " <span class="badge">{p.role.clone()}</span> " ("
+                                {role_summary(&p.role)} ")"</p>
+                            {f.banner()}
+                            {action}
+                        </section>
+                    }
+                    .into_any()
+                })
+            }}
+        </Suspense>
+    }
+}

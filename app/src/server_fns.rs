@@ -1,0 +1,185 @@
+//! Server functions: thin adapters. Each one reaches the port once and
+//! returns; the form ones then send the browser where the port says.
+//!
+//! Forms post here as plain `application/x-www-form-urlencoded` requests, so
+//! they work before hydration and with JavaScript off.
+
+use crate::error::AppError;
+use crate::types::*;
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use crate::backend::Backend;
+    use crate::error::AppError;
+    use http::request::Parts;
+    use leptos::prelude::*;
+
+    pub async fn ctx() -> Result<(Backend, Parts), AppError> {
+        let backend = use_context::<Backend>().ok_or_else(|| AppError::Internal {
+            request_id: "backend-missing".into(),
+        })?;
+        let parts: Parts = leptos_axum::extract()
+            .await
+            .map_err(|e| AppError::Transport(e.to_string()))?;
+        Ok((backend, parts))
+    }
+
+    /// Sends the browser on: a 302 for a plain form post, a client-side
+    /// navigation for a hydrated caller.
+    pub fn go(to: String) -> Result<(), AppError> {
+        leptos_axum::redirect(&to);
+        Ok(())
+    }
+}
+
+#[server(endpoint = "viewer")]
+pub async fn get_viewer() -> Result<Viewer, AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    // Only a page render consumes the one-shot form message.
+    let take_flash = !parts.uri.path().starts_with("/api/");
+    backend.viewer(&parts, take_flash).await
+}
+
+#[server(endpoint = "sign_up")]
+pub async fn sign_up(
+    csrf: String,
+    display_name: String,
+    email: String,
+    password: String,
+    organization: Option<String>,
+    invitation: Option<String>,
+) -> Result<(), AppError> {
+    use crate::backend::SignUpForm;
+    let (backend, parts) = ssr::ctx().await?;
+    let form = SignUpForm {
+        csrf,
+        display_name,
+        email,
+        password,
+        organization: organization.unwrap_or_default(),
+        invitation: invitation.filter(|s| !s.is_empty()),
+    };
+    ssr::go(backend.sign_up(&parts, form).await)
+}
+
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(
+    csrf: String,
+    email: String,
+    password: String,
+    return_to: Option<String>,
+) -> Result<(), AppError> {
+    use crate::backend::SignInForm;
+    let (backend, parts) = ssr::ctx().await?;
+    let form = SignInForm {
+        csrf,
+        email,
+        password,
+        return_to: return_to.filter(|s| !s.is_empty()),
+    };
+    ssr::go(backend.sign_in(&parts, form).await)
+}
+
+#[server(endpoint = "sign_out")]
+pub async fn sign_out(csrf: String) -> Result<(), AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    ssr::go(backend.sign_out(&parts, csrf).await)
+}
+
+#[server(endpoint = "password_forgot")]
+pub async fn request_password_reset(csrf: String, email: String) -> Result<(), AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    ssr::go(backend.request_password_reset(&parts, csrf, email).await)
+}
+
+#[server(endpoint = "password_reset")]
+pub async fn reset_password(csrf: String, token: String, password: String) -> Result<(), AppError> {
+    use crate::backend::ResetPasswordForm;
+    let (backend, parts) = ssr::ctx().await?;
+    let form = ResetPasswordForm {
+        csrf,
+        token,
+        password,
+    };
+    ssr::go(backend.reset_password(&parts, form).await)
+}
+
+#[server(endpoint = "members")]
+pub async fn get_members() -> Result<MembersPage, AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    backend.members(&parts).await
+}
+
+#[server(endpoint = "invite_member")]
+pub async fn invite_member(csrf: String, email: String, role: String) -> Result<(), AppError> {
+    use crate::backend::InviteForm;
+    let (backend, parts) = ssr::ctx().await?;
+    ssr::go(backend.invite_member(&parts, InviteForm { csrf, email, role }).await)
+}
+
+#[server(endpoint = "member_role")]
+pub async fn change_member_role(csrf: String, user_id: String, role: String) -> Result<(), AppError> {
+    use crate::backend::MemberRoleForm;
+    let (backend, parts) = ssr::ctx().await?;
+    let form = MemberRoleForm {
+        csrf,
+        user_id,
+        role,
+    };
+    ssr::go(backend.change_member_role(&parts, form).await)
+}
+
+#[server(endpoint = "remove_member")]
+pub async fn remove_member(csrf: String, user_id: String) -> Result<(), AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    ssr::go(backend.remove_member(&parts, csrf, user_id).await)
+}
+
+#[server(endpoint = "revoke_invitation")]
+pub async fn revoke_invitation(csrf: String, invitation_id: String) -> Result<(), AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    ssr::go(backend.revoke_invitation(&parts, csrf, invitation_id).await)
+}
+
+#[server(endpoint = "invitation")]
+pub async fn get_invitation(token: String) -> Result<InvitationPreview, AppError> {
+    let (backend, _) = ssr::ctx().await?;
+    backend.invitation(token).await
+}
+
+#[server(endpoint = "accept_invitation")]
+pub async fn accept_invitation(csrf: String, token: String) -> Result<(), AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    ssr::go(backend.accept_invitation(&parts, csrf, token).await)
+}
+
+#[server(endpoint = "plans")]
+pub async fn get_plans() -> Result<Vec<PlanView>, AppError> {
+    let (backend, _) = ssr::ctx().await?;
+    backend.plans().await
+}
+
+#[server(endpoint = "billing")]
+pub async fn get_billing_overview() -> Result<BillingOverview, AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    backend.billing_overview(&parts).await
+}
+
+#[server(endpoint = "admin_overview")]
+pub async fn get_admin_overview() -> Result<AdminOverview, AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    backend.admin_overview(&parts).await
+}
+
+#[server(endpoint = "admin_outbox")]
+pub async fn get_admin_outbox() -> Result<Vec<OutboxEntry>, AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    backend.admin_outbox(&parts).await
+}
+
+#[server(endpoint = "doc")]
+pub async fn get_doc(slug: String) -> Result<DocPage, AppError> {
+    let (backend, _) = ssr::ctx().await?;
+    backend.doc_page(slug).await
+}

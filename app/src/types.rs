@@ -1,0 +1,157 @@
+//! Wire types: what the server sends the UI. Plain serde structs, so they
+//! compile to wasm; database rows never cross this line.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Who is looking at the page, plus the per-session form token and any
+/// one-shot message left by the previous form post.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Viewer {
+    pub user: Option<UserView>,
+    /// Anti-forgery token every form posts back.
+    pub csrf: String,
+    pub flash: Option<Flash>,
+}
+
+impl Viewer {
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.is_platform_admin)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    pub email: String,
+    pub display_name: String,
+    pub is_platform_admin: bool,
+    pub org: Option<OrgView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrgView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+}
+
+/// The outcome of the previous form post, shown once.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Flash {
+    /// Which form the errors and values belong to (for example "login").
+    pub form: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    /// Field name → message shown next to that field.
+    pub field_errors: BTreeMap<String, String>,
+    /// Field name → the value the user typed (never a password).
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub joined: String,
+    pub is_you: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvitationView {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub expires: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MembersPage {
+    pub org_name: String,
+    pub my_role: String,
+    /// Whether the viewer may invite, re-role and remove members.
+    pub can_manage: bool,
+    /// Whether the viewer may grant the owner role.
+    pub can_grant_owner: bool,
+    pub members: Vec<MemberView>,
+    pub invitations: Vec<InvitationView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvitationPreview {
+    pub org_name: String,
+    pub email: String,
+    pub role: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanView {
+    pub code: String,
+    pub name: String,
+    /// Formatted for display, for example "$29.00".
+    pub price: String,
+    pub included_credits: i64,
+    pub rate_limit_per_sec: i32,
+    pub requires_approval: bool,
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BillingOverview {
+    pub org_name: String,
+    pub plan: PlanView,
+    pub status: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub plans: Vec<PlanView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub kind: String,
+    pub created: String,
+    pub sent: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminOverview {
+    pub users: i64,
+    pub organizations: i64,
+    pub platform_admins: i64,
+    pub unsent_emails: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DocLink {
+    pub slug: String,
+    pub title: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DocPage {
+    pub slug: String,
+    pub title: String,
+    /// Rendered from the markdown in `content/`, which the operator controls.
+    pub html: String,
+    pub nav: Vec<DocLink>,
+}
+
+/// The roles an organization member can hold, strongest first.
+pub const ROLES: [&str; 4] = ["owner", "admin", "developer", "billing"];
+
+/// What each role may do, in one sentence, for the members page.
+pub fn role_summary(role: &str) -> &'static str {
+    match role {
+        "owner" => "Everything, including granting ownership.",
+        "admin" => "Manages members, keys and billing.",
+        "developer" => "Manages API keys and reads usage.",
+        "billing" => "Manages plans, payment methods and top-ups.",
+        _ => "",
+    }
+}

@@ -1,0 +1,134 @@
+//! The command line: `serve` (the default), `migrate`, `create-admin`,
+//! `seed-demo`, and `db` for the embedded PostgreSQL.
+
+use crate::accounts::{password, users, Email, NewPassword};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::state::AppState;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+
+#[derive(Parser, Debug)]
+#[command(name = "tollgate", version, about = "Developer portal and metered API gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the portal (the default). Applies migrations first.
+    Serve {
+        /// Seed demo data (plans, a platform admin, a demo customer) and print the credentials.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Create a platform admin, or make an existing user one. The password is read
+    /// from TOLLGATE_ADMIN_PASSWORD, or else from the first line of standard input.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Platform Admin")]
+        name: String,
+    },
+    /// Seed demo data and exit.
+    SeedDemo,
+    /// The embedded PostgreSQL (used when DATABASE_URL is unset).
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbAction {
+    /// Initialise and start it if needed, then print its database URL.
+    Url,
+    /// Print the URL of its maintenance database (tests create databases there).
+    AdminUrl,
+    /// Stop it.
+    Stop,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+        Command::Serve { demo } => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            crate::billing::plans::ensure_defaults(&db).await?;
+            let clock = Clock::System;
+            if demo {
+                crate::demo::seed(&db, clock.now()).await?;
+                crate::demo::print_credentials(config.public_url.as_str());
+            }
+            crate::startup::serve(AppState::new(db, config, clock)).await
+        }
+        Command::Migrate => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CreateAdmin { email, name } => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            create_admin(&db, &email, &name).await
+        }
+        Command::SeedDemo => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            crate::demo::seed(&db, Clock::System.now()).await?;
+            crate::demo::print_credentials(config.public_url.as_str());
+            Ok(())
+        }
+        Command::Db { action } => {
+            let pg = crate::db::embedded::EmbeddedPg::new(&config.data_dir, config.embedded_pg_port)?;
+            match action {
+                DbAction::Url => println!("{}", pg.ensure_running().await?),
+                DbAction::AdminUrl => {
+                    pg.ensure_running().await?;
+                    println!("{}", pg.admin_url());
+                }
+                DbAction::Stop => pg.stop()?,
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow::Result<()> {
+    let email = Email::parse(email).map_err(anyhow::Error::msg)?;
+    let now = Clock::System.now();
+    if let Some(user) = users::by_email(db, &email).await? {
+        sqlx::query("UPDATE users SET is_platform_admin = true, updated_at = $2 WHERE id = $1")
+            .bind(user.id)
+            .bind(now)
+            .execute(db)
+            .await?;
+        println!("{email} is now a platform admin (password unchanged)");
+        return Ok(());
+    }
+    let raw = match std::env::var("TOLLGATE_ADMIN_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprintln!("Password for {email} (one line on standard input):");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("reading the password")?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let password = match NewPassword::parse(raw) {
+        Ok(p) => p,
+        Err(e) => bail!("password rejected: {e}"),
+    };
+    let hash = password::hash(password.expose().to_string()).await?;
+    let mut conn = db.acquire().await?;
+    let id = users::insert(&mut conn, &email, name, &hash, true, now).await?;
+    crate::audit::record(&mut conn, now, None, None, "admin.created", serde_json::json!({"user_id": id})).await?;
+    println!("created platform admin {email}");
+    Ok(())
+}

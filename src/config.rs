@@ -1,0 +1,152 @@
+//! Configuration, read once from environment variables at start-up. The
+//! README's configuration table lists every variable; keep the two in step.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use url::Url;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl LogFormat {
+    pub fn from_env() -> Self {
+        match std::env::var("TOLLGATE_LOG_FORMAT").as_deref() {
+            Ok("json") => LogFormat::Json,
+            _ => LogFormat::Pretty,
+        }
+    }
+}
+
+/// SMTP delivery for the email outbox. The URL holds the credentials, so the
+/// struct's `Debug` leaves it out.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub url: String,
+    pub from: String,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("url", &"[redacted]")
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Unset: the embedded PostgreSQL under `data_dir` is used.
+    pub database_url: Option<String>,
+    pub db_pool_size: u32,
+    pub data_dir: PathBuf,
+    pub embedded_pg_port: u16,
+    pub listen_addr: SocketAddr,
+    /// The address customers reach the portal at; links in emails and
+    /// problem bodies are built from it.
+    pub public_url: Url,
+    /// Cookies get `Secure` when the public URL is https.
+    pub secure_cookies: bool,
+    /// Take the client address from `X-Forwarded-For` (behind a proxy only).
+    pub trust_proxy: bool,
+    pub content_dir: PathBuf,
+    pub site_root: String,
+    pub smtp: Option<SmtpConfig>,
+    pub support_contact: String,
+    pub session_idle_days: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {name}: {message}")]
+pub struct ConfigError {
+    name: &'static str,
+    message: String,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError {
+            name,
+            message: e.to_string(),
+        }),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let listen_addr: SocketAddr = match var("TOLLGATE_ADDR").or_else(|| var("LEPTOS_SITE_ADDR")) {
+            None => "127.0.0.1:3000".parse().expect("literal address"),
+            Some(v) => v.parse().map_err(|e: std::net::AddrParseError| ConfigError {
+                name: "TOLLGATE_ADDR",
+                message: e.to_string(),
+            })?,
+        };
+        let default_public = format!("http://{listen_addr}");
+        let public_url: Url = var("TOLLGATE_PUBLIC_URL")
+            .unwrap_or(default_public)
+            .parse()
+            .map_err(|e: url::ParseError| ConfigError {
+                name: "TOLLGATE_PUBLIC_URL",
+                message: e.to_string(),
+            })?;
+        let smtp = match (var("TOLLGATE_SMTP_URL"), var("TOLLGATE_SMTP_FROM")) {
+            (Some(url), from) => Some(SmtpConfig {
+                url,
+                from: from.unwrap_or_else(|| "Tollgate <no-reply@localhost>".into()),
+            }),
+            (None, _) => None,
+        };
+        Ok(Config {
+            database_url: var("DATABASE_URL"),
+            db_pool_size: parsed("TOLLGATE_DB_POOL_SIZE", 20)?,
+            data_dir: var("TOLLGATE_DATA_DIR").unwrap_or_else(|| ".tollgate".into()).into(),
+            embedded_pg_port: parsed("TOLLGATE_PG_PORT", 54329)?,
+            listen_addr,
+            secure_cookies: parsed("TOLLGATE_SECURE_COOKIES", public_url.scheme() == "https")?,
+            public_url,
+            trust_proxy: parsed("TOLLGATE_TRUST_PROXY", false)?,
+            content_dir: var("TOLLGATE_CONTENT_DIR").unwrap_or_else(|| "content".into()).into(),
+            site_root: var("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
+            smtp,
+            support_contact: var("TOLLGATE_SUPPORT").unwrap_or_else(|| "support@example.com".into()),
+            session_idle_days: parsed("TOLLGATE_SESSION_IDLE_DAYS", 14)?,
+        })
+    }
+
+    /// A configuration for tests: no SMTP, fixed addresses, proxy headers
+    /// trusted so tests can speak for several client addresses.
+    pub fn for_tests() -> Self {
+        Config {
+            database_url: None,
+            db_pool_size: 5,
+            data_dir: ".tollgate-test".into(),
+            embedded_pg_port: 54329,
+            listen_addr: "127.0.0.1:3000".parse().expect("literal address"),
+            public_url: "http://portal.test".parse().expect("literal url"),
+            secure_cookies: false,
+            trust_proxy: true,
+            content_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/content").into(),
+            site_root: "target/site".into(),
+            smtp: None,
+            support_contact: "support@example.com".into(),
+            session_idle_days: 14,
+        }
+    }
+
+    /// An absolute URL on the portal for `path` (which starts with '/').
+    pub fn url(&self, path: &str) -> String {
+        let base = self.public_url.as_str().trim_end_matches('/');
+        format!("{base}{path}")
+    }
+}

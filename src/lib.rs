@@ -1,0 +1,24 @@
+//! Tollgate: a self-hostable developer portal with billing self-service, and
+//! the metered API gateway behind it.
+//!
+//! This crate is the server and the domain. The UI lives in the `app` crate
+//! and reaches this one only through `app::backend::PortalBackend`, which
+//! [`portal_backend`] implements.
+
+pub mod accounts; // users, passwords, sessions, sign-in throttling, organizations
+pub mod audit; // the append-only audit log
+pub mod billing; // plans and subscriptions
+pub mod cli; // command-line subcommands
+pub mod clock; // the injectable clock
+pub mod config; // configuration from environment variables
+pub mod crypto; // random tokens, hashing, constant-time comparison
+pub mod db; // pool, migrations, the embedded PostgreSQL
+pub mod demo; // demo data for the run command
+pub mod docs; // markdown documentation from content/
+pub mod email; // the outbox and the SMTP sender
+pub mod http; // request ids, the anti-forgery guard, health endpoints
+pub mod jobs; // background jobs and the shutdown signal
+pub mod portal_backend; // the port the UI calls
+pub mod startup; // router assembly and serving
+pub mod state; // shared application state
+pub mod telemetry; // tracing set-up

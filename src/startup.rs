@@ -1,0 +1,103 @@
+//! Assembles the router in one readable place and serves it.
+
+use crate::accounts::sessions::PgSessionStore;
+use crate::http::{guard, health, request_id};
+use crate::jobs::Shutdown;
+use crate::portal_backend::Portal;
+use crate::state::AppState;
+use app::backend::Backend;
+use app::{shell, App};
+use axum::Router;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::sync::Arc;
+use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+pub const SESSION_COOKIE: &str = "tollgate_session";
+
+pub fn router(state: AppState) -> Router {
+    let backend: Backend = Arc::new(Portal::new(state.clone()));
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+
+    let sessions = SessionManagerLayer::new(PgSessionStore::new(state.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(state.config.session_idle_days)));
+
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+    });
+
+    Router::new()
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(backend.clone()),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::same_origin))
+        .layer(sessions)
+        .merge(health::router())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id::HEADER.clone(), request_id::MakeId))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(request_id::HEADER.clone())),
+        )
+        .with_state(state)
+}
+
+/// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let shutdown = Shutdown::default();
+    let jobs = crate::jobs::spawn_all(&state, &shutdown);
+    let addr = state.config.listen_addr;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, public_url = %state.config.public_url, "Tollgate is listening");
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing requests in flight");
+            shutdown.trigger();
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+    for job in jobs {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), job).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

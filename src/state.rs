@@ -1,0 +1,42 @@
+//! The state every handler and the portal backend share.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+impl AppState {
+    pub fn new(db: PgPool, config: Config, clock: Clock) -> Self {
+        let leptos_options = LeptosOptions::builder()
+            .output_name("tollgate")
+            .site_root(config.site_root.clone())
+            .site_addr(config.listen_addr)
+            .env(match std::env::var("LEPTOS_ENV").as_deref() {
+                Ok("DEV") => leptos::config::Env::DEV,
+                _ => leptos::config::Env::PROD,
+            })
+            .build();
+        Self {
+            db,
+            config: Arc::new(config),
+            clock,
+            leptos_options,
+        }
+    }
+}
