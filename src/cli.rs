@@ -100,7 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow::Result<()> {
+pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow::Result<()> {
     let email = Email::parse(email).map_err(anyhow::Error::msg)?;
     let now = Clock::System.now();
     if let Some(user) = users::by_email(db, &email).await? {

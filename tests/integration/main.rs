@@ -1,0 +1,9 @@
+//! Integration tests: the real router and a fresh PostgreSQL database per
+//! test (`#[sqlx::test]`), over HTTP requests a browser would send.
+
+mod accounts;
+mod helpers;
+mod organizations;
+mod pages;
+mod sessions;
+mod throttling;

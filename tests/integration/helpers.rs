@@ -1,0 +1,207 @@
+//! `TestApp`: the real router on a fresh `#[sqlx::test]` database, driven
+//! with `tower::ServiceExt::oneshot`, with a cookie jar like a browser's.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use time::macros::datetime;
+use tollgate::clock::Clock;
+use tollgate::config::Config;
+use tollgate::state::AppState;
+use tower::ServiceExt;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub db: PgPool,
+    pub clock: Clock,
+    pub router: Router,
+    pub cookies: BTreeMap<String, String>,
+    /// Sent as X-Forwarded-For (the test config trusts the proxy header).
+    pub ip: String,
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl TestResponse {
+    pub fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+}
+
+impl TestApp {
+    pub async fn new(db: PgPool) -> Self {
+        Self::with_config(db, Config::for_tests()).await
+    }
+
+    pub async fn with_config(db: PgPool, config: Config) -> Self {
+        tollgate::billing::plans::ensure_defaults(&db).await.unwrap();
+        let clock = Clock::manual(datetime!(2026-11-21 12:00 UTC));
+        let router = tollgate::startup::router(AppState::new(db.clone(), config, clock.clone()));
+        Self {
+            db,
+            clock,
+            router,
+            cookies: BTreeMap::new(),
+            ip: "203.0.113.7".into(),
+        }
+    }
+
+    /// The same database and cookies behind a freshly built router, as after
+    /// a restart of the server.
+    pub fn restarted(&self) -> Self {
+        let router = tollgate::startup::router(AppState::new(self.db.clone(), Config::for_tests(), self.clock.clone()));
+        Self {
+            db: self.db.clone(),
+            clock: self.clock.clone(),
+            router,
+            cookies: self.cookies.clone(),
+            ip: self.ip.clone(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    pub async fn send(&mut self, req: Request<Body>) -> TestResponse {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        for c in headers.get_all(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let pair = c.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            let expired = c.to_ascii_lowercase().contains("max-age=0");
+            if expired || value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        TestResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> TestResponse {
+        let req = Request::get(path)
+            .header(header::ACCEPT, "text/html")
+            .header(header::COOKIE, self.cookie_header())
+            .header("x-forwarded-for", self.ip.clone())
+            .body(Body::empty())
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Posts a form as a browser does from a page of the portal.
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> TestResponse {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let req = Request::post(path)
+            .header(header::ACCEPT, "text/html")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, "http://portal.test")
+            .header(header::REFERER, "http://portal.test/")
+            .header(header::COOKIE, self.cookie_header())
+            .header("x-forwarded-for", self.ip.clone())
+            .body(Body::from(body))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// The anti-forgery token of this browser's session (loads a page).
+    pub async fn csrf(&mut self) -> String {
+        let page = self.get("/password/forgot").await;
+        extract_csrf(&page.body)
+    }
+
+    pub async fn sign_up(&mut self, name: &str, email: &str, password: &str) -> TestResponse {
+        let csrf = self.csrf().await;
+        self.post_form(
+            "/api/sign_up",
+            &[("csrf", &csrf), ("display_name", name), ("email", email), ("password", password), ("organization", "")],
+        )
+        .await
+    }
+
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> TestResponse {
+        let csrf = self.csrf().await;
+        self.post_form("/api/sign_in", &[("csrf", &csrf), ("email", email), ("password", password)]).await
+    }
+
+    pub async fn sign_out(&mut self) -> TestResponse {
+        let csrf = self.csrf().await;
+        self.post_form("/api/sign_out", &[("csrf", &csrf)]).await
+    }
+
+    /// A second browser on the same server and database.
+    pub fn other_browser(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            clock: self.clock.clone(),
+            router: self.router.clone(),
+            cookies: BTreeMap::new(),
+            ip: "198.51.100.20".into(),
+        }
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookies.get(tollgate::startup::SESSION_COOKIE).cloned()
+    }
+
+    /// The display name in the header when signed in, else None.
+    pub async fn signed_in_as(&mut self) -> Option<String> {
+        let page = self.get("/").await;
+        let start = page.body.find("class=\"nav-user\"")?;
+        let rest = &page.body[start..];
+        let open = rest.find('>')? + 1;
+        let close = rest[open..].find('<')?;
+        Some(rest[open..open + close].to_string())
+    }
+}
+
+pub fn extract_csrf(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).unwrap_or_else(|| panic!("no csrf field in page: {html}")) + marker.len();
+    let end = html[start..].find('"').unwrap();
+    html[start..start + end].to_string()
+}
+
+/// The newest email in the outbox to `to`: (subject, body).
+pub async fn last_email(db: &PgPool, to: &str) -> Option<(String, String)> {
+    sqlx::query_as("SELECT subject, body_text FROM email_outbox WHERE to_address = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
+        .bind(to)
+        .fetch_optional(db)
+        .await
+        .unwrap()
+}
+
+/// The path of the first link to this portal in an email body.
+pub fn link_path(body: &str) -> String {
+    let start = body.find("http://portal.test").expect("a portal link");
+    let link = body[start..].split_whitespace().next().unwrap();
+    link.trim_start_matches("http://portal.test").to_string()
+}
+
+pub fn decode_html(s: &str) -> String {
+    s.replace("&#x27;", "'").replace("&quot;", "\"").replace("&amp;", "&").replace("&#39;", "'")
+}

@@ -1,0 +1,83 @@
+use crate::helpers::*;
+use axum::http::StatusCode;
+use sqlx::PgPool;
+
+#[sqlx::test]
+async fn health_and_readiness(db: PgPool) {
+    let mut app = TestApp::new(db.clone()).await;
+    let alive = app.get("/healthz").await;
+    assert_eq!(alive.status, StatusCode::OK);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert!(ready.body.contains("\"database\":\"ok\""));
+    db.close().await;
+    let down = app.get("/readyz").await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[sqlx::test]
+async fn every_response_carries_a_request_id(db: PgPool) {
+    let mut app = TestApp::new(db).await;
+    for path in ["/", "/healthz", "/nope"] {
+        let res = app.get(path).await;
+        let id = res.headers.get("request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(id.starts_with("req_") && id.len() == 36, "{path}: {id:?}");
+    }
+}
+
+#[sqlx::test]
+async fn unknown_pages_get_a_friendly_404(db: PgPool) {
+    let mut app = TestApp::new(db).await;
+    let res = app.get("/no/such/page").await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert!(res.body.contains("Page not found"));
+    assert!(res.body.contains("href=\"/docs\""), "the shell's navigation is there");
+    assert_eq!(app.get("/docs/no-such-doc").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/docs/..%2Fsecret").await.status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test]
+async fn pages_render_complete_on_the_server(db: PgPool) {
+    let mut app = TestApp::new(db).await;
+    let home = app.get("/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    for link in ["/docs", "/explorer", "/account", "/billing", "/login", "/signup"] {
+        assert!(home.body.contains(&format!("href=\"{link}\"")), "nav link {link}");
+    }
+    let quickstart = app.get("/docs/quickstart").await;
+    assert_eq!(quickstart.status, StatusCode::OK);
+    assert!(quickstart.body.contains("<h1>Quickstart</h1>"));
+    assert!(quickstart.body.contains("<table>"));
+    let plans = app.get("/billing/plans").await;
+    for plan in ["Free", "Pro", "Enterprise", "$29.00", "$499.00"] {
+        assert!(plans.body.contains(plan), "{plan}");
+    }
+}
+
+#[sqlx::test]
+async fn signed_in_pages_send_visitors_to_sign_in(db: PgPool) {
+    let mut app = TestApp::new(db).await;
+    for path in ["/account", "/account/members", "/billing", "/admin"] {
+        let res = app.get(path).await;
+        assert_eq!(res.status, StatusCode::FOUND, "{path}");
+        assert!(res.location().starts_with("/login?return_to="), "{path}: {}", res.location());
+    }
+}
+
+#[sqlx::test]
+async fn demo_data_seeds_plans_an_admin_and_a_customer(db: PgPool) {
+    let now = time::OffsetDateTime::now_utc();
+    tollgate::demo::seed(&db, now).await.unwrap();
+    tollgate::demo::seed(&db, now).await.unwrap(); // idempotent
+    let (plans, users, admins): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM plans), (SELECT count(*) FROM users), (SELECT count(*) FROM users WHERE is_platform_admin)",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((plans, users, admins), (3, 2, 1));
+    let mut app = TestApp::new(db).await;
+    let res = app.sign_in(tollgate::demo::CUSTOMER_EMAIL, tollgate::demo::CUSTOMER_PASSWORD).await;
+    assert_eq!(res.location(), "/account");
+    assert!(app.get("/account").await.body.contains("Demo Co"));
+}
