@@ -51,6 +51,9 @@ pub enum DbAction {
     AdminUrl,
     /// Stop it.
     Stop,
+    /// Drop and re-create database NAME on the server of DATABASE_URL (else the
+    /// embedded one), then print its URL. Used for the browser tests.
+    Fresh { name: String },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -94,6 +97,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", pg.admin_url());
                 }
                 DbAction::Stop => pg.stop()?,
+                DbAction::Fresh { name } => {
+                    let base = match &config.database_url {
+                        Some(url) => url.clone(),
+                        None => {
+                            pg.ensure_running().await?;
+                            pg.admin_url()
+                        }
+                    };
+                    println!("{}", crate::db::recreate(&base, &name).await?);
+                }
             }
             Ok(())
         }

@@ -51,6 +51,12 @@ pub fn App() -> impl IntoView {
         |_| async { server_fns::get_viewer().await.unwrap_or_default() },
     );
     provide_context(viewer);
+    // Marks the page once the wasm bundle has taken over (tests wait on it).
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
 
     // Async rendering: each page is sent complete, so it reads without
     // JavaScript and its status code (404, 403, redirects) is exact.

@@ -41,3 +41,18 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .await
         .context("database migration failed; the server will not start on a partly migrated schema")
 }
+
+/// Drops database `name` if it exists and creates it empty, on the server of
+/// `base_url`; returns the new database's URL.
+pub async fn recreate(base_url: &str, name: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        anyhow::bail!("a database name is lowercase letters, digits and '_'");
+    }
+    let mut url = url::Url::parse(base_url).context("not a database URL")?;
+    let mut conn = sqlx::PgConnection::connect(base_url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}

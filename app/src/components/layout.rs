@@ -10,7 +10,7 @@ pub fn Layout(children: Children) -> impl IntoView {
     view! {
         <header class="site-header">
             <a class="brand" href="/">
-                <span class="brand-mark" aria-hidden="true">"⛩"</span>
+                <img class="brand-mark" src="/favicon.svg" alt="" width="22" height="22"/>
                 " Tollgate"
             </a>
             <input type="checkbox" id="nav-toggle" class="nav-toggle"/>
