@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use std::io::BufRead;
 
 #[derive(Parser, Debug)]
-#[command(name = "tollgate", version, about = "Developer portal and metered API gateway")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Developer portal and metered API gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -89,7 +93,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Db { action } => {
-            let pg = crate::db::embedded::EmbeddedPg::new(&config.data_dir, config.embedded_pg_port)?;
+            let pg =
+                crate::db::embedded::EmbeddedPg::new(&config.data_dir, config.embedded_pg_port)?;
             match action {
                 DbAction::Url => println!("{}", pg.ensure_running().await?),
                 DbAction::AdminUrl => {
@@ -130,7 +135,10 @@ pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow:
         Err(_) => {
             eprintln!("Password for {email} (one line on standard input):");
             let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).context("reading the password")?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password")?;
             line.trim_end_matches(['\r', '\n']).to_string()
         }
     };
@@ -141,7 +149,15 @@ pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow:
     let hash = password::hash(password.expose().to_string()).await?;
     let mut conn = db.acquire().await?;
     let id = users::insert(&mut conn, &email, name, &hash, true, now).await?;
-    crate::audit::record(&mut conn, now, None, None, "admin.created", serde_json::json!({"user_id": id})).await?;
+    crate::audit::record(
+        &mut conn,
+        now,
+        None,
+        None,
+        "admin.created",
+        serde_json::json!({"user_id": id}),
+    )
+    .await?;
     println!("created platform admin {email}");
     Ok(())
 }

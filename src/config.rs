@@ -85,12 +85,15 @@ where
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let listen_addr: SocketAddr = match var("TOLLGATE_ADDR").or_else(|| var("LEPTOS_SITE_ADDR")) {
+        let listen_addr: SocketAddr = match var("TOLLGATE_ADDR").or_else(|| var("LEPTOS_SITE_ADDR"))
+        {
             None => "127.0.0.1:3000".parse().expect("literal address"),
-            Some(v) => v.parse().map_err(|e: std::net::AddrParseError| ConfigError {
-                name: "TOLLGATE_ADDR",
-                message: e.to_string(),
-            })?,
+            Some(v) => v
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError {
+                    name: "TOLLGATE_ADDR",
+                    message: e.to_string(),
+                })?,
         };
         let default_public = format!("http://{listen_addr}");
         let public_url: Url = var("TOLLGATE_PUBLIC_URL")
@@ -110,16 +113,21 @@ impl Config {
         Ok(Config {
             database_url: var("DATABASE_URL"),
             db_pool_size: parsed("TOLLGATE_DB_POOL_SIZE", 20)?,
-            data_dir: var("TOLLGATE_DATA_DIR").unwrap_or_else(|| ".tollgate".into()).into(),
+            data_dir: var("TOLLGATE_DATA_DIR")
+                .unwrap_or_else(|| ".tollgate".into())
+                .into(),
             embedded_pg_port: parsed("TOLLGATE_PG_PORT", 54329)?,
             listen_addr,
             secure_cookies: parsed("TOLLGATE_SECURE_COOKIES", public_url.scheme() == "https")?,
             public_url,
             trust_proxy: parsed("TOLLGATE_TRUST_PROXY", false)?,
-            content_dir: var("TOLLGATE_CONTENT_DIR").unwrap_or_else(|| "content".into()).into(),
+            content_dir: var("TOLLGATE_CONTENT_DIR")
+                .unwrap_or_else(|| "content".into())
+                .into(),
             site_root: var("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             smtp,
-            support_contact: var("TOLLGATE_SUPPORT").unwrap_or_else(|| "support@example.com".into()),
+            support_contact: var("TOLLGATE_SUPPORT")
+                .unwrap_or_else(|| "support@example.com".into()),
             session_idle_days: parsed("TOLLGATE_SESSION_IDLE_DAYS", 14)?,
         })
     }

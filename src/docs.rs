@@ -19,7 +19,10 @@ pub fn valid_slug(slug: &str) -> bool {
     !slug.is_empty()
         && slug.len() <= 120
         && slug.split('/').all(|part| {
-            !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         })
 }
 
@@ -45,7 +48,9 @@ pub async fn load(content_dir: &Path, slug: &str) -> Option<Doc> {
     if !valid_slug(slug) {
         return None;
     }
-    let markdown = tokio::fs::read_to_string(content_dir.join(format!("{slug}.md"))).await.ok()?;
+    let markdown = tokio::fs::read_to_string(content_dir.join(format!("{slug}.md")))
+        .await
+        .ok()?;
     Some(Doc {
         slug: slug.to_string(),
         title: title_of(&markdown, slug),
@@ -55,9 +60,15 @@ pub async fn load(content_dir: &Path, slug: &str) -> Option<Doc> {
 
 /// (slug, title) of the pages in `nav.txt`, in order.
 pub async fn nav(content_dir: &Path) -> Vec<(String, String)> {
-    let list = tokio::fs::read_to_string(content_dir.join("nav.txt")).await.unwrap_or_default();
+    let list = tokio::fs::read_to_string(content_dir.join("nav.txt"))
+        .await
+        .unwrap_or_default();
     let mut out = Vec::new();
-    for slug in list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for slug in list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         if let Some(doc) = load(content_dir, slug).await {
             out.push((doc.slug, doc.title));
         }
@@ -73,7 +84,15 @@ mod tests {
     fn slugs_cannot_escape_the_content_directory() {
         assert!(valid_slug("quickstart"));
         assert!(valid_slug("errors/insufficient_credits"));
-        for bad in ["", "../secret", "a//b", "/etc/passwd", "Quickstart", "a/../b", "x.md"] {
+        for bad in [
+            "",
+            "../secret",
+            "a//b",
+            "/etc/passwd",
+            "Quickstart",
+            "a/../b",
+            "x.md",
+        ] {
             assert!(!valid_slug(bad), "{bad}");
         }
     }

@@ -45,9 +45,15 @@ impl Shutdown {
 pub fn spawn_all(state: &AppState, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(housekeeping(state.clone(), shutdown.clone()))];
     if let Some(smtp) = state.config.smtp.clone() {
-        handles.push(tokio::spawn(crate::email::run_sender(state.db.clone(), smtp, shutdown.clone())));
+        handles.push(tokio::spawn(crate::email::run_sender(
+            state.db.clone(),
+            smtp,
+            shutdown.clone(),
+        )));
     } else {
-        tracing::info!("SMTP is not configured: emails stay in the outbox for admins to read at /admin/outbox");
+        tracing::info!(
+            "SMTP is not configured: emails stay in the outbox for admins to read at /admin/outbox"
+        );
     }
     handles
 }

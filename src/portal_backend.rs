@@ -44,7 +44,10 @@ fn date_time(t: OffsetDateTime) -> String {
 /// Only same-site paths are followed after sign-in, never another host.
 fn safe_return_to(target: Option<&str>) -> Option<String> {
     let t = target?.trim();
-    let ok = t.starts_with('/') && !t.starts_with("//") && !t.contains('\\') && !t.chars().any(char::is_control);
+    let ok = t.starts_with('/')
+        && !t.starts_with("//")
+        && !t.contains('\\')
+        && !t.chars().any(char::is_control);
     ok.then(|| t.to_string())
 }
 
@@ -92,7 +95,11 @@ impl Portal {
 
     /// The user's membership in the organization the session shows, falling
     /// back to their first one (for example after being removed from it).
-    async fn membership(&self, session: &Session, user: Uuid) -> Result<Option<Membership>, sqlx::Error> {
+    async fn membership(
+        &self,
+        session: &Session,
+        user: Uuid,
+    ) -> Result<Option<Membership>, sqlx::Error> {
         if let Some(org) = sessions::get::<Uuid>(session, ORG_ID).await {
             if let Some(m) = organizations::membership(&self.state.db, org, user).await? {
                 return Ok(Some(m));
@@ -113,7 +120,10 @@ impl Portal {
             .await
             .map_err(|e| self.internal(req, e))?
             .ok_or(AppError::NotSignedIn)?;
-        let membership = self.membership(&session, user_id).await.map_err(|e| self.internal(req, e))?;
+        let membership = self
+            .membership(&session, user_id)
+            .await
+            .map_err(|e| self.internal(req, e))?;
         Ok(Actor { user, membership })
     }
 
@@ -143,18 +153,34 @@ impl Portal {
 
     /// Leaves the error and the values typed for the form, and sends the
     /// browser back to it.
-    async fn fail(&self, req: &Parts, session: &Session, form: &str, err: AccountsError, values: &[(&str, &str)], back: String) -> String {
+    async fn fail(
+        &self,
+        req: &Parts,
+        session: &Session,
+        form: &str,
+        err: AccountsError,
+        values: &[(&str, &str)],
+        back: String,
+    ) -> String {
         let mut flash = Flash {
             form: form.to_string(),
-            values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         };
         match err {
             AccountsError::Invalid(fields) => {
-                flash.field_errors = fields.into_iter().map(|(f, m)| (f.to_string(), m)).collect();
+                flash.field_errors = fields
+                    .into_iter()
+                    .map(|(f, m)| (f.to_string(), m))
+                    .collect();
                 flash.error = Some("Please correct the highlighted fields.".into());
             }
-            AccountsError::InvalidCredentials => flash.error = Some("Wrong email or password.".into()),
+            AccountsError::InvalidCredentials => {
+                flash.error = Some("Wrong email or password.".into())
+            }
             AccountsError::Throttled { retry_after_secs } => {
                 let minutes = (retry_after_secs + 59) / 60;
                 flash.error = Some(format!(
@@ -163,13 +189,21 @@ impl Portal {
                 ));
             }
             AccountsError::InvalidToken => {
-                flash.error = Some("This link is invalid, already used, or expired. Ask for a new one.".into())
+                flash.error = Some(
+                    "This link is invalid, already used, or expired. Ask for a new one.".into(),
+                )
             }
             AccountsError::Forbidden(why) => flash.error = Some(sentence(why)),
-            AccountsError::NotFound => flash.error = Some("That member or invitation no longer exists.".into()),
+            AccountsError::NotFound => {
+                flash.error = Some("That member or invitation no longer exists.".into())
+            }
             e @ (AccountsError::Db(_) | AccountsError::Hashing(_)) => {
-                let AppError::Internal { request_id } = self.internal(req, e) else { unreachable!() };
-                flash.error = Some(format!("Something went wrong on our side (request {request_id}). Please try again."));
+                let AppError::Internal { request_id } = self.internal(req, e) else {
+                    unreachable!()
+                };
+                flash.error = Some(format!(
+                    "Something went wrong on our side (request {request_id}). Please try again."
+                ));
             }
         }
         self.set_flash(session, flash).await;
@@ -181,11 +215,20 @@ impl Portal {
         sessions::csrf_matches(session, token).await
     }
 
-    async fn csrf_failed(&self, session: &Session, form: &str, values: &[(&str, &str)], back: String) -> String {
+    async fn csrf_failed(
+        &self,
+        session: &Session,
+        form: &str,
+        values: &[(&str, &str)],
+        back: String,
+    ) -> String {
         let flash = Flash {
             form: form.to_string(),
             error: Some("This form expired. Please send it again.".into()),
-            values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         };
         self.set_flash(session, flash).await;
@@ -193,7 +236,12 @@ impl Portal {
     }
 
     /// Resolves the actor of a member-management form, or says where to go.
-    async fn member_form_actor(&self, req: &Parts, session: &Session, csrf: &str) -> Result<(Actor, Membership), String> {
+    async fn member_form_actor(
+        &self,
+        req: &Parts,
+        session: &Session,
+        csrf: &str,
+    ) -> Result<(Actor, Membership), String> {
         let back = "/account/members".to_string();
         if !self.csrf_ok(session, csrf).await {
             return Err(self.csrf_failed(session, "members", &[], back).await);
@@ -207,8 +255,16 @@ impl Portal {
         }
     }
 
-    async fn establish(&self, req: &Parts, session: &Session, user: Uuid, org: Option<Uuid>) -> Result<(), AppError> {
-        sessions::establish(session, user, org).await.map_err(|e| self.internal(req, e))
+    async fn establish(
+        &self,
+        req: &Parts,
+        session: &Session,
+        user: Uuid,
+        org: Option<Uuid>,
+    ) -> Result<(), AppError> {
+        sessions::establish(session, user, org)
+            .await
+            .map_err(|e| self.internal(req, e))
     }
 }
 
@@ -216,7 +272,9 @@ impl Portal {
 impl PortalBackend for Portal {
     async fn viewer(&self, req: &Parts, take_flash: bool) -> Result<Viewer, AppError> {
         let session = self.session(req)?;
-        let csrf = sessions::csrf_token(&session).await.map_err(|e| self.internal(req, e))?;
+        let csrf = sessions::csrf_token(&session)
+            .await
+            .map_err(|e| self.internal(req, e))?;
         let flash = if take_flash {
             session.remove::<Flash>(FLASH).await.ok().flatten()
         } else {
@@ -240,9 +298,14 @@ impl PortalBackend for Portal {
     }
 
     async fn sign_up(&self, req: &Parts, form: SignUpForm) -> String {
-        let Ok(session) = self.session(req) else { return "/signup".into() };
+        let Ok(session) = self.session(req) else {
+            return "/signup".into();
+        };
         let back = match &form.invitation {
-            Some(t) => format!("/signup?invitation={}", app::components::encode_component(t)),
+            Some(t) => format!(
+                "/signup?invitation={}",
+                app::components::encode_component(t)
+            ),
             None => "/signup".to_string(),
         };
         let values = [
@@ -262,10 +325,15 @@ impl PortalBackend for Portal {
         };
         match signin::sign_up(&self.state.db, input, self.now()).await {
             Ok(s) => {
-                if self.establish(req, &session, s.user_id, s.org_id).await.is_err() {
+                if self
+                    .establish(req, &session, s.user_id, s.org_id)
+                    .await
+                    .is_err()
+                {
                     return "/login".into();
                 }
-                self.notice(&session, "", "Welcome to Tollgate! Your account is ready.").await;
+                self.notice(&session, "", "Welcome to Tollgate! Your account is ready.")
+                    .await;
                 "/account".into()
             }
             Err(e) => self.fail(req, &session, "signup", e, &values, back).await,
@@ -273,7 +341,9 @@ impl PortalBackend for Portal {
     }
 
     async fn sign_in(&self, req: &Parts, form: SignInForm) -> String {
-        let Ok(session) = self.session(req) else { return "/login".into() };
+        let Ok(session) = self.session(req) else {
+            return "/login".into();
+        };
         let return_to = safe_return_to(form.return_to.as_deref());
         let back = match &return_to {
             Some(r) => format!("/login?return_to={}", app::components::encode_component(r)),
@@ -286,7 +356,11 @@ impl PortalBackend for Portal {
         let ip = crate::http::client_ip(req, self.state.config.trust_proxy);
         match signin::sign_in(&self.state.db, &form.email, form.password, &ip, self.now()).await {
             Ok(s) => {
-                if self.establish(req, &session, s.user_id, s.org_id).await.is_err() {
+                if self
+                    .establish(req, &session, s.user_id, s.org_id)
+                    .await
+                    .is_err()
+                {
                     return back;
                 }
                 return_to.unwrap_or_else(|| "/account".into())
@@ -296,7 +370,9 @@ impl PortalBackend for Portal {
     }
 
     async fn sign_out(&self, req: &Parts, csrf: String) -> String {
-        let Ok(session) = self.session(req) else { return "/".into() };
+        let Ok(session) = self.session(req) else {
+            return "/".into();
+        };
         if !self.csrf_ok(&session, &csrf).await {
             return self.csrf_failed(&session, "", &[], "/account".into()).await;
         }
@@ -308,11 +384,15 @@ impl PortalBackend for Portal {
     }
 
     async fn request_password_reset(&self, req: &Parts, csrf: String, email: String) -> String {
-        let Ok(session) = self.session(req) else { return "/password/forgot".into() };
+        let Ok(session) = self.session(req) else {
+            return "/password/forgot".into();
+        };
         let back = "/password/forgot".to_string();
         let values = [("email", email.as_str())];
         if !self.csrf_ok(&session, &csrf).await {
-            return self.csrf_failed(&session, "password_forgot", &values, back).await;
+            return self
+                .csrf_failed(&session, "password_forgot", &values, back)
+                .await;
         }
         match reset::request(&self.state.db, &self.state.config, &email, self.now()).await {
             Ok(()) => {
@@ -320,26 +400,47 @@ impl PortalBackend for Portal {
                 self.notice(&session, "password_forgot", text).await;
                 back
             }
-            Err(e) => self.fail(req, &session, "password_forgot", e, &values, back).await,
+            Err(e) => {
+                self.fail(req, &session, "password_forgot", e, &values, back)
+                    .await
+            }
         }
     }
 
     async fn reset_password(&self, req: &Parts, form: ResetPasswordForm) -> String {
-        let Ok(session) = self.session(req) else { return "/password/forgot".into() };
-        let back = format!("/password/reset?token={}", app::components::encode_component(&form.token));
+        let Ok(session) = self.session(req) else {
+            return "/password/forgot".into();
+        };
+        let back = format!(
+            "/password/reset?token={}",
+            app::components::encode_component(&form.token)
+        );
         if !self.csrf_ok(&session, &form.csrf).await {
-            return self.csrf_failed(&session, "password_reset", &[], back).await;
+            return self
+                .csrf_failed(&session, "password_reset", &[], back)
+                .await;
         }
         match reset::reset(&self.state.db, &form.token, form.password, self.now()).await {
             Ok(user) => {
-                let org = organizations::default_for_user(&self.state.db, user).await.ok().flatten();
+                let org = organizations::default_for_user(&self.state.db, user)
+                    .await
+                    .ok()
+                    .flatten();
                 if self.establish(req, &session, user, org).await.is_err() {
                     return "/login".into();
                 }
-                self.notice(&session, "", "Your password was changed, and every other session was signed out.").await;
+                self.notice(
+                    &session,
+                    "",
+                    "Your password was changed, and every other session was signed out.",
+                )
+                .await;
                 "/account".into()
             }
-            Err(e) => self.fail(req, &session, "password_reset", e, &[], back).await,
+            Err(e) => {
+                self.fail(req, &session, "password_reset", e, &[], back)
+                    .await
+            }
         }
     }
 
@@ -348,9 +449,13 @@ impl PortalBackend for Portal {
         let m = actor.org()?;
         let role = m.role();
         let now = self.now();
-        let members = organizations::members(&self.state.db, m.org_id).await.map_err(|e| self.internal(req, e))?;
+        let members = organizations::members(&self.state.db, m.org_id)
+            .await
+            .map_err(|e| self.internal(req, e))?;
         let invitations = if role.manages_members() {
-            invitations::list_open(&self.state.db, m.org_id, now).await.map_err(|e| self.internal(req, e))?
+            invitations::list_open(&self.state.db, m.org_id, now)
+                .await
+                .map_err(|e| self.internal(req, e))?
         } else {
             Vec::new()
         };
@@ -383,7 +488,9 @@ impl PortalBackend for Portal {
     }
 
     async fn invite_member(&self, req: &Parts, form: InviteForm) -> String {
-        let Ok(session) = self.session(req) else { return "/account/members".into() };
+        let Ok(session) = self.session(req) else {
+            return "/account/members".into();
+        };
         let (actor, m) = match self.member_form_actor(req, &session, &form.csrf).await {
             Ok(a) => a,
             Err(to) => return to,
@@ -401,25 +508,49 @@ impl PortalBackend for Portal {
         .await;
         match result {
             Ok(()) => {
-                self.notice(&session, "members", format!("Invitation sent to {}.", form.email.trim())).await;
+                self.notice(
+                    &session,
+                    "members",
+                    format!("Invitation sent to {}.", form.email.trim()),
+                )
+                .await;
                 "/account/members".into()
             }
             Err(e) => {
                 let values = [("email", form.email.as_str())];
-                self.fail(req, &session, "members", e, &values, "/account/members".into()).await
+                self.fail(
+                    req,
+                    &session,
+                    "members",
+                    e,
+                    &values,
+                    "/account/members".into(),
+                )
+                .await
             }
         }
     }
 
     async fn change_member_role(&self, req: &Parts, form: MemberRoleForm) -> String {
-        let Ok(session) = self.session(req) else { return "/account/members".into() };
+        let Ok(session) = self.session(req) else {
+            return "/account/members".into();
+        };
         let (actor, m) = match self.member_form_actor(req, &session, &form.csrf).await {
             Ok(a) => a,
             Err(to) => return to,
         };
         let result = match (Uuid::parse_str(&form.user_id), Role::parse(&form.role)) {
             (Ok(target), Some(role)) => {
-                organizations::change_role(&self.state.db, m.org_id, actor.user.id, m.role(), target, role, self.now()).await
+                organizations::change_role(
+                    &self.state.db,
+                    m.org_id,
+                    actor.user.id,
+                    m.role(),
+                    target,
+                    role,
+                    self.now(),
+                )
+                .await
             }
             (Err(_), _) => Err(AccountsError::NotFound),
             (_, None) => Err(AccountsError::field("role", "Choose a role.")),
@@ -429,45 +560,84 @@ impl PortalBackend for Portal {
                 self.notice(&session, "members", "Role changed.").await;
                 "/account/members".into()
             }
-            Err(e) => self.fail(req, &session, "members", e, &[], "/account/members".into()).await,
+            Err(e) => {
+                self.fail(req, &session, "members", e, &[], "/account/members".into())
+                    .await
+            }
         }
     }
 
     async fn remove_member(&self, req: &Parts, csrf: String, user_id: String) -> String {
-        let Ok(session) = self.session(req) else { return "/account/members".into() };
+        let Ok(session) = self.session(req) else {
+            return "/account/members".into();
+        };
         let (actor, m) = match self.member_form_actor(req, &session, &csrf).await {
             Ok(a) => a,
             Err(to) => return to,
         };
         let result = match Uuid::parse_str(&user_id) {
-            Ok(target) => organizations::remove(&self.state.db, m.org_id, actor.user.id, m.role(), target, self.now()).await,
+            Ok(target) => {
+                organizations::remove(
+                    &self.state.db,
+                    m.org_id,
+                    actor.user.id,
+                    m.role(),
+                    target,
+                    self.now(),
+                )
+                .await
+            }
             Err(_) => Err(AccountsError::NotFound),
         };
         match result {
             Ok(()) => {
-                self.notice(&session, "members", "Member removed. Their access ended at once.").await;
+                self.notice(
+                    &session,
+                    "members",
+                    "Member removed. Their access ended at once.",
+                )
+                .await;
                 "/account/members".into()
             }
-            Err(e) => self.fail(req, &session, "members", e, &[], "/account/members".into()).await,
+            Err(e) => {
+                self.fail(req, &session, "members", e, &[], "/account/members".into())
+                    .await
+            }
         }
     }
 
     async fn revoke_invitation(&self, req: &Parts, csrf: String, invitation_id: String) -> String {
-        let Ok(session) = self.session(req) else { return "/account/members".into() };
+        let Ok(session) = self.session(req) else {
+            return "/account/members".into();
+        };
         let (actor, m) = match self.member_form_actor(req, &session, &csrf).await {
             Ok(a) => a,
             Err(to) => return to,
         };
         let result = match Uuid::parse_str(&invitation_id) {
-            Ok(id) => invitations::revoke(&self.state.db, m.org_id, actor.user.id, m.role(), id, self.now()).await,
+            Ok(id) => {
+                invitations::revoke(
+                    &self.state.db,
+                    m.org_id,
+                    actor.user.id,
+                    m.role(),
+                    id,
+                    self.now(),
+                )
+                .await
+            }
             Err(_) => Err(AccountsError::NotFound),
         };
         match result {
             Ok(()) => {
-                self.notice(&session, "members", "Invitation revoked.").await;
+                self.notice(&session, "members", "Invitation revoked.")
+                    .await;
                 "/account/members".into()
             }
-            Err(e) => self.fail(req, &session, "members", e, &[], "/account/members".into()).await,
+            Err(e) => {
+                self.fail(req, &session, "members", e, &[], "/account/members".into())
+                    .await
+            }
         }
     }
 
@@ -479,7 +649,8 @@ impl PortalBackend for Portal {
                 role: i.role,
             }),
             Err(AccountsError::InvalidToken) => Err(AppError::Invalid(
-                "This invitation is invalid, was already used, or has expired. Ask for a new one.".into(),
+                "This invitation is invalid, was already used, or has expired. Ask for a new one."
+                    .into(),
             )),
             Err(e) => {
                 tracing::error!(error = %e, "could not load an invitation");
@@ -491,18 +662,24 @@ impl PortalBackend for Portal {
     }
 
     async fn accept_invitation(&self, req: &Parts, csrf: String, token: String) -> String {
-        let Ok(session) = self.session(req) else { return "/".into() };
+        let Ok(session) = self.session(req) else {
+            return "/".into();
+        };
         let back = format!("/invitations/{}", app::components::encode_component(&token));
         if !self.csrf_ok(&session, &csrf).await {
             return self.csrf_failed(&session, "invitation", &[], back).await;
         }
         let Some(user) = sessions::user_id(&session).await else {
-            return format!("/login?return_to={}", app::components::encode_component(&back));
+            return format!(
+                "/login?return_to={}",
+                app::components::encode_component(&back)
+            );
         };
         match invitations::accept(&self.state.db, &token, user, self.now()).await {
             Ok(org) => {
                 let _ = session.insert(ORG_ID, org).await;
-                self.notice(&session, "", "You joined the organization.").await;
+                self.notice(&session, "", "You joined the organization.")
+                    .await;
                 "/account".into()
             }
             Err(e) => self.fail(req, &session, "invitation", e, &[], back).await,
@@ -510,12 +687,14 @@ impl PortalBackend for Portal {
     }
 
     async fn plans(&self) -> Result<Vec<PlanView>, AppError> {
-        let plans = crate::billing::plans::list_active(&self.state.db).await.map_err(|e| {
-            tracing::error!(error = %e, "could not list plans");
-            AppError::Internal {
-                request_id: "plans".into(),
-            }
-        })?;
+        let plans = crate::billing::plans::list_active(&self.state.db)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not list plans");
+                AppError::Internal {
+                    request_id: "plans".into(),
+                }
+            })?;
         Ok(plans.iter().map(plan_view).collect())
     }
 
@@ -526,7 +705,9 @@ impl PortalBackend for Portal {
             .await
             .map_err(|e| self.internal(req, e))?
             .ok_or_else(|| self.internal(req, "organization without a subscription"))?;
-        let plans = crate::billing::plans::list_active(&self.state.db).await.map_err(|e| self.internal(req, e))?;
+        let plans = crate::billing::plans::list_active(&self.state.db)
+            .await
+            .map_err(|e| self.internal(req, e))?;
         Ok(BillingOverview {
             org_name: m.org_name.clone(),
             plan: plan_view(&current.plan),
@@ -539,14 +720,15 @@ impl PortalBackend for Portal {
 
     async fn admin_overview(&self, req: &Parts) -> Result<AdminOverview, AppError> {
         self.admin(req).await?;
-        let (users, organizations, platform_admins, unsent_emails): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM organizations),
+        let (users, organizations, platform_admins, unsent_emails): (i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM organizations),
                     (SELECT count(*) FROM users WHERE is_platform_admin),
                     (SELECT count(*) FROM email_outbox WHERE sent_at IS NULL)",
-        )
-        .fetch_one(&self.state.db)
-        .await
-        .map_err(|e| self.internal(req, e))?;
+            )
+            .fetch_one(&self.state.db)
+            .await
+            .map_err(|e| self.internal(req, e))?;
         Ok(AdminOverview {
             users,
             organizations,
@@ -557,7 +739,9 @@ impl PortalBackend for Portal {
 
     async fn admin_outbox(&self, req: &Parts) -> Result<Vec<OutboxEntry>, AppError> {
         self.admin(req).await?;
-        let rows = crate::email::recent(&self.state.db, 200).await.map_err(|e| self.internal(req, e))?;
+        let rows = crate::email::recent(&self.state.db, 200)
+            .await
+            .map_err(|e| self.internal(req, e))?;
         Ok(rows
             .into_iter()
             .map(|r| OutboxEntry {
@@ -575,7 +759,9 @@ impl PortalBackend for Portal {
 
     async fn doc_page(&self, slug: String) -> Result<DocPage, AppError> {
         let dir = &self.state.config.content_dir;
-        let doc = crate::docs::load(dir, &slug).await.ok_or(AppError::NotFound)?;
+        let doc = crate::docs::load(dir, &slug)
+            .await
+            .ok_or(AppError::NotFound)?;
         let nav = crate::docs::nav(dir)
             .await
             .into_iter()
@@ -596,7 +782,10 @@ mod tests {
 
     #[test]
     fn return_to_stays_on_this_site() {
-        assert_eq!(safe_return_to(Some("/account/keys?x=1")), Some("/account/keys?x=1".into()));
+        assert_eq!(
+            safe_return_to(Some("/account/keys?x=1")),
+            Some("/account/keys?x=1".into())
+        );
         assert_eq!(safe_return_to(Some("//evil.example")), None);
         assert_eq!(safe_return_to(Some("https://evil.example")), None);
         assert_eq!(safe_return_to(Some("/\\evil.example")), None);

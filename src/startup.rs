@@ -29,7 +29,9 @@ pub fn router(state: AppState) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.config.secure_cookies)
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(state.config.session_idle_days)));
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(
+            state.config.session_idle_days,
+        )));
 
     let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
         let id = req
@@ -48,12 +50,18 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::same_origin,
+        ))
         .layer(sessions)
         .merge(health::router())
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id::HEADER.clone(), request_id::MakeId))
+                .layer(SetRequestIdLayer::new(
+                    request_id::HEADER.clone(),
+                    request_id::MakeId,
+                ))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(request_id::HEADER.clone())),
         )
@@ -76,7 +84,9 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
             shutdown.trigger();
         }
     };
-    axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await?;
     for job in jobs {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), job).await;
     }

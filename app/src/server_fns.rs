@@ -115,11 +115,19 @@ pub async fn get_members() -> Result<MembersPage, AppError> {
 pub async fn invite_member(csrf: String, email: String, role: String) -> Result<(), AppError> {
     use crate::backend::InviteForm;
     let (backend, parts) = ssr::ctx().await?;
-    ssr::go(backend.invite_member(&parts, InviteForm { csrf, email, role }).await)
+    ssr::go(
+        backend
+            .invite_member(&parts, InviteForm { csrf, email, role })
+            .await,
+    )
 }
 
 #[server(endpoint = "member_role")]
-pub async fn change_member_role(csrf: String, user_id: String, role: String) -> Result<(), AppError> {
+pub async fn change_member_role(
+    csrf: String,
+    user_id: String,
+    role: String,
+) -> Result<(), AppError> {
     use crate::backend::MemberRoleForm;
     let (backend, parts) = ssr::ctx().await?;
     let form = MemberRoleForm {

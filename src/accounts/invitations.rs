@@ -32,7 +32,9 @@ pub async fn invite(
     now: OffsetDateTime,
 ) -> Result<(), AccountsError> {
     if !actor_role.manages_members() {
-        return Err(AccountsError::Forbidden("only owners and admins invite members"));
+        return Err(AccountsError::Forbidden(
+            "only owners and admins invite members",
+        ));
     }
     let mut errors = Vec::new();
     let email = Email::parse(email).map_err(|e| errors.push(("email", e)));
@@ -41,7 +43,10 @@ pub async fn invite(
         return Err(AccountsError::Invalid(errors));
     };
     if role == Role::Owner && actor_role != Role::Owner {
-        return Err(AccountsError::field("role", "Only owners can invite owners."));
+        return Err(AccountsError::field(
+            "role",
+            "Only owners can invite owners.",
+        ));
     }
     let already: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
@@ -52,7 +57,10 @@ pub async fn invite(
     .fetch_one(db)
     .await?;
     if already {
-        return Err(AccountsError::field("email", "This person is already a member."));
+        return Err(AccountsError::field(
+            "email",
+            "This person is already a member.",
+        ));
     }
 
     let token = random_token(32);
@@ -96,15 +104,37 @@ pub async fn invite(
          If you did not expect this, ignore this email.\n",
         role = role.as_str()
     );
-    crate::email::enqueue(&mut tx, now, email.as_str(), &format!("Join {org_name} on Tollgate"), &body, "invitation").await?;
-    let details = serde_json::json!({"invitation_id": id, "email": email.as_str(), "role": role.as_str()});
-    crate::audit::record(&mut tx, now, Some(actor), Some(org), "member.invited", details).await?;
+    crate::email::enqueue(
+        &mut tx,
+        now,
+        email.as_str(),
+        &format!("Join {org_name} on Tollgate"),
+        &body,
+        "invitation",
+    )
+    .await?;
+    let details =
+        serde_json::json!({"invitation_id": id, "email": email.as_str(), "role": role.as_str()});
+    crate::audit::record(
+        &mut tx,
+        now,
+        Some(actor),
+        Some(org),
+        "member.invited",
+        details,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// The open, unexpired invitation behind a token.
-async fn open_by_token(conn: &mut PgConnection, token: &str, now: OffsetDateTime, lock: bool) -> Result<Invitation, AccountsError> {
+async fn open_by_token(
+    conn: &mut PgConnection,
+    token: &str,
+    now: OffsetDateTime,
+    lock: bool,
+) -> Result<Invitation, AccountsError> {
     let sql = format!(
         "SELECT i.id, i.org_id, o.name AS org_name, i.email, i.role, i.expires_at
          FROM invitations i JOIN organizations o ON o.id = i.org_id
@@ -119,17 +149,29 @@ async fn open_by_token(conn: &mut PgConnection, token: &str, now: OffsetDateTime
         .ok_or(AccountsError::InvalidToken)
 }
 
-pub async fn preview(db: &PgPool, token: &str, now: OffsetDateTime) -> Result<Invitation, AccountsError> {
+pub async fn preview(
+    db: &PgPool,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Invitation, AccountsError> {
     let mut conn = db.acquire().await?;
     open_by_token(&mut conn, token, now, false).await
 }
 
 /// Accepts inside the caller's transaction; the invitation must be for the
 /// user's own address. Returns the organization joined.
-pub async fn accept_in(conn: &mut PgConnection, token: &str, user: Uuid, user_email: &Email, now: OffsetDateTime) -> Result<Uuid, AccountsError> {
+pub async fn accept_in(
+    conn: &mut PgConnection,
+    token: &str,
+    user: Uuid,
+    user_email: &Email,
+    now: OffsetDateTime,
+) -> Result<Uuid, AccountsError> {
     let inv = open_by_token(conn, token, now, true).await?;
     if inv.email.to_lowercase() != user_email.normalized() {
-        return Err(AccountsError::Forbidden("this invitation was sent to another email address"));
+        return Err(AccountsError::Forbidden(
+            "this invitation was sent to another email address",
+        ));
     }
     let role = Role::parse(&inv.role).unwrap_or(Role::Developer);
     super::organizations::add_member(conn, inv.org_id, user, role, now).await?;
@@ -139,12 +181,27 @@ pub async fn accept_in(conn: &mut PgConnection, token: &str, user: Uuid, user_em
         .execute(&mut *conn)
         .await?;
     let details = serde_json::json!({"invitation_id": inv.id, "role": inv.role});
-    crate::audit::record(conn, now, Some(user), Some(inv.org_id), "member.joined", details).await?;
+    crate::audit::record(
+        conn,
+        now,
+        Some(user),
+        Some(inv.org_id),
+        "member.joined",
+        details,
+    )
+    .await?;
     Ok(inv.org_id)
 }
 
-pub async fn accept(db: &PgPool, token: &str, user: Uuid, now: OffsetDateTime) -> Result<Uuid, AccountsError> {
-    let user_row = super::users::by_id(db, user).await?.ok_or(AccountsError::NotFound)?;
+pub async fn accept(
+    db: &PgPool,
+    token: &str,
+    user: Uuid,
+    now: OffsetDateTime,
+) -> Result<Uuid, AccountsError> {
+    let user_row = super::users::by_id(db, user)
+        .await?
+        .ok_or(AccountsError::NotFound)?;
     let email = Email::parse(&user_row.email).map_err(|_| AccountsError::NotFound)?;
     let mut tx = db.begin().await?;
     let org = accept_in(&mut tx, token, user, &email, now).await?;
@@ -152,7 +209,11 @@ pub async fn accept(db: &PgPool, token: &str, user: Uuid, now: OffsetDateTime) -
     Ok(org)
 }
 
-pub async fn list_open(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Vec<Invitation>, sqlx::Error> {
+pub async fn list_open(
+    db: &PgPool,
+    org: Uuid,
+    now: OffsetDateTime,
+) -> Result<Vec<Invitation>, sqlx::Error> {
     sqlx::query_as(
         "SELECT i.id, i.org_id, o.name AS org_name, i.email, i.role, i.expires_at
          FROM invitations i JOIN organizations o ON o.id = i.org_id
@@ -165,9 +226,18 @@ pub async fn list_open(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Ve
     .await
 }
 
-pub async fn revoke(db: &PgPool, org: Uuid, actor: Uuid, actor_role: Role, id: Uuid, now: OffsetDateTime) -> Result<(), AccountsError> {
+pub async fn revoke(
+    db: &PgPool,
+    org: Uuid,
+    actor: Uuid,
+    actor_role: Role,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), AccountsError> {
     if !actor_role.manages_members() {
-        return Err(AccountsError::Forbidden("only owners and admins manage invitations"));
+        return Err(AccountsError::Forbidden(
+            "only owners and admins manage invitations",
+        ));
     }
     let mut tx = db.begin().await?;
     let r = sqlx::query(
@@ -181,7 +251,15 @@ pub async fn revoke(db: &PgPool, org: Uuid, actor: Uuid, actor_role: Role, id: U
     if r.rows_affected() == 0 {
         return Err(AccountsError::NotFound);
     }
-    crate::audit::record(&mut tx, now, Some(actor), Some(org), "invitation.revoked", serde_json::json!({"invitation_id": id})).await?;
+    crate::audit::record(
+        &mut tx,
+        now,
+        Some(actor),
+        Some(org),
+        "invitation.revoked",
+        serde_json::json!({"invitation_id": id}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -162,8 +162,19 @@ mod tests {
     #[test]
     fn email_parsing() {
         assert!(Email::parse(" Ada@Example.com ").is_ok());
-        assert_eq!(Email::parse("Ada@Example.com").unwrap().normalized(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@.com"] {
+        assert_eq!(
+            Email::parse("Ada@Example.com").unwrap().normalized(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -173,6 +184,9 @@ mod tests {
         assert!(NewPassword::parse("short".into()).is_err());
         assert!(NewPassword::parse("          ".into()).is_err());
         assert!(NewPassword::parse("long enough pass".into()).is_ok());
-        assert_eq!(format!("{:?}", NewPassword::parse("secret-secret".into()).unwrap()), "NewPassword([redacted])");
+        assert_eq!(
+            format!("{:?}", NewPassword::parse("secret-secret".into()).unwrap()),
+            "NewPassword([redacted])"
+        );
     }
 }

@@ -24,18 +24,29 @@ fn slug_of(name: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    slug = slug.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
+    slug = slug
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
     slug.truncate(40);
     if slug.is_empty() {
         slug.push_str("org");
     }
     // A short random suffix keeps slugs unique without a retry loop.
-    let suffix = &crate::crypto::random_token(6).to_lowercase().replace(['-', '_'], "x")[..6];
+    let suffix = &crate::crypto::random_token(6)
+        .to_lowercase()
+        .replace(['-', '_'], "x")[..6];
     format!("{slug}-{suffix}")
 }
 
 /// Creates an organization on the free plan, owned by `owner`.
-pub async fn create_with_owner(conn: &mut PgConnection, name: &str, owner: Uuid, now: OffsetDateTime) -> Result<Uuid, AccountsError> {
+pub async fn create_with_owner(
+    conn: &mut PgConnection,
+    name: &str,
+    owner: Uuid,
+    now: OffsetDateTime,
+) -> Result<Uuid, AccountsError> {
     let id = Uuid::now_v7();
     sqlx::query("INSERT INTO organizations (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
         .bind(id)
@@ -49,7 +60,13 @@ pub async fn create_with_owner(conn: &mut PgConnection, name: &str, owner: Uuid,
     Ok(id)
 }
 
-pub async fn add_member(conn: &mut PgConnection, org: Uuid, user: Uuid, role: Role, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn add_member(
+    conn: &mut PgConnection,
+    org: Uuid,
+    user: Uuid,
+    role: Role,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (org_id, user_id) DO NOTHING",
@@ -65,10 +82,12 @@ pub async fn add_member(conn: &mut PgConnection, org: Uuid, user: Uuid, role: Ro
 
 /// The organization a user lands in: the first one they joined.
 pub async fn default_for_user(db: &PgPool, user: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY created_at, org_id LIMIT 1")
-        .bind(user)
-        .fetch_optional(db)
-        .await
+    sqlx::query_scalar(
+        "SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY created_at, org_id LIMIT 1",
+    )
+    .bind(user)
+    .fetch_optional(db)
+    .await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -85,7 +104,11 @@ impl Membership {
 }
 
 /// The user's membership in `org`, if they still have one.
-pub async fn membership(db: &PgPool, org: Uuid, user: Uuid) -> Result<Option<Membership>, sqlx::Error> {
+pub async fn membership(
+    db: &PgPool,
+    org: Uuid,
+    user: Uuid,
+) -> Result<Option<Membership>, sqlx::Error> {
     sqlx::query_as(
         "SELECT m.org_id, o.name AS org_name, m.role FROM memberships m
          JOIN organizations o ON o.id = m.org_id
@@ -121,35 +144,63 @@ pub async fn members(db: &PgPool, org: Uuid) -> Result<Vec<Member>, sqlx::Error>
 /// Who may give or take the owner role: only owners.
 fn check_owner_rule(actor: Role, old: Role, new: Option<Role>) -> Result<(), AccountsError> {
     if (old == Role::Owner || new == Some(Role::Owner)) && actor != Role::Owner {
-        return Err(AccountsError::Forbidden("only owners can grant or remove the owner role"));
+        return Err(AccountsError::Forbidden(
+            "only owners can grant or remove the owner role",
+        ));
     }
     Ok(())
 }
 
 /// Locks the organization's memberships and refuses to leave it ownerless.
-async fn ensure_other_owner(conn: &mut PgConnection, org: Uuid, target: Uuid) -> Result<(), AccountsError> {
-    let owners: Vec<Uuid> = sqlx::query_scalar("SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' FOR UPDATE")
-        .bind(org)
-        .fetch_all(&mut *conn)
-        .await?;
+async fn ensure_other_owner(
+    conn: &mut PgConnection,
+    org: Uuid,
+    target: Uuid,
+) -> Result<(), AccountsError> {
+    let owners: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' FOR UPDATE",
+    )
+    .bind(org)
+    .fetch_all(&mut *conn)
+    .await?;
     if owners.iter().all(|o| *o == target) {
-        return Err(AccountsError::Forbidden("an organization needs at least one owner"));
+        return Err(AccountsError::Forbidden(
+            "an organization needs at least one owner",
+        ));
     }
     Ok(())
 }
 
-async fn target_role(conn: &mut PgConnection, org: Uuid, target: Uuid) -> Result<Role, AccountsError> {
-    let role: Option<String> = sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2 FOR UPDATE")
-        .bind(org)
-        .bind(target)
-        .fetch_optional(&mut *conn)
-        .await?;
-    role.as_deref().and_then(Role::parse).ok_or(AccountsError::NotFound)
+async fn target_role(
+    conn: &mut PgConnection,
+    org: Uuid,
+    target: Uuid,
+) -> Result<Role, AccountsError> {
+    let role: Option<String> = sqlx::query_scalar(
+        "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2 FOR UPDATE",
+    )
+    .bind(org)
+    .bind(target)
+    .fetch_optional(&mut *conn)
+    .await?;
+    role.as_deref()
+        .and_then(Role::parse)
+        .ok_or(AccountsError::NotFound)
 }
 
-pub async fn change_role(db: &PgPool, org: Uuid, actor: Uuid, actor_role: Role, target: Uuid, new: Role, now: OffsetDateTime) -> Result<(), AccountsError> {
+pub async fn change_role(
+    db: &PgPool,
+    org: Uuid,
+    actor: Uuid,
+    actor_role: Role,
+    target: Uuid,
+    new: Role,
+    now: OffsetDateTime,
+) -> Result<(), AccountsError> {
     if !actor_role.manages_members() {
-        return Err(AccountsError::Forbidden("only owners and admins manage members"));
+        return Err(AccountsError::Forbidden(
+            "only owners and admins manage members",
+        ));
     }
     if actor == target {
         return Err(AccountsError::Forbidden("you cannot change your own role"));
@@ -167,16 +218,33 @@ pub async fn change_role(db: &PgPool, org: Uuid, actor: Uuid, actor_role: Role, 
         .execute(&mut *tx)
         .await?;
     let details = serde_json::json!({"user_id": target, "from": old.as_str(), "to": new.as_str()});
-    crate::audit::record(&mut tx, now, Some(actor), Some(org), "member.role_changed", details).await?;
+    crate::audit::record(
+        &mut tx,
+        now,
+        Some(actor),
+        Some(org),
+        "member.role_changed",
+        details,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Removes a member. Their access ends at once: every request re-reads the
 /// membership.
-pub async fn remove(db: &PgPool, org: Uuid, actor: Uuid, actor_role: Role, target: Uuid, now: OffsetDateTime) -> Result<(), AccountsError> {
+pub async fn remove(
+    db: &PgPool,
+    org: Uuid,
+    actor: Uuid,
+    actor_role: Role,
+    target: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), AccountsError> {
     if !actor_role.manages_members() {
-        return Err(AccountsError::Forbidden("only owners and admins manage members"));
+        return Err(AccountsError::Forbidden(
+            "only owners and admins manage members",
+        ));
     }
     if actor == target {
         return Err(AccountsError::Forbidden("you cannot remove yourself"));
@@ -192,7 +260,15 @@ pub async fn remove(db: &PgPool, org: Uuid, actor: Uuid, actor_role: Role, targe
         .bind(target)
         .execute(&mut *tx)
         .await?;
-    crate::audit::record(&mut tx, now, Some(actor), Some(org), "member.removed", serde_json::json!({"user_id": target})).await?;
+    crate::audit::record(
+        &mut tx,
+        now,
+        Some(actor),
+        Some(org),
+        "member.removed",
+        serde_json::json!({"user_id": target}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -49,7 +49,9 @@ pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Ac
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| dummy_hash().to_string());
         let parsed = PasswordHash::new(&phc).map_err(|e| AccountsError::Hashing(e.to_string()))?;
-        let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
+        let ok = argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         Ok(known && ok)
     })
     .await
@@ -64,7 +66,9 @@ mod tests {
     async fn hashes_are_argon2id_phc_strings_that_verify() {
         let h = hash("correct horse battery".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(verify("correct horse battery".into(), Some(h.clone())).await.unwrap());
+        assert!(verify("correct horse battery".into(), Some(h.clone()))
+            .await
+            .unwrap());
         assert!(!verify("wrong horse battery".into(), Some(h)).await.unwrap());
         assert!(!verify("anything".into(), None).await.unwrap());
     }

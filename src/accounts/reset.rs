@@ -11,7 +11,12 @@ use uuid::Uuid;
 
 pub const VALID_FOR: Duration = Duration::hours(1);
 
-pub async fn request(db: &PgPool, config: &Config, email: &str, now: OffsetDateTime) -> Result<(), AccountsError> {
+pub async fn request(
+    db: &PgPool,
+    config: &Config,
+    email: &str,
+    now: OffsetDateTime,
+) -> Result<(), AccountsError> {
     let email = Email::parse(email).map_err(|e| AccountsError::field("email", e))?;
     let Some(user) = users::by_email(db, &email).await? else {
         tracing::info!("password reset requested for an unknown address");
@@ -33,15 +38,29 @@ pub async fn request(db: &PgPool, config: &Config, email: &str, now: OffsetDateT
          If it was not you, ignore this email; your password stays as it is.\n",
         name = user.display_name
     );
-    crate::email::enqueue(&mut tx, now, &user.email, "Reset your Tollgate password", &body, "password_reset").await?;
+    crate::email::enqueue(
+        &mut tx,
+        now,
+        &user.email,
+        "Reset your Tollgate password",
+        &body,
+        "password_reset",
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Sets the new password, uses up the link, and ends every session the user
 /// had. Returns the user, to sign them in on this browser.
-pub async fn reset(db: &PgPool, token: &str, new_password: String, now: OffsetDateTime) -> Result<Uuid, AccountsError> {
-    let password = NewPassword::parse(new_password).map_err(|e| AccountsError::field("password", e))?;
+pub async fn reset(
+    db: &PgPool,
+    token: &str,
+    new_password: String,
+    now: OffsetDateTime,
+) -> Result<Uuid, AccountsError> {
+    let password =
+        NewPassword::parse(new_password).map_err(|e| AccountsError::field("password", e))?;
     let hash = password::hash(password.expose().to_string()).await?;
     let mut tx = db.begin().await?;
     let user: Option<Uuid> = sqlx::query_scalar(
@@ -61,7 +80,15 @@ pub async fn reset(db: &PgPool, token: &str, new_password: String, now: OffsetDa
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    crate::audit::record(&mut tx, now, Some(user), None, "user.password_reset", serde_json::json!({})).await?;
+    crate::audit::record(
+        &mut tx,
+        now,
+        Some(user),
+        None,
+        "user.password_reset",
+        serde_json::json!({}),
+    )
+    .await?;
     tx.commit().await?;
     sessions::revoke_all_for_user(db, user).await?;
     Ok(user)

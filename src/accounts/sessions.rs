@@ -58,7 +58,8 @@ fn user_of(record: &Record) -> Option<Uuid> {
 impl SessionStore for PgSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         loop {
-            let data = serde_json::to_value(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+            let data = serde_json::to_value(&record.data)
+                .map_err(|e| session_store::Error::Encode(e.to_string()))?;
             let inserted = sqlx::query(
                 "INSERT INTO sessions (id_hash, user_id, data, expires_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id_hash) DO NOTHING",
@@ -79,7 +80,8 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_value(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_value(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, data, expires_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id_hash) DO UPDATE SET user_id = $2, data = $3, expires_at = $4",
@@ -95,17 +97,19 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let row: Option<(serde_json::Value, OffsetDateTime)> =
-            sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > now()")
-                .bind(key(id))
-                .fetch_optional(&self.db)
-                .await
-                .map_err(backend)?;
+        let row: Option<(serde_json::Value, OffsetDateTime)> = sqlx::query_as(
+            "SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > now()",
+        )
+        .bind(key(id))
+        .fetch_optional(&self.db)
+        .await
+        .map_err(backend)?;
         match row {
             None => Ok(None),
             Some((data, expiry_date)) => Ok(Some(Record {
                 id: *id,
-                data: serde_json::from_value(data).map_err(|e| session_store::Error::Decode(e.to_string()))?,
+                data: serde_json::from_value(data)
+                    .map_err(|e| session_store::Error::Decode(e.to_string()))?,
                 expiry_date,
             })),
         }
@@ -159,14 +163,20 @@ pub async fn csrf_token(session: &Session) -> Result<String, tower_sessions::ses
 /// Whether `presented` is this session's anti-forgery token.
 pub async fn csrf_matches(session: &Session, presented: &str) -> bool {
     match get::<String>(session, CSRF).await {
-        Some(expected) => crate::crypto::constant_time_eq(expected.as_bytes(), presented.as_bytes()),
+        Some(expected) => {
+            crate::crypto::constant_time_eq(expected.as_bytes(), presented.as_bytes())
+        }
         None => false,
     }
 }
 
 /// Signs a user in on this session: a new session id (so an id planted before
 /// sign-in is worthless), the user, a fresh anti-forgery token.
-pub async fn establish(session: &Session, user_id: Uuid, org_id: Option<Uuid>) -> Result<(), tower_sessions::session::Error> {
+pub async fn establish(
+    session: &Session,
+    user_id: Uuid,
+    org_id: Option<Uuid>,
+) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
     session.insert(USER_ID, user_id).await?;
     match org_id {
@@ -175,6 +185,8 @@ pub async fn establish(session: &Session, user_id: Uuid, org_id: Option<Uuid>) -
             session.remove_value(ORG_ID).await?;
         }
     }
-    session.insert(CSRF, crate::crypto::random_token(32)).await?;
+    session
+        .insert(CSRF, crate::crypto::random_token(32))
+        .await?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Signing up and signing in.
 
-use super::{invitations, organizations, password, throttle, users, AccountsError, Email, NewPassword};
+use super::{
+    invitations, organizations, password, throttle, users, AccountsError, Email, NewPassword,
+};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -22,9 +24,14 @@ pub struct SignedIn {
 }
 
 /// Validates every field at once, so the form shows every problem together.
-pub async fn sign_up(db: &PgPool, input: SignUp, now: OffsetDateTime) -> Result<SignedIn, AccountsError> {
+pub async fn sign_up(
+    db: &PgPool,
+    input: SignUp,
+    now: OffsetDateTime,
+) -> Result<SignedIn, AccountsError> {
     let mut errors = Vec::new();
-    let name = users::validate_display_name(&input.display_name).map_err(|e| errors.push(("display_name", e)));
+    let name = users::validate_display_name(&input.display_name)
+        .map_err(|e| errors.push(("display_name", e)));
     let email = Email::parse(&input.email).map_err(|e| errors.push(("email", e)));
     let password = NewPassword::parse(input.password).map_err(|e| errors.push(("password", e)));
     let org_name = if input.organization.trim().is_empty() {
@@ -34,7 +41,8 @@ pub async fn sign_up(db: &PgPool, input: SignUp, now: OffsetDateTime) -> Result<
             .map(Some)
             .map_err(|e| errors.push(("organization", e)))
     };
-    let (Ok(name), Ok(email), Ok(password), Ok(org_name)) = (name, email, password, org_name) else {
+    let (Ok(name), Ok(email), Ok(password), Ok(org_name)) = (name, email, password, org_name)
+    else {
         return Err(AccountsError::Invalid(errors));
     };
 
@@ -48,7 +56,15 @@ pub async fn sign_up(db: &PgPool, input: SignUp, now: OffsetDateTime) -> Result<
             organizations::create_with_owner(&mut tx, &org_name, user_id, now).await?
         }
     };
-    crate::audit::record(&mut tx, now, Some(user_id), Some(org_id), "user.signed_up", serde_json::json!({})).await?;
+    crate::audit::record(
+        &mut tx,
+        now,
+        Some(user_id),
+        Some(org_id),
+        "user.signed_up",
+        serde_json::json!({}),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(%user_id, %org_id, "user signed up");
     Ok(SignedIn {
@@ -60,7 +76,13 @@ pub async fn sign_up(db: &PgPool, input: SignUp, now: OffsetDateTime) -> Result<
 /// Checks the throttle, then the password. Every attempt that reaches the
 /// password check is recorded; refused (throttled) attempts are not, so an
 /// attacker cannot extend a lock-out forever.
-pub async fn sign_in(db: &PgPool, email: &str, password: String, ip: &str, now: OffsetDateTime) -> Result<SignedIn, AccountsError> {
+pub async fn sign_in(
+    db: &PgPool,
+    email: &str,
+    password: String,
+    ip: &str,
+    now: OffsetDateTime,
+) -> Result<SignedIn, AccountsError> {
     let parsed = Email::parse(email);
     let key = match &parsed {
         Ok(e) => e.normalized(),

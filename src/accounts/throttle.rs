@@ -9,15 +9,20 @@
 //! pass the check before any of them is recorded, so a burst may get a few
 //! more tries than the limit; never more than the burst's size.
 
-use time::{Duration, OffsetDateTime};
 use sqlx::PgPool;
+use time::{Duration, OffsetDateTime};
 
 pub const ACCOUNT_LIMIT: i64 = 9;
 pub const IP_LIMIT: i64 = 30;
 pub const WINDOW: Duration = Duration::minutes(15);
 
 /// `Some(seconds)` to wait when sign-in is locked for this email or address.
-pub async fn locked_for(db: &PgPool, email: &str, ip: &str, now: OffsetDateTime) -> Result<Option<i64>, sqlx::Error> {
+pub async fn locked_for(
+    db: &PgPool,
+    email: &str,
+    ip: &str,
+    now: OffsetDateTime,
+) -> Result<Option<i64>, sqlx::Error> {
     let since = now - WINDOW;
     let (account_failures, account_oldest): (i64, Option<OffsetDateTime>) = sqlx::query_as(
         "SELECT count(*), min(at) FROM (
@@ -47,12 +52,20 @@ pub async fn locked_for(db: &PgPool, email: &str, ip: &str, now: OffsetDateTime)
     let wait = |oldest: Option<OffsetDateTime>| {
         oldest.map(|t| ((t + WINDOW) - now).whole_seconds().max(1))
     };
-    let account = (account_failures >= ACCOUNT_LIMIT).then(|| wait(account_oldest)).flatten();
+    let account = (account_failures >= ACCOUNT_LIMIT)
+        .then(|| wait(account_oldest))
+        .flatten();
     let address = (ip_failures >= IP_LIMIT).then(|| wait(ip_oldest)).flatten();
     Ok(account.max(address))
 }
 
-pub async fn record(db: &PgPool, email: &str, ip: &str, succeeded: bool, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn record(
+    db: &PgPool,
+    email: &str,
+    ip: &str,
+    succeeded: bool,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO login_attempts (email, ip, succeeded, at) VALUES ($1, $2, $3, $4)")
         .bind(email)
         .bind(ip)

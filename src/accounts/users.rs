@@ -28,10 +28,12 @@ impl std::fmt::Debug for User {
 const COLUMNS: &str = "id, email, display_name, password_hash, is_platform_admin, created_at";
 
 pub async fn by_email(db: &PgPool, email: &Email) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE lower(email) = $1"))
-        .bind(email.normalized())
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE lower(email) = $1"
+    ))
+    .bind(email.normalized())
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn by_id(db: &PgPool, id: Uuid) -> Result<Option<User>, sqlx::Error> {
@@ -76,14 +78,22 @@ pub async fn insert(
     .await;
     match result {
         Ok(_) => Ok(id),
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => Err(
-            AccountsError::field("email", "An account with this email already exists. Sign in instead."),
-        ),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
+            Err(AccountsError::field(
+                "email",
+                "An account with this email already exists. Sign in instead.",
+            ))
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn set_password(conn: &mut PgConnection, id: Uuid, hash: &str, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn set_password(
+    conn: &mut PgConnection,
+    id: Uuid,
+    hash: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(hash)

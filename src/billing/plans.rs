@@ -32,9 +32,33 @@ struct Default {
 }
 
 const DEFAULTS: [Default; 3] = [
-    Default { code: "free", name: "Free", price_minor: 0, included_credits: 100, rate_limit_per_sec: 5, requires_approval: false, endpoints: &["ping", "sentiment"] },
-    Default { code: "pro", name: "Pro", price_minor: 2900, included_credits: 10_000, rate_limit_per_sec: 50, requires_approval: false, endpoints: &["ping", "sentiment", "summarize"] },
-    Default { code: "enterprise", name: "Enterprise", price_minor: 49_900, included_credits: 250_000, rate_limit_per_sec: 500, requires_approval: true, endpoints: &["*"] },
+    Default {
+        code: "free",
+        name: "Free",
+        price_minor: 0,
+        included_credits: 100,
+        rate_limit_per_sec: 5,
+        requires_approval: false,
+        endpoints: &["ping", "sentiment"],
+    },
+    Default {
+        code: "pro",
+        name: "Pro",
+        price_minor: 2900,
+        included_credits: 10_000,
+        rate_limit_per_sec: 50,
+        requires_approval: false,
+        endpoints: &["ping", "sentiment", "summarize"],
+    },
+    Default {
+        code: "enterprise",
+        name: "Enterprise",
+        price_minor: 49_900,
+        included_credits: 250_000,
+        rate_limit_per_sec: 500,
+        requires_approval: true,
+        endpoints: &["*"],
+    },
 ];
 
 /// Inserts the default plans that do not exist yet. Plans an admin edited
@@ -63,7 +87,9 @@ pub async fn ensure_defaults(db: &PgPool) -> Result<(), sqlx::Error> {
 }
 
 pub async fn list_active(db: &PgPool) -> Result<Vec<Plan>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE active ORDER BY sort_order, price_minor"))
-        .fetch_all(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM plans WHERE active ORDER BY sort_order, price_minor"
+    ))
+    .fetch_all(db)
+    .await
 }

@@ -21,7 +21,11 @@ pub fn add_month(start: OffsetDateTime) -> OffsetDateTime {
 }
 
 /// Puts a new organization on the free plan.
-pub async fn start_free(conn: &mut PgConnection, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn start_free(
+    conn: &mut PgConnection,
+    org: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
     let plan: Uuid = sqlx::query_scalar("SELECT id FROM plans WHERE code = 'free'")
         .fetch_one(&mut *conn)
         .await?;
@@ -69,7 +73,6 @@ pub async fn current(db: &PgPool, org: Uuid) -> Result<Option<Current>, sqlx::Er
     }))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::add_month;
@@ -77,8 +80,17 @@ mod tests {
 
     #[test]
     fn months_clamp_to_the_last_day() {
-        assert_eq!(add_month(datetime!(2026-01-31 10:00 UTC)), datetime!(2026-02-28 10:00 UTC));
-        assert_eq!(add_month(datetime!(2028-01-31 10:00 UTC)), datetime!(2028-02-29 10:00 UTC));
-        assert_eq!(add_month(datetime!(2026-12-15 00:00 UTC)), datetime!(2027-01-15 00:00 UTC));
+        assert_eq!(
+            add_month(datetime!(2026-01-31 10:00 UTC)),
+            datetime!(2026-02-28 10:00 UTC)
+        );
+        assert_eq!(
+            add_month(datetime!(2028-01-31 10:00 UTC)),
+            datetime!(2028-02-29 10:00 UTC)
+        );
+        assert_eq!(
+            add_month(datetime!(2026-12-15 00:00 UTC)),
+            datetime!(2027-01-15 00:00 UTC)
+        );
     }
 }

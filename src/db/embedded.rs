@@ -1,7 +1,9 @@
 //! The embedded default database: a private PostgreSQL cluster under the data
 //! directory, initialised and started on first use and left running, so its
-//! data survives restarts of Tollgate. PostgreSQL refuses to run as root, so
-//! as root the cluster belongs to, and runs as, the `postgres` user.
+//! data survives restarts of Tollgate. It listens on a Unix socket in its own
+//! directory and on no TCP port, so clusters of several checkouts never
+//! collide. PostgreSQL refuses to run as root, so as root the cluster belongs
+//! to, and runs as, the `postgres` user.
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -34,13 +36,22 @@ impl EmbeddedPg {
         self.root.join("data")
     }
 
+    fn url_for(&self, database: &str) -> String {
+        let mut url = url::Url::parse(&format!("postgres://{ROLE}@localhost/{database}"))
+            .expect("literal URL");
+        url.query_pairs_mut()
+            .append_pair("host", &self.root.to_string_lossy())
+            .append_pair("port", &self.port.to_string());
+        url.to_string()
+    }
+
     pub fn url(&self) -> String {
-        format!("postgres://{ROLE}@127.0.0.1:{}/{DATABASE}", self.port)
+        self.url_for(DATABASE)
     }
 
     /// The URL of the maintenance database, where test databases are made.
     pub fn admin_url(&self) -> String {
-        format!("postgres://{ROLE}@127.0.0.1:{}/postgres", self.port)
+        self.url_for("postgres")
     }
 
     fn command(&self, program: &str) -> Command {
@@ -55,7 +66,9 @@ impl EmbeddedPg {
     }
 
     fn run(&self, mut cmd: Command, what: &str) -> anyhow::Result<()> {
-        let out = cmd.output().with_context(|| format!("could not run {what}"))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("could not run {what}"))?;
         if !out.status.success() {
             bail!(
                 "{what} failed: {}{}",
@@ -79,9 +92,13 @@ impl EmbeddedPg {
             )?;
         }
         let mut cmd = self.command("initdb");
-        cmd.arg("-D")
-            .arg(self.pgdata())
-            .args(["-U", ROLE, "--auth=trust", "--encoding=UTF8", "--no-locale"]);
+        cmd.arg("-D").arg(self.pgdata()).args([
+            "-U",
+            ROLE,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+        ]);
         self.run(cmd, "initdb")?;
         tracing::info!(dir = %self.pgdata().display(), "initialised the embedded PostgreSQL cluster");
         Ok(())
@@ -103,12 +120,13 @@ impl EmbeddedPg {
             .arg("-w")
             .arg("-o")
             .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200",
-                self.port
+                "-p {} -c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200",
+                self.port,
+                self.root.display()
             ));
         self.run(cmd, "pg_ctl start")
             .with_context(|| format!("see {}", self.root.join("postgres.log").display()))?;
-        tracing::info!(port = self.port, "started the embedded PostgreSQL cluster");
+        tracing::info!(socket_dir = %self.root.display(), "started the embedded PostgreSQL cluster");
         Ok(())
     }
 
@@ -117,7 +135,10 @@ impl EmbeddedPg {
             return Ok(());
         }
         let mut cmd = self.command("pg_ctl");
-        cmd.arg("stop").arg("-D").arg(self.pgdata()).args(["-m", "fast", "-w"]);
+        cmd.arg("stop")
+            .arg("-D")
+            .arg(self.pgdata())
+            .args(["-m", "fast", "-w"]);
         self.run(cmd, "pg_ctl stop")
     }
 
@@ -156,7 +177,8 @@ impl EmbeddedPg {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(last_error.expect("at least one attempt")).context("the embedded PostgreSQL did not accept connections")
+        Err(last_error.expect("at least one attempt"))
+            .context("the embedded PostgreSQL did not accept connections")
     }
 }
 

@@ -25,7 +25,8 @@ pub async fn resolve_url(config: &Config) -> anyhow::Result<String> {
 
 pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
     let url = resolve_url(config).await?;
-    let options = PgConnectOptions::from_str(&url).context("DATABASE_URL is not a PostgreSQL URL")?;
+    let options =
+        PgConnectOptions::from_str(&url).context("DATABASE_URL is not a PostgreSQL URL")?;
     let pool = PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(Duration::from_secs(10))
@@ -46,13 +47,21 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// `base_url`; returns the new database's URL.
 pub async fn recreate(base_url: &str, name: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         anyhow::bail!("a database name is lowercase letters, digits and '_'");
     }
     let mut url = url::Url::parse(base_url).context("not a database URL")?;
     let mut conn = sqlx::PgConnection::connect(base_url).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
     url.set_path(&format!("/{name}"));
     Ok(url.to_string())
 }

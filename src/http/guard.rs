@@ -19,7 +19,10 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
         return refuse("cross-site request");
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let public = state.config.public_url.origin().ascii_serialization();
         let same_host = origin
             .split_once("://")

@@ -8,7 +8,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -22,11 +24,20 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
     .await;
     match check {
-        Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ready", "database": "ok"}))),
+        Ok(Ok(_)) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "database": "ok"})),
+        ),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "error"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "database": "error"})),
+            )
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "timeout"}))),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "database": "timeout"})),
+        ),
     }
 }

@@ -33,7 +33,10 @@ pub struct TestResponse {
 
 impl TestResponse {
     pub fn location(&self) -> &str {
-        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     pub fn set_cookies(&self) -> Vec<String> {
@@ -51,7 +54,9 @@ impl TestApp {
     }
 
     pub async fn with_config(db: PgPool, config: Config) -> Self {
-        tollgate::billing::plans::ensure_defaults(&db).await.unwrap();
+        tollgate::billing::plans::ensure_defaults(&db)
+            .await
+            .unwrap();
         let clock = Clock::manual(datetime!(2026-11-21 12:00 UTC));
         let router = tollgate::startup::router(AppState::new(db.clone(), config, clock.clone()));
         Self {
@@ -66,7 +71,11 @@ impl TestApp {
     /// The same database and cookies behind a freshly built router, as after
     /// a restart of the server.
     pub fn restarted(&self) -> Self {
-        let router = tollgate::startup::router(AppState::new(self.db.clone(), Config::for_tests(), self.clock.clone()));
+        let router = tollgate::startup::router(AppState::new(
+            self.db.clone(),
+            Config::for_tests(),
+            self.clock.clone(),
+        ));
         Self {
             db: self.db.clone(),
             clock: self.clock.clone(),
@@ -77,7 +86,11 @@ impl TestApp {
     }
 
     fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     pub async fn send(&mut self, req: Request<Body>) -> TestResponse {
@@ -138,14 +151,24 @@ impl TestApp {
         let csrf = self.csrf().await;
         self.post_form(
             "/api/sign_up",
-            &[("csrf", &csrf), ("display_name", name), ("email", email), ("password", password), ("organization", "")],
+            &[
+                ("csrf", &csrf),
+                ("display_name", name),
+                ("email", email),
+                ("password", password),
+                ("organization", ""),
+            ],
         )
         .await
     }
 
     pub async fn sign_in(&mut self, email: &str, password: &str) -> TestResponse {
         let csrf = self.csrf().await;
-        self.post_form("/api/sign_in", &[("csrf", &csrf), ("email", email), ("password", password)]).await
+        self.post_form(
+            "/api/sign_in",
+            &[("csrf", &csrf), ("email", email), ("password", password)],
+        )
+        .await
     }
 
     pub async fn sign_out(&mut self) -> TestResponse {
@@ -181,7 +204,10 @@ impl TestApp {
 
 pub fn extract_csrf(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).unwrap_or_else(|| panic!("no csrf field in page: {html}")) + marker.len();
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no csrf field in page: {html}"))
+        + marker.len();
     let end = html[start..].find('"').unwrap();
     html[start..start + end].to_string()
 }
@@ -203,5 +229,8 @@ pub fn link_path(body: &str) -> String {
 }
 
 pub fn decode_html(s: &str) -> String {
-    s.replace("&#x27;", "'").replace("&quot;", "\"").replace("&amp;", "&").replace("&#39;", "'")
+    s.replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+        .replace("&#39;", "'")
 }

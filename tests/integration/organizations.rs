@@ -4,33 +4,47 @@ use sqlx::PgPool;
 
 async fn invite(app: &mut TestApp, email: &str, role: &str) -> TestResponse {
     let csrf = extract_csrf(&app.get("/account/members").await.body);
-    app.post_form("/api/invite_member", &[("csrf", &csrf), ("email", email), ("role", role)]).await
+    app.post_form(
+        "/api/invite_member",
+        &[("csrf", &csrf), ("email", email), ("role", role)],
+    )
+    .await
 }
 
 async fn role_of(db: &PgPool, email: &str) -> Option<String> {
-    sqlx::query_scalar("SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = $1")
-        .bind(email)
-        .fetch_optional(db)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = $1",
+    )
+    .bind(email)
+    .fetch_optional(db)
+    .await
+    .unwrap()
 }
 
 async fn user_id(db: &PgPool, email: &str) -> String {
-    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(email).fetch_one(db).await.unwrap();
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_one(db)
+        .await
+        .unwrap();
     id.to_string()
 }
 
 #[sqlx::test]
 async fn an_invited_person_signs_up_into_the_inviting_organization(db: PgPool) {
     let mut owner = TestApp::new(db.clone()).await;
-    owner.sign_up("Olive Owner", "olive@acme.test", PASSWORD).await;
+    owner
+        .sign_up("Olive Owner", "olive@acme.test", PASSWORD)
+        .await;
     let res = invite(&mut owner, "dev@acme.test", "developer").await;
     assert_eq!(res.location(), "/account/members");
     let members = owner.get("/account/members").await;
     assert!(members.body.contains("Invitation sent to dev@acme.test."));
     assert!(members.body.contains("data-testid=\"invitations\""));
 
-    let (subject, body) = last_email(&db, "dev@acme.test").await.expect("an invitation email");
+    let (subject, body) = last_email(&db, "dev@acme.test")
+        .await
+        .expect("an invitation email");
     assert!(subject.starts_with("Join Olive Owner"), "{subject}");
     let path = link_path(&body);
     assert!(path.starts_with("/invitations/"));
@@ -44,18 +58,36 @@ async fn an_invited_person_signs_up_into_the_inviting_organization(db: PgPool) {
     let res = dev
         .post_form(
             "/api/sign_up",
-            &[("csrf", &csrf), ("display_name", "Dev"), ("email", "dev@acme.test"), ("password", PASSWORD), ("invitation", &token)],
+            &[
+                ("csrf", &csrf),
+                ("display_name", "Dev"),
+                ("email", "dev@acme.test"),
+                ("password", PASSWORD),
+                ("invitation", &token),
+            ],
         )
         .await;
     assert_eq!(res.location(), "/account", "{:?}", res);
-    assert_eq!(role_of(&db, "dev@acme.test").await.as_deref(), Some("developer"));
-    let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations").fetch_one(&db).await.unwrap();
+    assert_eq!(
+        role_of(&db, "dev@acme.test").await.as_deref(),
+        Some("developer")
+    );
+    let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(orgs, 1, "joining by invitation creates no organization");
-    assert!(dev.get("/account").await.body.contains("data-testid=\"org-role\">developer<"));
+    assert!(dev
+        .get("/account")
+        .await
+        .body
+        .contains("data-testid=\"org-role\">developer<"));
 
     // The link is used up.
     let again = owner.other_browser().get(&path).await;
-    assert!(again.body.contains("This invitation is invalid, was already used, or has expired."));
+    assert!(again
+        .body
+        .contains("This invitation is invalid, was already used, or has expired."));
 }
 
 #[sqlx::test]
@@ -65,7 +97,9 @@ async fn an_existing_user_accepts_an_invitation_for_their_own_address_only(db: P
     let mut bob = owner.other_browser();
     bob.sign_up("Bob", "bob@else.test", PASSWORD).await;
     let mut mallory = owner.other_browser();
-    mallory.sign_up("Mallory", "mallory@else.test", PASSWORD).await;
+    mallory
+        .sign_up("Mallory", "mallory@else.test", PASSWORD)
+        .await;
 
     invite(&mut owner, "bob@else.test", "billing").await;
     let (_, body) = last_email(&db, "bob@else.test").await.unwrap();
@@ -73,15 +107,32 @@ async fn an_existing_user_accepts_an_invitation_for_their_own_address_only(db: P
     let token = path.trim_start_matches("/invitations/").to_string();
 
     let csrf = extract_csrf(&mallory.get(&path).await.body);
-    let res = mallory.post_form("/api/accept_invitation", &[("csrf", &csrf), ("token", &token)]).await;
+    let res = mallory
+        .post_form(
+            "/api/accept_invitation",
+            &[("csrf", &csrf), ("token", &token)],
+        )
+        .await;
     assert_eq!(res.location(), path);
-    assert!(mallory.get(&path).await.body.contains("This invitation was sent to another email address."));
+    assert!(mallory
+        .get(&path)
+        .await
+        .body
+        .contains("This invitation was sent to another email address."));
 
     let csrf = extract_csrf(&bob.get(&path).await.body);
-    let res = bob.post_form("/api/accept_invitation", &[("csrf", &csrf), ("token", &token)]).await;
+    let res = bob
+        .post_form(
+            "/api/accept_invitation",
+            &[("csrf", &csrf), ("token", &token)],
+        )
+        .await;
     assert_eq!(res.location(), "/account");
     let account = bob.get("/account").await;
-    assert!(account.body.contains("data-testid=\"org-name\">Olive"), "the session switches to the joined organization");
+    assert!(
+        account.body.contains("data-testid=\"org-name\">Olive"),
+        "the session switches to the joined organization"
+    );
     assert!(account.body.contains("data-testid=\"org-role\">billing<"));
 }
 
@@ -91,21 +142,44 @@ async fn only_owners_and_admins_manage_members(db: PgPool) {
     owner.sign_up("Olive", "olive@acme.test", PASSWORD).await;
     invite(&mut owner, "dev@acme.test", "developer").await;
     let (_, body) = last_email(&db, "dev@acme.test").await.unwrap();
-    let token = link_path(&body).trim_start_matches("/invitations/").to_string();
+    let token = link_path(&body)
+        .trim_start_matches("/invitations/")
+        .to_string();
     let mut dev = owner.other_browser();
     let csrf = dev.csrf().await;
     dev.post_form(
         "/api/sign_up",
-        &[("csrf", &csrf), ("display_name", "Dev"), ("email", "dev@acme.test"), ("password", PASSWORD), ("invitation", &token)],
+        &[
+            ("csrf", &csrf),
+            ("display_name", "Dev"),
+            ("email", "dev@acme.test"),
+            ("password", PASSWORD),
+            ("invitation", &token),
+        ],
     )
     .await;
 
     let page = dev.get("/account/members").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(!page.body.contains("Invite a member"), "developers see no invite form");
+    assert!(
+        !page.body.contains("Invite a member"),
+        "developers see no invite form"
+    );
     let csrf = extract_csrf(&page.body);
-    dev.post_form("/api/invite_member", &[("csrf", &csrf), ("email", "friend@acme.test"), ("role", "owner")]).await;
-    assert!(dev.get("/account/members").await.body.contains("Only owners and admins invite members."));
+    dev.post_form(
+        "/api/invite_member",
+        &[
+            ("csrf", &csrf),
+            ("email", "friend@acme.test"),
+            ("role", "owner"),
+        ],
+    )
+    .await;
+    assert!(dev
+        .get("/account/members")
+        .await
+        .body
+        .contains("Only owners and admins invite members."));
     assert!(last_email(&db, "friend@acme.test").await.is_none());
 }
 
@@ -115,43 +189,111 @@ async fn owner_rules_and_removal_take_effect_at_once(db: PgPool) {
     owner.sign_up("Olive", "olive@acme.test", PASSWORD).await;
     invite(&mut owner, "adam@acme.test", "admin").await;
     let (_, body) = last_email(&db, "adam@acme.test").await.unwrap();
-    let token = link_path(&body).trim_start_matches("/invitations/").to_string();
+    let token = link_path(&body)
+        .trim_start_matches("/invitations/")
+        .to_string();
     let mut admin = owner.other_browser();
     let csrf = admin.csrf().await;
     admin
         .post_form(
             "/api/sign_up",
-            &[("csrf", &csrf), ("display_name", "Adam"), ("email", "adam@acme.test"), ("password", PASSWORD), ("invitation", &token)],
+            &[
+                ("csrf", &csrf),
+                ("display_name", "Adam"),
+                ("email", "adam@acme.test"),
+                ("password", PASSWORD),
+                ("invitation", &token),
+            ],
         )
         .await;
-    assert_eq!(role_of(&db, "adam@acme.test").await.as_deref(), Some("admin"));
+    assert_eq!(
+        role_of(&db, "adam@acme.test").await.as_deref(),
+        Some("admin")
+    );
 
     // An admin cannot take the owner role away, nor grant it.
     let olive = user_id(&db, "olive@acme.test").await;
     let csrf = extract_csrf(&admin.get("/account/members").await.body);
-    admin.post_form("/api/member_role", &[("csrf", &csrf), ("user_id", &olive), ("role", "developer")]).await;
-    assert!(admin.get("/account/members").await.body.contains("Only owners can grant or remove the owner role."));
-    assert_eq!(role_of(&db, "olive@acme.test").await.as_deref(), Some("owner"));
+    admin
+        .post_form(
+            "/api/member_role",
+            &[("csrf", &csrf), ("user_id", &olive), ("role", "developer")],
+        )
+        .await;
+    assert!(admin
+        .get("/account/members")
+        .await
+        .body
+        .contains("Only owners can grant or remove the owner role."));
+    assert_eq!(
+        role_of(&db, "olive@acme.test").await.as_deref(),
+        Some("owner")
+    );
     let adam = user_id(&db, "adam@acme.test").await;
-    admin.post_form("/api/remove_member", &[("csrf", &csrf), ("user_id", &olive)]).await;
-    assert_eq!(role_of(&db, "olive@acme.test").await.as_deref(), Some("owner"));
+    admin
+        .post_form(
+            "/api/remove_member",
+            &[("csrf", &csrf), ("user_id", &olive)],
+        )
+        .await;
+    assert_eq!(
+        role_of(&db, "olive@acme.test").await.as_deref(),
+        Some("owner")
+    );
 
     // The owner cannot remove themself (the last owner).
     let csrf = extract_csrf(&owner.get("/account/members").await.body);
-    owner.post_form("/api/remove_member", &[("csrf", &csrf), ("user_id", &olive)]).await;
-    assert!(owner.get("/account/members").await.body.contains("You cannot remove yourself."));
+    owner
+        .post_form(
+            "/api/remove_member",
+            &[("csrf", &csrf), ("user_id", &olive)],
+        )
+        .await;
+    assert!(owner
+        .get("/account/members")
+        .await
+        .body
+        .contains("You cannot remove yourself."));
 
     // The owner re-roles, then removes the admin; the admin's access ends at once.
-    owner.post_form("/api/member_role", &[("csrf", &csrf), ("user_id", &adam), ("role", "developer")]).await;
-    assert_eq!(role_of(&db, "adam@acme.test").await.as_deref(), Some("developer"));
-    owner.post_form("/api/remove_member", &[("csrf", &csrf), ("user_id", &adam)]).await;
-    assert!(owner.get("/account/members").await.body.contains("Member removed."));
+    owner
+        .post_form(
+            "/api/member_role",
+            &[("csrf", &csrf), ("user_id", &adam), ("role", "developer")],
+        )
+        .await;
+    assert_eq!(
+        role_of(&db, "adam@acme.test").await.as_deref(),
+        Some("developer")
+    );
+    owner
+        .post_form("/api/remove_member", &[("csrf", &csrf), ("user_id", &adam)])
+        .await;
+    assert!(owner
+        .get("/account/members")
+        .await
+        .body
+        .contains("Member removed."));
     assert_eq!(role_of(&db, "adam@acme.test").await, None);
-    assert_eq!(admin.get("/account/members").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        admin.get("/account/members").await.status,
+        StatusCode::FORBIDDEN
+    );
 
-    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id").fetch_all(&db).await.unwrap();
-    for expected in ["member.invited", "member.joined", "member.role_changed", "member.removed"] {
-        assert!(actions.iter().any(|a| a == expected), "{expected} in {actions:?}");
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    for expected in [
+        "member.invited",
+        "member.joined",
+        "member.role_changed",
+        "member.removed",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} in {actions:?}"
+        );
     }
 }
 
@@ -161,16 +303,36 @@ async fn invitations_are_validated_and_can_be_revoked(db: PgPool) {
     owner.sign_up("Olive", "olive@acme.test", PASSWORD).await;
     invite(&mut owner, "not-an-email", "developer").await;
     let page = owner.get("/account/members").await;
-    assert!(page.body.contains("Enter an email address like name@example.com."));
+    assert!(page
+        .body
+        .contains("Enter an email address like name@example.com."));
     assert!(page.body.contains("value=\"not-an-email\""));
     invite(&mut owner, "olive@acme.test", "developer").await;
-    assert!(owner.get("/account/members").await.body.contains("This person is already a member."));
+    assert!(owner
+        .get("/account/members")
+        .await
+        .body
+        .contains("This person is already a member."));
 
     invite(&mut owner, "temp@acme.test", "developer").await;
     let (_, body) = last_email(&db, "temp@acme.test").await.unwrap();
     let path = link_path(&body);
-    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM invitations WHERE email = 'temp@acme.test'").fetch_one(&db).await.unwrap();
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM invitations WHERE email = 'temp@acme.test'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     let csrf = extract_csrf(&owner.get("/account/members").await.body);
-    owner.post_form("/api/revoke_invitation", &[("csrf", &csrf), ("invitation_id", &id.to_string())]).await;
-    assert!(owner.other_browser().get(&path).await.body.contains("This invitation is invalid"));
+    owner
+        .post_form(
+            "/api/revoke_invitation",
+            &[("csrf", &csrf), ("invitation_id", &id.to_string())],
+        )
+        .await;
+    assert!(owner
+        .other_browser()
+        .get(&path)
+        .await
+        .body
+        .contains("This invitation is invalid"));
 }

@@ -20,7 +20,11 @@ async fn every_response_carries_a_request_id(db: PgPool) {
     let mut app = TestApp::new(db).await;
     for path in ["/", "/healthz", "/nope"] {
         let res = app.get(path).await;
-        let id = res.headers.get("request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let id = res
+            .headers
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         assert!(id.starts_with("req_") && id.len() == 36, "{path}: {id:?}");
     }
 }
@@ -31,9 +35,18 @@ async fn unknown_pages_get_a_friendly_404(db: PgPool) {
     let res = app.get("/no/such/page").await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert!(res.body.contains("Page not found"));
-    assert!(res.body.contains("href=\"/docs\""), "the shell's navigation is there");
-    assert_eq!(app.get("/docs/no-such-doc").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/docs/..%2Fsecret").await.status, StatusCode::NOT_FOUND);
+    assert!(
+        res.body.contains("href=\"/docs\""),
+        "the shell's navigation is there"
+    );
+    assert_eq!(
+        app.get("/docs/no-such-doc").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/docs/..%2Fsecret").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[sqlx::test]
@@ -41,8 +54,18 @@ async fn pages_render_complete_on_the_server(db: PgPool) {
     let mut app = TestApp::new(db).await;
     let home = app.get("/").await;
     assert_eq!(home.status, StatusCode::OK);
-    for link in ["/docs", "/explorer", "/account", "/billing", "/login", "/signup"] {
-        assert!(home.body.contains(&format!("href=\"{link}\"")), "nav link {link}");
+    for link in [
+        "/docs",
+        "/explorer",
+        "/account",
+        "/billing",
+        "/login",
+        "/signup",
+    ] {
+        assert!(
+            home.body.contains(&format!("href=\"{link}\"")),
+            "nav link {link}"
+        );
     }
     let quickstart = app.get("/docs/quickstart").await;
     assert_eq!(quickstart.status, StatusCode::OK);
@@ -60,7 +83,11 @@ async fn signed_in_pages_send_visitors_to_sign_in(db: PgPool) {
     for path in ["/account", "/account/members", "/billing", "/admin"] {
         let res = app.get(path).await;
         assert_eq!(res.status, StatusCode::FOUND, "{path}");
-        assert!(res.location().starts_with("/login?return_to="), "{path}: {}", res.location());
+        assert!(
+            res.location().starts_with("/login?return_to="),
+            "{path}: {}",
+            res.location()
+        );
     }
 }
 
@@ -77,7 +104,12 @@ async fn demo_data_seeds_plans_an_admin_and_a_customer(db: PgPool) {
     .unwrap();
     assert_eq!((plans, users, admins), (3, 2, 1));
     let mut app = TestApp::new(db).await;
-    let res = app.sign_in(tollgate::demo::CUSTOMER_EMAIL, tollgate::demo::CUSTOMER_PASSWORD).await;
+    let res = app
+        .sign_in(
+            tollgate::demo::CUSTOMER_EMAIL,
+            tollgate::demo::CUSTOMER_PASSWORD,
+        )
+        .await;
     assert_eq!(res.location(), "/account");
     assert!(app.get("/account").await.body.contains("Demo Co"));
 }

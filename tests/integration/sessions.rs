@@ -7,7 +7,11 @@ use tollgate::config::Config;
 async fn the_session_cookie_is_http_only_and_same_site_lax(db: PgPool) {
     let mut app = TestApp::new(db).await;
     let page = app.get("/login").await;
-    let cookie = page.set_cookies().into_iter().find(|c| c.starts_with("tollgate_session=")).expect("a session cookie");
+    let cookie = page
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("tollgate_session="))
+        .expect("a session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(!cookie.contains("Secure"), "plain http in tests: {cookie}");
@@ -22,7 +26,11 @@ async fn behind_https_the_cookie_is_secure(db: PgPool) {
     };
     let mut app = TestApp::with_config(db, config).await;
     let page = app.get("/login").await;
-    let cookie = page.set_cookies().into_iter().find(|c| c.starts_with("tollgate_session=")).unwrap();
+    let cookie = page
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("tollgate_session="))
+        .unwrap();
     assert!(cookie.contains("Secure"), "{cookie}");
 }
 
@@ -73,11 +81,12 @@ async fn sign_out_revokes_the_session_on_the_server(db: PgPool) {
     let id = app.session_cookie().unwrap();
     let res = app.sign_out().await;
     assert_eq!(res.location(), "/login");
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE id_hash = sha256($1::bytea)")
-        .bind(id.as_bytes())
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE id_hash = sha256($1::bytea)")
+            .bind(id.as_bytes())
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(rows, 0);
     // Replaying the old cookie does not sign anyone in.
     let mut replay = app.other_browser();

@@ -30,11 +30,16 @@ async fn the_tenth_wrong_password_in_a_row_is_refused_with_a_throttling_message(
     assert!(locked.contains(THROTTLED));
     // …from any address.
     let mut elsewhere = app.other_browser();
-    assert!(attempt(&mut elsewhere, "ada@example.com", PASSWORD).await.contains(THROTTLED));
+    assert!(attempt(&mut elsewhere, "ada@example.com", PASSWORD)
+        .await
+        .contains(THROTTLED));
 
     // When the window has passed, the right password works again.
     app.clock.advance(time::Duration::minutes(15));
-    assert_eq!(attempt(&mut app, "ada@example.com", PASSWORD).await, "signed in");
+    assert_eq!(
+        attempt(&mut app, "ada@example.com", PASSWORD).await,
+        "signed in"
+    );
 }
 
 #[sqlx::test]
@@ -45,12 +50,20 @@ async fn a_successful_sign_in_ends_the_run_of_failures(db: PgPool) {
     for _ in 0..8 {
         attempt(&mut app, "ada@example.com", "wrong password!").await;
     }
-    assert_eq!(attempt(&mut app, "ada@example.com", PASSWORD).await, "signed in");
+    assert_eq!(
+        attempt(&mut app, "ada@example.com", PASSWORD).await,
+        "signed in"
+    );
     app.sign_out().await;
     for _ in 0..8 {
-        assert!(attempt(&mut app, "ada@example.com", "wrong password!").await.contains(WRONG));
+        assert!(attempt(&mut app, "ada@example.com", "wrong password!")
+            .await
+            .contains(WRONG));
     }
-    assert_eq!(attempt(&mut app, "ada@example.com", PASSWORD).await, "signed in");
+    assert_eq!(
+        attempt(&mut app, "ada@example.com", PASSWORD).await,
+        "signed in"
+    );
 }
 
 #[sqlx::test]
@@ -60,11 +73,21 @@ async fn one_address_guessing_many_accounts_is_throttled(db: PgPool) {
     app.sign_out().await;
     // 30 failures spread over many accounts, from one address.
     for i in 0..30 {
-        let page = attempt(&mut app, &format!("user{i}@example.com"), "guess guess guess").await;
+        let page = attempt(
+            &mut app,
+            &format!("user{i}@example.com"),
+            "guess guess guess",
+        )
+        .await;
         assert!(page.contains(WRONG), "attempt {i}");
     }
-    assert!(attempt(&mut app, "ada@example.com", PASSWORD).await.contains(THROTTLED));
+    assert!(attempt(&mut app, "ada@example.com", PASSWORD)
+        .await
+        .contains(THROTTLED));
     // Another address is not affected.
     let mut other = app.other_browser();
-    assert_eq!(attempt(&mut other, "ada@example.com", PASSWORD).await, "signed in");
+    assert_eq!(
+        attempt(&mut other, "ada@example.com", PASSWORD).await,
+        "signed in"
+    );
 }

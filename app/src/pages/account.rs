@@ -1,6 +1,8 @@
 //! The signed-in customer's own pages: the dashboard, members, invitations.
 
-use crate::components::{login_path_returning_here, use_viewer, Csrf, ErrorView, FormState, Loading};
+use crate::components::{
+    login_path_returning_here, use_viewer, Csrf, ErrorView, FormState, Loading,
+};
 use crate::server_fns::{get_invitation, get_members};
 use crate::types::{role_summary, MembersPage, Viewer, ROLES};
 use leptos::prelude::*;

@@ -36,8 +36,16 @@ fn Field(
     #[prop(default = true)] required: bool,
 ) -> impl IntoView {
     let invalid = state.has_error(name);
-    let value = if kind == "password" { String::new() } else { state.value(name) };
-    let described = if invalid { format!("{name}-error") } else { String::new() };
+    let value = if kind == "password" {
+        String::new()
+    } else {
+        state.value(name)
+    };
+    let described = if invalid {
+        format!("{name}-error")
+    } else {
+        String::new()
+    };
     view! {
         <div class="field" class:field-invalid=invalid>
             <label for=name>{label}</label>

@@ -9,7 +9,12 @@ use leptos_router::hooks::use_params_map;
 #[component]
 pub fn DocsPage() -> impl IntoView {
     let params = use_params_map();
-    let slug = move || params.read().get("slug").unwrap_or_else(|| "index".to_string());
+    let slug = move || {
+        params
+            .read()
+            .get("slug")
+            .unwrap_or_else(|| "index".to_string())
+    };
     let page = Resource::new(slug, get_doc);
     view! {
         <Suspense fallback=Loading>
