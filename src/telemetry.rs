@@ -1,4 +1,5 @@
-//! Structured logs through `tracing`. Every line logged while serving a
+//! Structured logs through `tracing`, on standard error (standard output is
+//! left to commands that print a result, such as `tollgate db url`). Every line logged while serving a
 //! request carries that request's id (see `http::request_id`).
 
 use crate::config::LogFormat;
@@ -17,6 +18,8 @@ pub fn init(format: &LogFormat) {
                     .with_span_list(false),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .try_init(),
     };
 }

@@ -22,13 +22,24 @@ pub struct EmbeddedPg {
 
 impl EmbeddedPg {
     pub fn new(data_dir: &Path, port: u16) -> anyhow::Result<Self> {
-        let root = std::path::absolute(data_dir.join("postgres"))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let run_as_postgres = unsafe { libc::geteuid() } == 0;
+        let data_dir = std::path::absolute(data_dir)?;
+        let root = if run_as_postgres {
+            // The `postgres` user may not be able to reach a checkout (a
+            // home or temporary directory is often private), so as root the
+            // cluster lives under /var/lib/tollgate, one per data directory.
+            let id =
+                hex::encode(&crate::crypto::sha256(data_dir.to_string_lossy().as_bytes())[..6]);
+            PathBuf::from("/var/lib/tollgate").join(format!("pg-{id}"))
+        } else {
+            data_dir.join("postgres")
+        };
         Ok(Self {
             root,
             port,
             bin_dir: find_bin_dir()?,
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            run_as_postgres: unsafe { libc::geteuid() } == 0,
+            run_as_postgres,
         })
     }
 
@@ -58,7 +69,7 @@ impl EmbeddedPg {
         let path = self.bin_dir.join(program);
         if self.run_as_postgres {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
+            c.args(["-u", "postgres", "--"]).arg(path).current_dir("/");
             c
         } else {
             Command::new(path)
