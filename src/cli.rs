@@ -40,6 +40,27 @@ pub enum Command {
     },
     /// Seed demo data and exit.
     SeedDemo,
+    /// Create an API key for the organization a user owns, and print it once.
+    CreateApiKey {
+        /// The email of a member with the developer role or above.
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// live or test
+        #[arg(long, default_value = "test")]
+        mode: String,
+    },
+    /// Add (or, negative, remove) purchased credits of a user's organization,
+    /// through the ledger, with a reason for the audit log.
+    AdjustCredits {
+        #[arg(long)]
+        email: String,
+        #[arg(long, allow_hyphen_values = true)]
+        amount: i64,
+        #[arg(long)]
+        reason: String,
+    },
     /// The embedded PostgreSQL (used when DATABASE_URL is unset).
     Db {
         #[command(subcommand)]
@@ -84,6 +105,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(&config).await?;
             crate::db::migrate(&db).await?;
             create_admin(&db, &email, &name).await
+        }
+        Command::CreateApiKey { email, name, mode } => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            let (org, user, role) = membership_of(&db, &email).await?;
+            let input = crate::api_keys::store::NewKey {
+                name,
+                mode,
+                scopes: vec!["*".into()],
+                expires_in_days: None,
+            };
+            let (_, secret) =
+                crate::api_keys::store::create(&db, org, user, role, input, Clock::System.now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            println!("{}", secret.expose());
+            Ok(())
+        }
+        Command::AdjustCredits {
+            email,
+            amount,
+            reason,
+        } => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            let (org, user, _) = membership_of(&db, &email).await?;
+            let now = Clock::System.now();
+            let mut tx = db.begin().await?;
+            let key = format!("adjustment:{}", uuid::Uuid::now_v7());
+            crate::billing::ledger::post(
+                &mut tx,
+                org,
+                "adjustment",
+                &key,
+                &[("purchased", amount), ("adjustments", -amount)],
+                now,
+                &reason,
+            )
+            .await
+            .context("the adjustment would make the balance negative")?;
+            let details = serde_json::json!({"amount": amount, "reason": reason});
+            crate::audit::record(
+                &mut tx,
+                now,
+                Some(user),
+                Some(org),
+                "credits.adjusted",
+                details,
+            )
+            .await?;
+            tx.commit().await?;
+            println!(
+                "{}",
+                crate::billing::ledger::balances(&db, org).await?.live()
+            );
+            Ok(())
         }
         Command::SeedDemo => {
             let db = crate::db::connect(&config).await?;
@@ -160,4 +237,25 @@ pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow:
     .await?;
     println!("created platform admin {email}");
     Ok(())
+}
+
+async fn membership_of(
+    db: &sqlx::PgPool,
+    email: &str,
+) -> anyhow::Result<(uuid::Uuid, uuid::Uuid, crate::accounts::Role)> {
+    let row: Option<(uuid::Uuid, uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT m.org_id, u.id, m.role FROM users u JOIN memberships m ON m.user_id = u.id
+         WHERE lower(u.email) = lower($1) ORDER BY m.created_at LIMIT 1",
+    )
+    .bind(email)
+    .fetch_optional(db)
+    .await?;
+    let Some((org, user, role)) = row else {
+        bail!("{email} is not a member of any organization");
+    };
+    Ok((
+        org,
+        user,
+        crate::accounts::Role::parse(&role).unwrap_or(crate::accounts::Role::Billing),
+    ))
 }

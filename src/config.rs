@@ -57,6 +57,9 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub support_contact: String,
     pub session_idle_days: i64,
+    /// Serves `/bench/unmetered/ping` (the ping handler without the gateway),
+    /// for the benchmarks only.
+    pub bench_routes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,7 @@ impl Config {
             support_contact: var("TOLLGATE_SUPPORT")
                 .unwrap_or_else(|| "support@example.com".into()),
             session_idle_days: parsed("TOLLGATE_SESSION_IDLE_DAYS", 14)?,
+            bench_routes: var("TOLLGATE_BENCH").is_some_and(|v| v == "1"),
         })
     }
 
@@ -149,6 +153,7 @@ impl Config {
             smtp: None,
             support_contact: "support@example.com".into(),
             session_idle_days: 14,
+            bench_routes: false,
         }
     }
 

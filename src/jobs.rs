@@ -58,7 +58,8 @@ pub fn spawn_all(state: &AppState, shutdown: &Shutdown) -> Vec<tokio::task::Join
     handles
 }
 
-/// Deletes expired sessions and old sign-in attempts every ten minutes.
+/// Every ten minutes: deletes expired sessions and old sign-in attempts, and
+/// rebuilds any usage event a charged call lost.
 async fn housekeeping(state: AppState, shutdown: Shutdown) {
     let store = crate::accounts::sessions::PgSessionStore::new(state.db.clone());
     while !shutdown.is_set() {
@@ -68,6 +69,14 @@ async fn housekeeping(state: AppState, shutdown: Shutdown) {
         }
         if let Err(e) = crate::accounts::throttle::prune(&state.db, now).await {
             tracing::warn!(error = %e, "could not prune sign-in attempts");
+        }
+        match crate::gateway::usage::recover(&state.db, now, time::Duration::minutes(5)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                recovered = n,
+                "rebuilt usage events of charged calls from the ledger"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not recover usage events"),
         }
         shutdown.sleep(Duration::from_secs(600)).await;
     }

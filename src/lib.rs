@@ -6,6 +6,7 @@
 //! [`portal_backend`] implements.
 
 pub mod accounts; // users, passwords, sessions, sign-in throttling, organizations
+pub mod api_keys; // key format, hashing, create/list/revoke/rotate
 pub mod audit; // the append-only audit log
 pub mod billing; // plans and subscriptions
 pub mod cli; // command-line subcommands
@@ -16,9 +17,11 @@ pub mod db; // pool, migrations, the embedded PostgreSQL
 pub mod demo; // demo data for the run command
 pub mod docs; // markdown documentation from content/
 pub mod email; // the outbox and the SMTP sender
+pub mod gateway; // the metered /v1 pipeline, problem bodies, usage events
 pub mod http; // request ids, the anti-forgery guard, health endpoints
 pub mod jobs; // background jobs and the shutdown signal
 pub mod portal_backend; // the port the UI calls
+pub mod sample_api; // the built-in upstream and the OpenAPI document
 pub mod startup; // router assembly and serving
 pub mod state; // shared application state
 pub mod telemetry; // tracing set-up

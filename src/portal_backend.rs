@@ -195,7 +195,8 @@ impl Portal {
             }
             AccountsError::Forbidden(why) => flash.error = Some(sentence(why)),
             AccountsError::NotFound => {
-                flash.error = Some("That member or invitation no longer exists.".into())
+                flash.error =
+                    Some("That no longer exists. The page shows what is there now.".into())
             }
             e @ (AccountsError::Db(_) | AccountsError::Hashing(_)) => {
                 let AppError::Internal { request_id } = self.internal(req, e) else {
@@ -683,6 +684,194 @@ impl PortalBackend for Portal {
                 "/account".into()
             }
             Err(e) => self.fail(req, &session, "invitation", e, &[], back).await,
+        }
+    }
+
+    async fn api_keys(&self, req: &Parts) -> Result<KeysPage, AppError> {
+        let actor = self.actor(req).await?;
+        let m = actor.org()?;
+        let now = self.now();
+        let keys = crate::api_keys::store::list(&self.state.db, m.org_id)
+            .await
+            .map_err(|e| self.internal(req, e))?;
+        let balances = crate::billing::ledger::balances(&self.state.db, m.org_id)
+            .await
+            .map_err(|e| self.internal(req, e))?;
+        Ok(KeysPage {
+            org_name: m.org_name.clone(),
+            can_manage: crate::api_keys::store::may_manage(m.role()),
+            keys: keys
+                .into_iter()
+                .map(|k| {
+                    let status = match (k.revoked_at, k.expires_at) {
+                        (Some(r), _) if r <= now => "revoked",
+                        (_, Some(e)) if e <= now => "expired",
+                        (Some(_), _) => "expiring",
+                        _ => "active",
+                    };
+                    let ends = match (k.revoked_at, k.expires_at) {
+                        (Some(r), Some(e)) => Some(r.min(e)),
+                        (r, e) => r.or(e),
+                    };
+                    ApiKeyView {
+                        id: k.id.to_string(),
+                        display: format!("{}…{}", k.prefix, k.last4),
+                        name: k.name,
+                        mode: k.mode,
+                        scopes: k.scopes,
+                        created: date_time(k.created_at),
+                        last_used: k.last_used_at.map(date_time),
+                        expires: ends.map(date_time),
+                        status: status.to_string(),
+                    }
+                })
+                .collect(),
+            scopes: crate::api_keys::SCOPES
+                .iter()
+                .map(|(s, w)| (s.to_string(), w.to_string()))
+                .collect(),
+            live_credits: balances.live(),
+            sandbox_credits: balances.sandbox,
+            new_key: None,
+        })
+    }
+
+    async fn create_api_key(&self, req: &Parts, form: CreateKeyForm) -> KeyIssued {
+        let back = "/account/keys".to_string();
+        let issued = |redirect: String| KeyIssued {
+            redirect,
+            secret: None,
+        };
+        let Ok(session) = self.session(req) else {
+            return issued(back);
+        };
+        let values = [("name", form.name.as_str())];
+        if !self.csrf_ok(&session, &form.csrf).await {
+            return issued(self.csrf_failed(&session, "keys", &values, back).await);
+        }
+        let actor = match self.actor(req).await {
+            Ok(a) => a,
+            Err(_) => return issued("/login?return_to=%2Faccount%2Fkeys".into()),
+        };
+        let Some(m) = actor.membership.clone() else {
+            return issued("/account".into());
+        };
+        let expires_in_days = match form.expires_in_days.as_str() {
+            "never" | "" => None,
+            d => Some(d.parse::<i64>().unwrap_or(-1)),
+        };
+        let input = crate::api_keys::store::NewKey {
+            name: form.name.clone(),
+            mode: form.mode.clone(),
+            scopes: form.scopes.clone(),
+            expires_in_days,
+        };
+        match crate::api_keys::store::create(
+            &self.state.db,
+            m.org_id,
+            actor.user.id,
+            m.role(),
+            input,
+            self.now(),
+        )
+        .await
+        {
+            Ok((_, secret)) => KeyIssued {
+                redirect: back,
+                secret: Some(secret.expose().to_string()),
+            },
+            Err(e) => issued(self.fail(req, &session, "keys", e, &values, back).await),
+        }
+    }
+
+    async fn revoke_api_key(&self, req: &Parts, csrf: String, key_id: String) -> String {
+        let back = "/account/keys".to_string();
+        let Ok(session) = self.session(req) else {
+            return back;
+        };
+        if !self.csrf_ok(&session, &csrf).await {
+            return self.csrf_failed(&session, "keys", &[], back).await;
+        }
+        let Ok(actor) = self.actor(req).await else {
+            return "/login?return_to=%2Faccount%2Fkeys".into();
+        };
+        let Some(m) = actor.membership.clone() else {
+            return "/account".into();
+        };
+        let result = match Uuid::parse_str(&key_id) {
+            Ok(id) => {
+                crate::api_keys::store::revoke(
+                    &self.state.db,
+                    m.org_id,
+                    actor.user.id,
+                    m.role(),
+                    id,
+                    self.now(),
+                )
+                .await
+            }
+            Err(_) => Err(AccountsError::NotFound),
+        };
+        match result {
+            Ok(()) => {
+                self.notice(
+                    &session,
+                    "keys",
+                    "Key revoked. Calls with it are refused from now on.",
+                )
+                .await;
+                back
+            }
+            Err(e) => self.fail(req, &session, "keys", e, &[], back).await,
+        }
+    }
+
+    async fn rotate_api_key(
+        &self,
+        req: &Parts,
+        csrf: String,
+        key_id: String,
+        overlap_hours: String,
+    ) -> KeyIssued {
+        let back = "/account/keys".to_string();
+        let issued = |redirect: String| KeyIssued {
+            redirect,
+            secret: None,
+        };
+        let Ok(session) = self.session(req) else {
+            return issued(back);
+        };
+        if !self.csrf_ok(&session, &csrf).await {
+            return issued(self.csrf_failed(&session, "keys", &[], back).await);
+        }
+        let Ok(actor) = self.actor(req).await else {
+            return issued("/login?return_to=%2Faccount%2Fkeys".into());
+        };
+        let Some(m) = actor.membership.clone() else {
+            return issued("/account".into());
+        };
+        let overlap = overlap_hours.trim().parse::<i64>().unwrap_or(-1);
+        let result = match Uuid::parse_str(&key_id) {
+            Ok(id) => {
+                crate::api_keys::store::rotate(
+                    &self.state.db,
+                    m.org_id,
+                    actor.user.id,
+                    m.role(),
+                    id,
+                    overlap,
+                    self.now(),
+                )
+                .await
+            }
+            Err(_) => Err(AccountsError::NotFound),
+        };
+        match result {
+            Ok((_, secret)) => KeyIssued {
+                redirect: back,
+                secret: Some(secret.expose().to_string()),
+            },
+            Err(e) => issued(self.fail(req, &session, "keys", e, &[], back).await),
         }
     }
 

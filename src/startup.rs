@@ -42,6 +42,11 @@ pub fn router(state: AppState) -> Router {
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
     });
 
+    let bench = if state.config.bench_routes {
+        crate::gateway::bench_router()
+    } else {
+        Router::new()
+    };
     Router::new()
         .leptos_routes_with_context(
             &state,
@@ -56,8 +61,15 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(sessions)
         .merge(health::router())
+        .merge(crate::gateway::router())
+        .merge(bench)
         .layer(
             ServiceBuilder::new()
+                // Request ids are ours: they key usage events and ledger postings.
+                .map_request(|mut req: axum::http::Request<axum::body::Body>| {
+                    req.headers_mut().remove(&request_id::HEADER);
+                    req
+                })
                 .layer(SetRequestIdLayer::new(
                     request_id::HEADER.clone(),
                     request_id::MakeId,

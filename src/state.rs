@@ -10,6 +10,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// Where the gateway sends usage events (written in batches).
+    pub usage: crate::gateway::usage::UsageSink,
     pub config: Arc<Config>,
     pub clock: Clock,
     pub leptos_options: LeptosOptions,
@@ -22,6 +24,7 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 impl AppState {
+    /// Must be called inside a Tokio runtime: it starts the usage writer.
     pub fn new(db: PgPool, config: Config, clock: Clock) -> Self {
         let leptos_options = LeptosOptions::builder()
             .output_name("tollgate")
@@ -33,6 +36,7 @@ impl AppState {
             })
             .build();
         Self {
+            usage: crate::gateway::usage::UsageSink::start(db.clone()),
             db,
             config: Arc::new(config),
             clock,

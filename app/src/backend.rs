@@ -31,6 +31,19 @@ pub trait PortalBackend: Send + Sync + 'static {
     async fn invitation(&self, token: String) -> Result<InvitationPreview, AppError>;
     async fn accept_invitation(&self, req: &Parts, csrf: String, token: String) -> String;
 
+    /// The organization's keys. `new_key` is left empty: the server function
+    /// fills it from the one-shot cookie that carries a key just created.
+    async fn api_keys(&self, req: &Parts) -> Result<KeysPage, AppError>;
+    async fn create_api_key(&self, req: &Parts, form: CreateKeyForm) -> KeyIssued;
+    async fn revoke_api_key(&self, req: &Parts, csrf: String, key_id: String) -> String;
+    async fn rotate_api_key(
+        &self,
+        req: &Parts,
+        csrf: String,
+        key_id: String,
+        overlap_hours: String,
+    ) -> KeyIssued;
+
     async fn plans(&self) -> Result<Vec<PlanView>, AppError>;
     async fn billing_overview(&self, req: &Parts) -> Result<BillingOverview, AppError>;
 
@@ -83,4 +96,28 @@ pub struct MemberRoleForm {
     pub csrf: String,
     pub user_id: String,
     pub role: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct CreateKeyForm {
+    pub csrf: String,
+    pub name: String,
+    pub mode: String,
+    pub scopes: Vec<String>,
+    /// "never" or a number of days.
+    pub expires_in_days: String,
+}
+
+/// Where the browser goes after a key form, and the new key to show once.
+pub struct KeyIssued {
+    pub redirect: String,
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for KeyIssued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyIssued")
+            .field("redirect", &self.redirect)
+            .finish_non_exhaustive()
+    }
 }

@@ -19,7 +19,7 @@ use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
 };
-use pages::{account, admin, auth, billing, docs, explorer, home};
+use pages::{account, admin, auth, billing, docs, explorer, home, keys};
 
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -74,6 +74,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/password/reset") view=auth::ResetPasswordPage ssr=ssr.clone()/>
                     <Route path=path!("/account") view=account::AccountPage ssr=ssr.clone()/>
                     <Route path=path!("/account/members") view=account::MembersPage ssr=ssr.clone()/>
+                    <Route path=path!("/account/keys") view=keys::KeysPage ssr=ssr.clone()/>
                     <Route path=path!("/invitations/:token") view=account::InvitationPage ssr=ssr.clone()/>
                     <Route path=path!("/billing") view=billing::BillingPage ssr=ssr.clone()/>
                     <Route path=path!("/billing/plans") view=billing::PlansPage ssr=ssr.clone()/>

@@ -191,3 +191,101 @@ pub async fn get_doc(slug: String) -> Result<DocPage, AppError> {
     let (backend, _) = ssr::ctx().await?;
     backend.doc_page(slug).await
 }
+
+/// The cookie that carries a key just created from the form post to the page
+/// that shows it once: HttpOnly, this page only, two minutes, cleared when
+/// shown. The key is never stored on the server.
+pub const NEW_KEY_COOKIE: &str = "tollgate_new_key";
+
+#[cfg(feature = "ssr")]
+fn hand_over_key(issued: crate::backend::KeyIssued) -> Result<(), AppError> {
+    if let Some(secret) = issued.secret {
+        let cookie = format!(
+            "{NEW_KEY_COOKIE}={secret}; Path=/account/keys; Max-Age=120; HttpOnly; SameSite=Strict"
+        );
+        if let (Some(res), Ok(value)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            http::HeaderValue::from_str(&cookie),
+        ) {
+            res.append_header(http::header::SET_COOKIE, value);
+        }
+    }
+    ssr::go(issued.redirect)
+}
+
+#[server(endpoint = "api_keys")]
+pub async fn get_api_keys() -> Result<KeysPage, AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    let mut page = backend.api_keys(&parts).await?;
+    let secret = parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == NEW_KEY_COOKIE)
+        .map(|(_, v)| v.to_string());
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+            let clear = format!(
+                "{NEW_KEY_COOKIE}=; Path=/account/keys; Max-Age=0; HttpOnly; SameSite=Strict"
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&clear) {
+                res.append_header(http::header::SET_COOKIE, v);
+            }
+        }
+        if page.can_manage {
+            page.new_key = Some(NewKey { secret });
+        }
+    }
+    Ok(page)
+}
+
+#[server(endpoint = "create_api_key")]
+#[allow(clippy::too_many_arguments)]
+pub async fn create_api_key(
+    csrf: String,
+    name: String,
+    mode: String,
+    scope_all: Option<String>,
+    scope_ping: Option<String>,
+    scope_text: Option<String>,
+    expires_in_days: String,
+) -> Result<(), AppError> {
+    use crate::backend::CreateKeyForm;
+    let (backend, parts) = ssr::ctx().await?;
+    let scopes = [("*", scope_all), ("ping", scope_ping), ("text", scope_text)]
+        .into_iter()
+        .filter(|(_, on)| on.is_some())
+        .map(|(s, _)| s.to_string())
+        .collect();
+    let form = CreateKeyForm {
+        csrf,
+        name,
+        mode,
+        scopes,
+        expires_in_days,
+    };
+    hand_over_key(backend.create_api_key(&parts, form).await)
+}
+
+#[server(endpoint = "revoke_api_key")]
+pub async fn revoke_api_key(csrf: String, key_id: String) -> Result<(), AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    ssr::go(backend.revoke_api_key(&parts, csrf, key_id).await)
+}
+
+#[server(endpoint = "rotate_api_key")]
+pub async fn rotate_api_key(
+    csrf: String,
+    key_id: String,
+    overlap_hours: String,
+) -> Result<(), AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    hand_over_key(
+        backend
+            .rotate_api_key(&parts, csrf, key_id, overlap_hours)
+            .await,
+    )
+}

@@ -155,3 +155,36 @@ pub fn role_summary(role: &str) -> &'static str {
         _ => "",
     }
 }
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub mode: String,
+    /// "tg_live_AbCd…wxyz": enough to recognise a key, never enough to use it.
+    pub display: String,
+    pub scopes: Vec<String>,
+    pub created: String,
+    pub last_used: Option<String>,
+    pub expires: Option<String>,
+    /// "active", "expiring" (rotated, still in its overlap), "revoked" or "expired".
+    pub status: String,
+}
+
+/// A key just created, shown once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewKey {
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeysPage {
+    pub org_name: String,
+    pub can_manage: bool,
+    pub keys: Vec<ApiKeyView>,
+    /// (scope, what it allows)
+    pub scopes: Vec<(String, String)>,
+    pub live_credits: i64,
+    pub sandbox_credits: i64,
+    pub new_key: Option<NewKey>,
+}

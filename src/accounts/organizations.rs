@@ -232,7 +232,7 @@ pub async fn change_role(
 }
 
 /// Removes a member. Their access ends at once: every request re-reads the
-/// membership.
+/// membership, and the API keys they created are revoked.
 pub async fn remove(
     db: &PgPool,
     org: Uuid,
@@ -260,6 +260,15 @@ pub async fn remove(
         .bind(target)
         .execute(&mut *tx)
         .await?;
+    // Their API keys stop with them.
+    sqlx::query(
+        "UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND created_by = $2 AND (revoked_at IS NULL OR revoked_at > $3)",
+    )
+    .bind(org)
+    .bind(target)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     crate::audit::record(
         &mut tx,
         now,

@@ -1,6 +1,7 @@
-//! Billing: plans and subscriptions. The credit ledger, top-ups, the payment
-//! processor and dunning come with the metered API and build on these tables.
+//! Billing: plans, subscriptions and the credit ledger. Top-ups, the payment
+//! processor and dunning build on these tables.
 
+pub mod ledger;
 pub mod plans;
 pub mod subscriptions;
 

@@ -26,9 +26,10 @@ pub async fn start_free(
     org: Uuid,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    let plan: Uuid = sqlx::query_scalar("SELECT id FROM plans WHERE code = 'free'")
-        .fetch_one(&mut *conn)
-        .await?;
+    let (plan, included, name): (Uuid, i64, String) =
+        sqlx::query_as("SELECT id, included_credits, name FROM plans WHERE code = 'free'")
+            .fetch_one(&mut *conn)
+            .await?;
     sqlx::query(
         "INSERT INTO subscriptions (id, org_id, plan_id, status, current_period_start, current_period_end, created_at, updated_at)
          VALUES ($1, $2, $3, 'active', $4, $5, $4, $4)",
@@ -38,9 +39,9 @@ pub async fn start_free(
     .bind(plan)
     .bind(now)
     .bind(add_month(now))
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    super::ledger::open(conn, org, included, &name, now, add_month(now)).await
 }
 
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
     pub db: PgPool,
+    pub state: AppState,
     pub clock: Clock,
     pub router: Router,
     pub cookies: BTreeMap<String, String>,
@@ -58,9 +59,11 @@ impl TestApp {
             .await
             .unwrap();
         let clock = Clock::manual(datetime!(2026-11-21 12:00 UTC));
-        let router = tollgate::startup::router(AppState::new(db.clone(), config, clock.clone()));
+        let state = AppState::new(db.clone(), config, clock.clone());
+        let router = tollgate::startup::router(state.clone());
         Self {
             db,
+            state,
             clock,
             router,
             cookies: BTreeMap::new(),
@@ -71,13 +74,13 @@ impl TestApp {
     /// The same database and cookies behind a freshly built router, as after
     /// a restart of the server.
     pub fn restarted(&self) -> Self {
-        let router = tollgate::startup::router(AppState::new(
-            self.db.clone(),
-            Config::for_tests(),
-            self.clock.clone(),
-        ));
+        // Its own connection pool, as a separate process would have.
+        let pool = PgPool::connect_lazy_with((*self.db.connect_options()).clone());
+        let state = AppState::new(pool, Config::for_tests(), self.clock.clone());
+        let router = tollgate::startup::router(state.clone());
         Self {
             db: self.db.clone(),
+            state,
             clock: self.clock.clone(),
             router,
             cookies: self.cookies.clone(),
@@ -180,6 +183,7 @@ impl TestApp {
     pub fn other_browser(&self) -> Self {
         Self {
             db: self.db.clone(),
+            state: self.state.clone(),
             clock: self.clock.clone(),
             router: self.router.clone(),
             cookies: BTreeMap::new(),
@@ -233,4 +237,99 @@ pub fn decode_html(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&amp;", "&")
         .replace("&#39;", "'")
+}
+
+impl TestApp {
+    /// Creates a key through the keys page and reads it off the page, once.
+    pub async fn create_key(
+        &mut self,
+        name: &str,
+        mode: &str,
+        scopes: &[&str],
+        expires: &str,
+    ) -> String {
+        let csrf = extract_csrf(&self.get("/account/keys").await.body);
+        let mut fields = vec![
+            ("csrf", csrf.as_str()),
+            ("name", name),
+            ("mode", mode),
+            ("expires_in_days", expires),
+        ];
+        for s in scopes {
+            fields.push((
+                match *s {
+                    "*" => "scope_all",
+                    "ping" => "scope_ping",
+                    "text" => "scope_text",
+                    other => panic!("unknown scope {other}"),
+                },
+                "on",
+            ));
+        }
+        let res = self.post_form("/api/create_api_key", &fields).await;
+        assert_eq!(res.location(), "/account/keys");
+        let page = self.get("/account/keys").await;
+        new_key_on(&page.body).unwrap_or_else(|| panic!("the new key is shown: {}", page.body))
+    }
+
+    /// Calls the metered API with a key, as an API client would (no cookies).
+    pub async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Body::from(body.unwrap_or("").to_string()))
+            .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        TestResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn org_of(&self, email: &str) -> uuid::Uuid {
+        sqlx::query_scalar("SELECT m.org_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = $1")
+            .bind(email)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+pub fn new_key_on(html: &str) -> Option<String> {
+    let marker = "data-testid=\"new-key\">";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('<')?;
+    Some(html[start..start + end].to_string())
+}
+
+impl TestResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
 }

@@ -2,7 +2,9 @@
 //! test (`#[sqlx::test]`), over HTTP requests a browser would send.
 
 mod accounts;
+mod gateway;
 mod helpers;
+mod keys;
 mod organizations;
 mod pages;
 mod sessions;

@@ -46,8 +46,8 @@ pub fn AccountPage() -> impl IntoView {
                         </article>
                         <article class="card">
                             <h2>"API keys"</h2>
-                            <p>"Keys, usage graphs and request logs arrive with the metered API."</p>
-                            <a href="/docs/quickstart">"Read the quickstart"</a>
+                            <p>"Create test and live keys, rotate them, revoke them."</p>
+                            <a href="/account/keys">"Manage API keys"</a>
                         </article>
                     </section>
                 }

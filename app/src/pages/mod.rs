@@ -7,3 +7,4 @@ pub mod billing;
 pub mod docs;
 pub mod explorer;
 pub mod home;
+pub mod keys;

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Gateway benchmarks, on loopback only and bounded in time:
+#  1. throughput of metered GET /v1/ping against the same handler unmetered,
+#     and of metered POST /v1/text/sentiment (1 credit, a ledger posting);
+#  2. p99 latency at half the metered throughput;
+#  3. the overspend test: two app instances × 100 concurrent clients on one
+#     key with a small balance, then the ledger is checked.
+# Usage: bash end2end/bench/run.sh   (SECONDS_PER_RUN=10 by default)
+source "$(dirname "$0")/../../.ci/lib.sh"
+ensure_system_packages
+ensure_rust_tools
+ensure_npm_packages
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+if ! command -v oha >/dev/null 2>&1; then
+  log "installing oha (a load generator with a fixed request rate)"
+  cargo install oha --locked
+fi
+build_site
+
+DURATION="${SECONDS_PER_RUN:-10}"
+OUT="$ROOT/end2end/.bench"
+mkdir -p "$OUT"
+ADMIN_URL="$("$TOLLGATE_BIN" db admin-url)"
+DB="$(DATABASE_URL="$ADMIN_URL" "$TOLLGATE_BIN" db fresh tollgate_bench)"
+export DATABASE_URL="$DB"
+"$TOLLGATE_BIN" seed-demo >/dev/null
+psql -q "$DB" -c "UPDATE plans SET rate_limit_per_sec = 1000000"
+KEY="$("$TOLLGATE_BIN" create-api-key --email demo@tollgate.local --mode live --name bench)"
+"$TOLLGATE_BIN" adjust-credits --email demo@tollgate.local --amount 100000000 --reason "benchmark credits" >/dev/null
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+start_instance() { # port
+  TOLLGATE_BENCH=1 TOLLGATE_ADDR="127.0.0.1:$1" TOLLGATE_LOG=warn "$TOLLGATE_BIN" serve >"$OUT/server-$1.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "instance on $1 did not start" >&2; exit 1
+}
+start_instance 3201
+
+cat >"$OUT/auth.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $KEY"
+wrk.headers["Content-Type"] = "application/json"
+LUA
+cat >"$OUT/sentiment.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"text": "Great docs and a fast, reliable API."}'
+wrk.headers["Authorization"] = "Bearer $KEY"
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+rps() { awk '/Requests\/sec/ { printf "%d", $2 }' "$1"; }
+run_wrk() { # name url script
+  wrk -t2 -c64 -d"${DURATION}s" --latency -s "$3" "$2" >"$OUT/$1.txt"
+  echo "$1: $(rps "$OUT/$1.txt") req/s ($(grep -E '^ +99%' "$OUT/$1.txt" | awk '{print $2}') p99 at saturation)"
+}
+log "throughput, 64 connections, ${DURATION}s each"
+run_wrk unmetered_ping "http://127.0.0.1:3201/bench/unmetered/ping" "$OUT/auth.lua"
+run_wrk metered_ping "http://127.0.0.1:3201/v1/ping" "$OUT/auth.lua"
+run_wrk metered_sentiment "http://127.0.0.1:3201/v1/text/sentiment" "$OUT/sentiment.lua"
+
+HALF=$(( $(rps "$OUT/metered_ping.txt") / 2 ))
+log "latency at half the metered rate ($HALF req/s)"
+for target in unmetered/ping:/bench/unmetered/ping metered/ping:/v1/ping; do
+  name="${target%%:*}"; path="${target#*:}"
+  oha --no-tui -z "${DURATION}s" -q "$HALF" -c 32 --latency-correction -H "Authorization: Bearer $KEY" \
+    "http://127.0.0.1:3201$path" >"$OUT/latency-${name//\//_}.txt"
+  echo "$name at $HALF req/s: p50 $(awk '/50.00%/ {print $3, $4}' "$OUT/latency-${name//\//_}.txt"), p99 $(awk '/99.00%/ {print $3, $4}' "$OUT/latency-${name//\//_}.txt")"
+done
+
+log "overspend: 2 instances x 100 concurrent clients, one key, 50 credits"
+start_instance 3202
+psql -q "$DB" -v ON_ERROR_STOP=1 <<'SQL'
+UPDATE org_meters SET spend_cap = NULL;
+SELECT ledger_post(org_id, 'adjustment', 'bench:drain', ARRAY['included', 'purchased', 'adjustments'],
+                   ARRAY[-included, -purchased + 50, included + purchased - 50], now())
+  FROM org_meters WHERE org_id = (SELECT m.org_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'demo@tollgate.local');
+SQL
+START=$(psql -tA "$DB" -c "SELECT included + purchased FROM org_meters m JOIN memberships s ON s.org_id = m.org_id JOIN users u ON u.id = s.user_id WHERE u.email = 'demo@tollgate.local'")
+wrk -t1 -c100 -d5s -s "$OUT/sentiment.lua" http://127.0.0.1:3201/v1/text/sentiment >"$OUT/overspend-a.txt" &
+wrk -t1 -c100 -d5s -s "$OUT/sentiment.lua" http://127.0.0.1:3202/v1/text/sentiment >"$OUT/overspend-b.txt" &
+wait %1 %2 2>/dev/null || wait
+sleep 1 # let the usage batches land
+psql "$DB" -v ON_ERROR_STOP=1 -v start="$START" <<'SQL'
+WITH o AS (SELECT m.org_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'demo@tollgate.local')
+SELECT :start AS starting_balance,
+       (SELECT included + purchased FROM org_meters WHERE org_id = (SELECT org_id FROM o)) AS final_balance,
+       (SELECT count(*) FROM ledger_transactions WHERE org_id = (SELECT org_id FROM o) AND kind = 'usage' AND idempotency_key NOT LIKE 'usage:req_%' ) AS odd_postings,
+       (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+         WHERE t.org_id = (SELECT org_id FROM o) AND e.account = 'revenue' AND t.created_at > now() - interval '1 minute') AS charged,
+       (SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries GROUP BY 1 HAVING sum(amount) <> 0) x) AS unbalanced_transactions,
+       (SELECT count(*) FROM ledger_transactions t WHERE t.org_id = (SELECT org_id FROM o) AND t.kind = 'usage'
+           AND t.created_at > now() - interval '1 minute'
+           AND NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.request_id = t.request_id)) AS charged_calls_without_event,
+       (SELECT count(*) FROM usage_events WHERE org_id = (SELECT org_id FROM o) AND status = 402 AND at > now() - interval '1 minute') AS refused_402;
+SQL
+echo "requests sent: $(grep -h 'requests in' "$OUT"/overspend-*.txt | awk '{s += $1} END {print s}')"

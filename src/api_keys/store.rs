@@ -1,0 +1,271 @@
+//! Creating, listing, revoking and rotating keys. Only members with the
+//! developer role or above manage keys; revoking takes effect on the next call.
+
+use super::{Mode, Secret, SCOPES};
+use crate::accounts::{AccountsError, Role};
+use sqlx::PgPool;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub mode: String,
+    pub prefix: String,
+    pub last4: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+const COLUMNS: &str =
+    "id, name, mode, prefix, last4, scopes, expires_at, created_at, last_used_at, revoked_at";
+
+pub fn may_manage(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Admin | Role::Developer)
+}
+
+pub struct NewKey {
+    pub name: String,
+    pub mode: String,
+    pub scopes: Vec<String>,
+    /// Days until expiry; `None` never expires.
+    pub expires_in_days: Option<i64>,
+}
+
+pub fn validate(
+    input: &NewKey,
+) -> Result<(String, Mode, Vec<String>, Option<Duration>), AccountsError> {
+    let mut errors = Vec::new();
+    let name = input.name.trim().to_string();
+    if name.is_empty() {
+        errors.push((
+            "name",
+            "Give the key a name, such as \"production server\".".to_string(),
+        ));
+    } else if name.chars().count() > 80 {
+        errors.push(("name", "Use at most 80 characters.".to_string()));
+    }
+    let mode = Mode::parse(&input.mode);
+    if mode.is_none() {
+        errors.push(("mode", "Choose test or live.".to_string()));
+    }
+    let known = |s: &str| s == "*" || SCOPES.iter().any(|(k, _)| *k == s);
+    let mut scopes: Vec<String> = input
+        .scopes
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        errors.push(("scopes", "Choose at least one scope.".to_string()));
+    } else if let Some(bad) = scopes.iter().find(|s| !known(s)) {
+        errors.push(("scopes", format!("Unknown scope \"{bad}\".")));
+    }
+    let expiry = match input.expires_in_days {
+        None => None,
+        Some(d) if (1..=3650).contains(&d) => Some(Duration::days(d)),
+        Some(_) => {
+            errors.push((
+                "expires_in_days",
+                "Choose between 1 and 3650 days, or never.".to_string(),
+            ));
+            None
+        }
+    };
+    match (errors.is_empty(), mode) {
+        (true, Some(mode)) => Ok((name, mode, scopes, expiry)),
+        _ => Err(AccountsError::Invalid(errors)),
+    }
+}
+
+async fn insert(
+    db: &PgPool,
+    org: Uuid,
+    user: Uuid,
+    name: &str,
+    mode: Mode,
+    scopes: &[String],
+    expires_at: Option<OffsetDateTime>,
+    rotated_from: Option<Uuid>,
+    now: OffsetDateTime,
+) -> Result<(Uuid, Secret), sqlx::Error> {
+    let secret = Secret::generate(mode);
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO api_keys (id, org_id, created_by, name, mode, prefix, last4, token_hash, scopes, expires_at, created_at, rotated_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(user)
+    .bind(name)
+    .bind(mode.as_str())
+    .bind(secret.display_prefix())
+    .bind(secret.last4())
+    .bind(secret.hash())
+    .bind(scopes)
+    .bind(expires_at)
+    .bind(now)
+    .bind(rotated_from)
+    .execute(db)
+    .await?;
+    Ok((id, secret))
+}
+
+pub async fn create(
+    db: &PgPool,
+    org: Uuid,
+    user: Uuid,
+    role: Role,
+    input: NewKey,
+    now: OffsetDateTime,
+) -> Result<(Uuid, Secret), AccountsError> {
+    if !may_manage(role) {
+        return Err(AccountsError::Forbidden(
+            "only developers, admins and owners manage API keys",
+        ));
+    }
+    let (name, mode, scopes, expiry) = validate(&input)?;
+    let (id, secret) = insert(
+        db,
+        org,
+        user,
+        &name,
+        mode,
+        &scopes,
+        expiry.map(|d| now + d),
+        None,
+        now,
+    )
+    .await?;
+    let mut conn = db.acquire().await?;
+    let details = serde_json::json!({"key_id": id, "mode": mode.as_str(), "scopes": scopes});
+    crate::audit::record(
+        &mut conn,
+        now,
+        Some(user),
+        Some(org),
+        "api_key.created",
+        details,
+    )
+    .await?;
+    Ok((id, secret))
+}
+
+pub async fn list(db: &PgPool, org: Uuid) -> Result<Vec<ApiKey>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC"
+    ))
+    .bind(org)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn revoke(
+    db: &PgPool,
+    org: Uuid,
+    user: Uuid,
+    role: Role,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), AccountsError> {
+    if !may_manage(role) {
+        return Err(AccountsError::Forbidden(
+            "only developers, admins and owners manage API keys",
+        ));
+    }
+    let r = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(now)
+    .execute(db)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(AccountsError::NotFound);
+    }
+    let mut conn = db.acquire().await?;
+    crate::audit::record(
+        &mut conn,
+        now,
+        Some(user),
+        Some(org),
+        "api_key.revoked",
+        serde_json::json!({"key_id": id}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A new key with the same name, mode and scopes. The old key keeps working
+/// for `overlap_hours` (0: it stops now), so deployments can switch over.
+pub async fn rotate(
+    db: &PgPool,
+    org: Uuid,
+    user: Uuid,
+    role: Role,
+    id: Uuid,
+    overlap_hours: i64,
+    now: OffsetDateTime,
+) -> Result<(Uuid, Secret), AccountsError> {
+    if !may_manage(role) {
+        return Err(AccountsError::Forbidden(
+            "only developers, admins and owners manage API keys",
+        ));
+    }
+    if !(0..=720).contains(&overlap_hours) {
+        return Err(AccountsError::field(
+            "overlap_hours",
+            "Choose an overlap between 0 and 720 hours.",
+        ));
+    }
+    let old: Option<ApiKey> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL"
+    ))
+    .bind(id)
+    .bind(org)
+    .fetch_optional(db)
+    .await?;
+    let old = old.ok_or(AccountsError::NotFound)?;
+    let mode = Mode::parse(&old.mode).unwrap_or(Mode::Test);
+    let (new_id, secret) = insert(
+        db,
+        org,
+        user,
+        &old.name,
+        mode,
+        &old.scopes,
+        old.expires_at,
+        Some(old.id),
+        now,
+    )
+    .await?;
+    // The old key ends when the overlap does (as a revocation, so calls with
+    // it afterwards say "revoked", not "expired").
+    sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND org_id = $2")
+        .bind(old.id)
+        .bind(org)
+        .bind(now + Duration::hours(overlap_hours))
+        .execute(db)
+        .await?;
+    let mut conn = db.acquire().await?;
+    let details =
+        serde_json::json!({"key_id": old.id, "new_key_id": new_id, "overlap_hours": overlap_hours});
+    crate::audit::record(
+        &mut conn,
+        now,
+        Some(user),
+        Some(org),
+        "api_key.rotated",
+        details,
+    )
+    .await?;
+    Ok((new_id, secret))
+}

@@ -1,0 +1,130 @@
+//! OpenAPI 3.1 for `/v1`, generated from the endpoint and problem catalogues
+//! the gateway itself runs on, so the document cannot drift from the code.
+
+use crate::config::Config;
+use crate::gateway::catalogue::{Code, Pricing, ALL, ENDPOINTS};
+use crate::gateway::problem::{Facts, Problem};
+use serde_json::{json, Map, Value};
+
+/// Which problems each endpoint can answer with.
+fn problems_for(endpoint_id: &str) -> Vec<Code> {
+    ALL.into_iter()
+        .filter(|c| match c {
+            Code::NotFound | Code::UpstreamFailed | Code::UpstreamTimeout => false,
+            Code::ValidationFailed => endpoint_id != "ping",
+            Code::InsufficientCredits | Code::SpendCapReached => endpoint_id != "ping",
+            _ => true,
+        })
+        .collect()
+}
+
+fn example(code: Code, config: &Config, path: &str) -> Value {
+    let facts = Facts {
+        instance: path.to_string(),
+        request_id: "req_0193a0b4c5d67e8f9a0b1c2d3e4f5a6b".into(),
+        balance: Some(2),
+        required: Some(5),
+        suggested_plan: Some("pro".into()),
+        plan: Some("free".into()),
+        retry_after_ms: Some(1000),
+        spend_cap: Some(5000),
+        period_spent: Some(4998),
+        scope: Some("text".into()),
+        errors: vec![("text".into(), "Is required.".into())],
+        detail: None,
+    };
+    Problem::new(code, &facts, config).body
+}
+
+pub fn document(config: &Config) -> Value {
+    let mut paths = Map::new();
+    for e in ENDPOINTS {
+        let mut responses = Map::new();
+        responses.insert(
+            "200".into(),
+            json!({
+                "description": "Success. Metered responses carry Request-Id, RateLimit-Policy, RateLimit and Tollgate-Credits-Remaining (and Tollgate-Warning when something will stop soon).",
+                "headers": {
+                    "Request-Id": {"schema": {"type": "string"}},
+                    "RateLimit-Policy": {"schema": {"type": "string"}},
+                    "RateLimit": {"schema": {"type": "string"}},
+                    "Tollgate-Credits-Remaining": {"schema": {"type": "string"}},
+                    "Tollgate-Warning": {"schema": {"type": "string"}}
+                },
+                "content": {"application/json": {"schema": {"type": "object"}}}
+            }),
+        );
+        let mut by_status: std::collections::BTreeMap<u16, Vec<Code>> = Default::default();
+        for c in problems_for(e.id) {
+            by_status.entry(c.status().as_u16()).or_default().push(c);
+        }
+        for (status, codes) in by_status {
+            let examples: Map<String, Value> = codes
+                .iter()
+                .map(|c| {
+                    (
+                        c.as_str().to_string(),
+                        json!({"summary": c.title(), "value": example(*c, config, e.path)}),
+                    )
+                })
+                .collect();
+            let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": format!("Problem: {}", names.join(", ")),
+                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}, "examples": examples}}
+                }),
+            );
+        }
+        let price = match e.pricing {
+            Pricing::Free => "free".to_string(),
+            Pricing::PerCall(n) => format!("{n} credit(s) per call"),
+            Pricing::PerHundredWords => "1 credit per started 100 words of input".to_string(),
+        };
+        let mut op = json!({
+            "operationId": e.id,
+            "summary": e.summary,
+            "description": format!("Scope: `{}`. Price: {price}.", e.scope),
+            "security": [{"apiKey": []}],
+            "parameters": [{"name": "Tollgate-Simulate", "in": "header", "required": false,
+                             "description": "Test keys only: answer with this problem code's exact body.",
+                             "schema": {"type": "string", "enum": ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>()}}],
+            "responses": responses,
+        });
+        if e.method == "POST" {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["text"],
+                    "properties": {"text": {"type": "string", "maxLength": crate::sample_api::MAX_TEXT_CHARS},
+                                   "max_sentences": {"type": "integer", "minimum": 1, "maximum": 20}}
+                }}}
+            });
+        }
+        paths.insert(e.path.to_string(), json!({ e.method.to_lowercase(): op }));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Tollgate API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Every error is an RFC 9457 problem whose `type` is a page explaining the fix."},
+        "servers": [{"url": config.url("")}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "tg_live_… or tg_test_…"}},
+            "schemas": {"Problem": {
+                "type": "object",
+                "required": ["type", "title", "status", "detail", "code", "request_id", "resolution", "support"],
+                "properties": {
+                    "type": {"type": "string", "format": "uri"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                    "detail": {"type": "string"}, "instance": {"type": "string"}, "code": {"type": "string"},
+                    "request_id": {"type": "string"}, "support": {"type": "string"},
+                    "balance": {"type": "object"}, "required": {"type": "object"},
+                    "errors": {"type": "array", "items": {"type": "object"}},
+                    "resolution": {"type": "array", "items": {"type": "object",
+                        "properties": {"action": {"type": "string"}, "label": {"type": "string"}, "href": {"type": "string", "format": "uri"}}}}
+                }
+            }}
+        }
+    })
+}
