@@ -55,6 +55,15 @@ impl TestApp {
     }
 
     pub async fn with_config(db: PgPool, config: Config) -> Self {
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    std::env::var("TEST_LOG").unwrap(),
+                ))
+                .with_thread_names(true)
+                .with_test_writer()
+                .try_init();
+        }
         tollgate::billing::plans::ensure_defaults(&db)
             .await
             .unwrap();
