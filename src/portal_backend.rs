@@ -237,22 +237,29 @@ impl Portal {
     }
 
     /// Resolves the actor of a member-management form, or says where to go.
-    async fn member_form_actor(
+    /// Checks a signed-in form's token and resolves who sent it, or says
+    /// where the browser goes instead. `form` names the form (and its page,
+    /// `back`) that a failure message belongs to.
+    async fn form_actor(
         &self,
         req: &Parts,
         session: &Session,
         csrf: &str,
+        form: &str,
+        back: &str,
     ) -> Result<(Actor, Membership), String> {
-        let back = "/account/members".to_string();
         if !self.csrf_ok(session, csrf).await {
-            return Err(self.csrf_failed(session, "members", &[], back).await);
+            return Err(self.csrf_failed(session, form, &[], back.to_string()).await);
         }
         match self.actor(req).await {
             Ok(actor) => match actor.membership.clone() {
                 Some(m) => Ok((actor, m)),
                 None => Err("/account".into()),
             },
-            Err(_) => Err("/login?return_to=%2Faccount%2Fmembers".into()),
+            Err(_) => Err(format!(
+                "/login?return_to={}",
+                app::components::encode_component(back)
+            )),
         }
     }
 
@@ -492,7 +499,10 @@ impl PortalBackend for Portal {
         let Ok(session) = self.session(req) else {
             return "/account/members".into();
         };
-        let (actor, m) = match self.member_form_actor(req, &session, &form.csrf).await {
+        let (actor, m) = match self
+            .form_actor(req, &session, &form.csrf, "members", "/account/members")
+            .await
+        {
             Ok(a) => a,
             Err(to) => return to,
         };
@@ -536,7 +546,10 @@ impl PortalBackend for Portal {
         let Ok(session) = self.session(req) else {
             return "/account/members".into();
         };
-        let (actor, m) = match self.member_form_actor(req, &session, &form.csrf).await {
+        let (actor, m) = match self
+            .form_actor(req, &session, &form.csrf, "members", "/account/members")
+            .await
+        {
             Ok(a) => a,
             Err(to) => return to,
         };
@@ -572,7 +585,10 @@ impl PortalBackend for Portal {
         let Ok(session) = self.session(req) else {
             return "/account/members".into();
         };
-        let (actor, m) = match self.member_form_actor(req, &session, &csrf).await {
+        let (actor, m) = match self
+            .form_actor(req, &session, &csrf, "members", "/account/members")
+            .await
+        {
             Ok(a) => a,
             Err(to) => return to,
         };
@@ -611,7 +627,10 @@ impl PortalBackend for Portal {
         let Ok(session) = self.session(req) else {
             return "/account/members".into();
         };
-        let (actor, m) = match self.member_form_actor(req, &session, &csrf).await {
+        let (actor, m) = match self
+            .form_actor(req, &session, &csrf, "members", "/account/members")
+            .await
+        {
             Ok(a) => a,
             Err(to) => return to,
         };
@@ -789,14 +808,9 @@ impl PortalBackend for Portal {
         let Ok(session) = self.session(req) else {
             return back;
         };
-        if !self.csrf_ok(&session, &csrf).await {
-            return self.csrf_failed(&session, "keys", &[], back).await;
-        }
-        let Ok(actor) = self.actor(req).await else {
-            return "/login?return_to=%2Faccount%2Fkeys".into();
-        };
-        let Some(m) = actor.membership.clone() else {
-            return "/account".into();
+        let (actor, m) = match self.form_actor(req, &session, &csrf, "keys", &back).await {
+            Ok(a) => a,
+            Err(to) => return to,
         };
         let result = match Uuid::parse_str(&key_id) {
             Ok(id) => {
@@ -841,14 +855,9 @@ impl PortalBackend for Portal {
         let Ok(session) = self.session(req) else {
             return issued(back);
         };
-        if !self.csrf_ok(&session, &csrf).await {
-            return issued(self.csrf_failed(&session, "keys", &[], back).await);
-        }
-        let Ok(actor) = self.actor(req).await else {
-            return issued("/login?return_to=%2Faccount%2Fkeys".into());
-        };
-        let Some(m) = actor.membership.clone() else {
-            return issued("/account".into());
+        let (actor, m) = match self.form_actor(req, &session, &csrf, "keys", &back).await {
+            Ok(a) => a,
+            Err(to) => return issued(to),
         };
         let overlap = overlap_hours.trim().parse::<i64>().unwrap_or(-1);
         let result = match Uuid::parse_str(&key_id) {

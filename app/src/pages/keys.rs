@@ -55,11 +55,11 @@ fn KeyRow(key: ApiKeyView, csrf: String, manage: bool) -> impl IntoView {
             <form method="post" action="/api/rotate_api_key" class="inline-form">
                 <Csrf token=c1/>
                 <input type="hidden" name="key_id" value=id1/>
-                <select name="overlap_hours" aria-label="Old key keeps working for">
-                    <option value="0">"old key stops now"</option>
-                    <option value="1">"old key works 1 more hour"</option>
-                    <option value="24" selected=true>"old key works 24 more hours"</option>
-                    <option value="168">"old key works 7 more days"</option>
+                <select name="overlap_hours" aria-label="How long the old key keeps working" title="How long the old key keeps working after rotation">
+                    <option value="0">"overlap: none"</option>
+                    <option value="1">"overlap: 1 hour"</option>
+                    <option value="24" selected=true>"overlap: 24 hours"</option>
+                    <option value="168">"overlap: 7 days"</option>
                 </select>
                 <button type="submit" class="button button-small">"Rotate"</button>
             </form>
