@@ -72,28 +72,30 @@ done
 
 log "overspend: 2 instances x 100 concurrent clients, one key, 50 credits"
 start_instance 3202
-psql -q "$DB" -v ON_ERROR_STOP=1 <<'SQL'
+psql -q -o /dev/null "$DB" -v ON_ERROR_STOP=1 <<'SQL'
 UPDATE org_meters SET spend_cap = NULL;
 SELECT ledger_post(org_id, 'adjustment', 'bench:drain', ARRAY['included', 'purchased', 'adjustments'],
                    ARRAY[-included, -purchased + 50, included + purchased - 50], now())
   FROM org_meters WHERE org_id = (SELECT m.org_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'demo@tollgate.local');
 SQL
+T0=$(psql -tA "$DB" -c "SELECT now()")
 START=$(psql -tA "$DB" -c "SELECT included + purchased FROM org_meters m JOIN memberships s ON s.org_id = m.org_id JOIN users u ON u.id = s.user_id WHERE u.email = 'demo@tollgate.local'")
 wrk -t1 -c100 -d5s -s "$OUT/sentiment.lua" http://127.0.0.1:3201/v1/text/sentiment >"$OUT/overspend-a.txt" &
+WRK_A=$!
 wrk -t1 -c100 -d5s -s "$OUT/sentiment.lua" http://127.0.0.1:3202/v1/text/sentiment >"$OUT/overspend-b.txt" &
-wait %1 %2 2>/dev/null || wait
-sleep 1 # let the usage batches land
-psql "$DB" -v ON_ERROR_STOP=1 -v start="$START" <<'SQL'
+WRK_B=$!
+wait "$WRK_A" "$WRK_B"
+sleep 2 # let the usage batches land
+psql "$DB" -v ON_ERROR_STOP=1 -v start="$START" -v t0="'$T0'" <<'SQL'
 WITH o AS (SELECT m.org_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'demo@tollgate.local')
 SELECT :start AS starting_balance,
        (SELECT included + purchased FROM org_meters WHERE org_id = (SELECT org_id FROM o)) AS final_balance,
-       (SELECT count(*) FROM ledger_transactions WHERE org_id = (SELECT org_id FROM o) AND kind = 'usage' AND idempotency_key NOT LIKE 'usage:req_%' ) AS odd_postings,
        (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
-         WHERE t.org_id = (SELECT org_id FROM o) AND e.account = 'revenue' AND t.created_at > now() - interval '1 minute') AS charged,
+         WHERE t.org_id = (SELECT org_id FROM o) AND e.account = 'revenue' AND t.created_at >= :t0::timestamptz) AS charged,
        (SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries GROUP BY 1 HAVING sum(amount) <> 0) x) AS unbalanced_transactions,
        (SELECT count(*) FROM ledger_transactions t WHERE t.org_id = (SELECT org_id FROM o) AND t.kind = 'usage'
-           AND t.created_at > now() - interval '1 minute'
+           AND t.created_at >= :t0::timestamptz
            AND NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.request_id = t.request_id)) AS charged_calls_without_event,
-       (SELECT count(*) FROM usage_events WHERE org_id = (SELECT org_id FROM o) AND status = 402 AND at > now() - interval '1 minute') AS refused_402;
+       (SELECT count(*) FROM usage_events WHERE org_id = (SELECT org_id FROM o) AND status = 402 AND at >= :t0::timestamptz) AS refused_402;
 SQL
 echo "requests sent: $(grep -h 'requests in' "$OUT"/overspend-*.txt | awk '{s += $1} END {print s}')"
