@@ -153,7 +153,7 @@ async fn key_problems_are_401_with_www_authenticate_or_403(db: PgPool) {
         .call(
             "GET",
             "/v1/ping",
-            Some("tg_live_0000000000000000000000000000abcd"),
+            Some(&format!("tg_live_{}", "0".repeat(32))),
             None,
             &[],
         )
