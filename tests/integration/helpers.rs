@@ -342,3 +342,38 @@ impl TestResponse {
             .map(str::to_string)
     }
 }
+
+impl TestApp {
+    /// Invites `email` as `role` from this (owner's) browser, and signs them
+    /// up through the emailed link in a browser of their own.
+    pub async fn invite_and_join(&mut self, email: &str, role: &str, name: &str) -> TestApp {
+        let csrf = extract_csrf(&self.get("/account/members").await.body);
+        self.post_form(
+            "/api/invite_member",
+            &[("csrf", &csrf), ("email", email), ("role", role)],
+        )
+        .await;
+        let (_, body) = last_email(&self.db, email)
+            .await
+            .expect("an invitation email");
+        let token = link_path(&body)
+            .trim_start_matches("/invitations/")
+            .to_string();
+        let mut joiner = self.other_browser();
+        let csrf = joiner.csrf().await;
+        let res = joiner
+            .post_form(
+                "/api/sign_up",
+                &[
+                    ("csrf", &csrf),
+                    ("display_name", name),
+                    ("email", email),
+                    ("password", PASSWORD),
+                    ("invitation", &token),
+                ],
+            )
+            .await;
+        assert_eq!(res.location(), "/account", "{email} joined");
+        joiner
+    }
+}

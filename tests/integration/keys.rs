@@ -142,55 +142,12 @@ async fn revoking_and_rotating_take_effect_on_the_next_call(db: PgPool) {
 async fn only_developers_and_up_manage_keys_and_a_removed_members_keys_stop(db: PgPool) {
     let mut owner = TestApp::new(db.clone()).await;
     owner.sign_up("Olive", "olive@acme.test", PASSWORD).await;
-    for (email, role) in [
-        ("dev@acme.test", "developer"),
-        ("bill@acme.test", "billing"),
-    ] {
-        let csrf = extract_csrf(&owner.get("/account/members").await.body);
-        owner
-            .post_form(
-                "/api/invite_member",
-                &[("csrf", &csrf), ("email", email), ("role", role)],
-            )
-            .await;
-    }
-    let join = |email: &'static str| {
-        let db = db.clone();
-        async move {
-            let (_, body) = last_email(&db, email).await.unwrap();
-            link_path(&body)
-                .trim_start_matches("/invitations/")
-                .to_string()
-        }
-    };
-    let mut dev = owner.other_browser();
-    let token = join("dev@acme.test").await;
-    let csrf = dev.csrf().await;
-    dev.post_form(
-        "/api/sign_up",
-        &[
-            ("csrf", &csrf),
-            ("display_name", "Dev"),
-            ("email", "dev@acme.test"),
-            ("password", PASSWORD),
-            ("invitation", &token),
-        ],
-    )
-    .await;
-    let mut bill = owner.other_browser();
-    let token = join("bill@acme.test").await;
-    let csrf = bill.csrf().await;
-    bill.post_form(
-        "/api/sign_up",
-        &[
-            ("csrf", &csrf),
-            ("display_name", "Bill"),
-            ("email", "bill@acme.test"),
-            ("password", PASSWORD),
-            ("invitation", &token),
-        ],
-    )
-    .await;
+    let mut dev = owner
+        .invite_and_join("dev@acme.test", "developer", "Dev")
+        .await;
+    let mut bill = owner
+        .invite_and_join("bill@acme.test", "billing", "Bill")
+        .await;
 
     let page = bill.get("/account/keys").await;
     assert!(page
