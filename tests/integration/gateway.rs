@@ -666,3 +666,32 @@ async fn openapi_describes_every_endpoint_and_problem(db: PgPool) {
         );
     }
 }
+
+#[sqlx::test]
+async fn releasing_a_charge_gives_credits_back_once(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    let res = app
+        .call("POST", "/v1/text/sentiment", Some(&key), Some(TEXT), &[])
+        .await;
+    assert_eq!(
+        res.header("tollgate-credits-remaining").as_deref(),
+        Some("99")
+    );
+    let request_id = res.header("request-id").unwrap();
+    for _ in 0..2 {
+        // An upstream failure releases the whole reservation; a retry moves nothing.
+        let balance: Option<i64> = sqlx::query_scalar("SELECT gateway_release($1, 1, now())")
+            .bind(&request_id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(balance, Some(100));
+    }
+    let spent: i64 = sqlx::query_scalar("SELECT period_spent FROM org_meters WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(spent, 0);
+    assert_ledger_balanced(&db).await;
+}
