@@ -43,7 +43,14 @@ impl Shutdown {
 }
 
 pub fn spawn_all(state: &AppState, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut handles = vec![tokio::spawn(housekeeping(state.clone(), shutdown.clone()))];
+    let mut handles = vec![
+        tokio::spawn(housekeeping(state.clone(), shutdown.clone())),
+        tokio::spawn(crate::gateway::routes::follow(
+            state.db.clone(),
+            state.routes.clone(),
+            shutdown.clone(),
+        )),
+    ];
     if let Some(smtp) = state.config.smtp.clone() {
         handles.push(tokio::spawn(crate::email::run_sender(
             state.db.clone(),

@@ -83,6 +83,8 @@ pub fn router(state: AppState) -> Router {
 /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let shutdown = Shutdown::default();
+    // Routes are in place before the first call (then kept current by a job).
+    state.routes.reload(&state.db).await?;
     let jobs = crate::jobs::spawn_all(&state, &shutdown);
     let addr = state.config.listen_addr;
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -12,6 +12,9 @@ pub struct AppState {
     pub db: PgPool,
     /// Where the gateway sends usage events (written in batches).
     pub usage: crate::gateway::usage::UsageSink,
+    /// The active provider routes, kept current by `gateway::routes::follow`.
+    pub routes: crate::gateway::routes::RouteTable,
+    pub upstreams: crate::gateway::proxy::Upstreams,
     pub config: Arc<Config>,
     pub clock: Clock,
     pub leptos_options: LeptosOptions,
@@ -37,6 +40,8 @@ impl AppState {
             .build();
         Self {
             usage: crate::gateway::usage::UsageSink::start(db.clone()),
+            routes: Default::default(),
+            upstreams: Default::default(),
             db,
             config: Arc::new(config),
             clock,

@@ -36,8 +36,11 @@ pub struct NewKey {
     pub expires_in_days: Option<i64>,
 }
 
+/// `route_scopes`: the scopes of the provider routes, which keys may hold
+/// besides the built-in ones.
 pub fn validate(
     input: &NewKey,
+    route_scopes: &[String],
 ) -> Result<(String, Mode, Vec<String>, Option<Duration>), AccountsError> {
     let mut errors = Vec::new();
     let name = input.name.trim().to_string();
@@ -53,7 +56,9 @@ pub fn validate(
     if mode.is_none() {
         errors.push(("mode", "Choose test or live.".to_string()));
     }
-    let known = |s: &str| s == "*" || SCOPES.iter().any(|(k, _)| *k == s);
+    let known = |s: &str| {
+        s == "*" || SCOPES.iter().any(|(k, _)| *k == s) || route_scopes.iter().any(|r| r == s)
+    };
     let mut scopes: Vec<String> = input
         .scopes
         .iter()
@@ -131,7 +136,11 @@ pub async fn create(
             "only developers, admins and owners manage API keys",
         ));
     }
-    let (name, mode, scopes, expiry) = validate(&input)?;
+    let route_scopes: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT scope FROM routes WHERE active")
+            .fetch_all(db)
+            .await?;
+    let (name, mode, scopes, expiry) = validate(&input, &route_scopes)?;
     let (id, secret) = insert(
         db,
         org,

@@ -11,18 +11,19 @@
 
 pub mod catalogue;
 pub mod problem;
+pub mod proxy;
+pub mod routes;
 pub mod usage;
 
 use crate::api_keys::{Mode, Secret};
 use crate::sample_api;
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
-use catalogue::{Code, Endpoint};
+use catalogue::Code;
 use problem::{Facts, Problem};
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -83,7 +84,8 @@ struct Ctx<'a> {
     started: Instant,
     now: OffsetDateTime,
     method: &'a Method,
-    endpoint: &'a Endpoint,
+    endpoint_id: String,
+    scope: String,
     facts: Facts,
 }
 
@@ -140,7 +142,7 @@ impl Ctx<'_> {
             org_id,
             api_key_id: d.key_id,
             mode: d.mode.clone().unwrap_or_else(|| "live".into()),
-            endpoint: self.endpoint.id.to_string(),
+            endpoint: self.endpoint_id.clone(),
             method: self.method.to_string(),
             status: status.as_u16(),
             problem_code: problem.map(|p| p.code.as_str().to_string()),
@@ -157,6 +159,136 @@ impl Ctx<'_> {
         self.record(d, code.status(), Some(&problem)).await;
         let mut res = problem.into_response();
         self.metered_headers(&mut res, d);
+        res
+    }
+
+    /// The pipeline up to the reservation (`gateway_authorize`): the
+    /// decision when the call may go on, or the response that ends it (a
+    /// refusal, a simulation, or 503 when the database is out of reach).
+    async fn admit(
+        &self,
+        secret: &Secret,
+        cost: i64,
+        route_plans: Option<&[String]>,
+        simulate: Option<String>,
+    ) -> Result<Decision, Response> {
+        let decision: Result<Decision, sqlx::Error> =
+            sqlx::query_as("SELECT * FROM gateway_authorize($1, $2, $3, $4, $5, $6, $7)")
+                .bind(secret.hash())
+                .bind(&self.endpoint_id)
+                .bind(&self.scope)
+                .bind(cost)
+                .bind(self.now)
+                .bind(&self.facts.request_id)
+                .bind(route_plans)
+                .fetch_one(&self.state.db)
+                .await;
+        let d = match decision {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "gateway could not reach the database");
+                return Err(unavailable(&self.state.config, &self.facts.request_id));
+            }
+        };
+        if d.outcome != "ok" {
+            let code = Code::parse(&d.outcome).unwrap_or(Code::InvalidApiKey);
+            let facts = Facts {
+                balance: d.balance,
+                required: Some(cost),
+                suggested_plan: d.suggested_plan.clone(),
+                plan: d.plan_code.clone(),
+                retry_after_ms: d.retry_after_ms,
+                spend_cap: d.spend_cap,
+                period_spent: d.period_spent,
+                scope: Some(self.scope.clone()),
+                ..self.facts.clone()
+            };
+            return Err(self.refuse(code, &d, facts).await);
+        }
+        match simulate {
+            Some(name) => Err(simulated(self, &d, &name, self.facts.clone()).await),
+            None => Ok(d),
+        }
+    }
+
+    /// Forwards an admitted call to its route's upstream, captures what it
+    /// cost and releases the rest of the reservation. An upstream that fails,
+    /// answers 5xx or times out costs nothing: the whole reservation goes back.
+    async fn proxy(
+        &self,
+        route: &routes::Route,
+        parts: &axum::http::request::Parts,
+        body: axum::body::Body,
+        d: Decision,
+    ) -> Response {
+        let reserved = d.charged.unwrap_or(0);
+        let url = route
+            .upstream_for(parts.uri.path(), parts.uri.query())
+            .unwrap_or_else(|| route.upstream_url.clone());
+        let caller = proxy::Caller {
+            request_id: &self.facts.request_id,
+            org_id: d.org_id.map(|id| id.to_string()).unwrap_or_default(),
+            key_id: d.key_id.map(|id| id.to_string()).unwrap_or_default(),
+            mode: d.mode.clone().unwrap_or_default(),
+            plan: d.plan_code.clone().unwrap_or_default(),
+        };
+        let sent = proxy::forward(
+            &self.state.upstreams,
+            route,
+            url,
+            &parts.method,
+            &parts.headers,
+            body,
+            caller,
+        )
+        .await;
+        let answered = match sent {
+            Ok(res) if res.status().is_server_error() => Err(proxy::Failure::Failed(format!(
+                "the upstream answered {}",
+                res.status()
+            ))),
+            Ok(res) => proxy::answer(route, reserved, res).await,
+            Err(f) => Err(f),
+        };
+        let answer = match answered {
+            Ok(a) => a,
+            Err(failure) => {
+                let code = match &failure {
+                    proxy::Failure::TimedOut => Code::UpstreamTimeout,
+                    proxy::Failure::Failed(_) => Code::UpstreamFailed,
+                };
+                tracing::warn!(route = %route.path_prefix, ?failure, "upstream call failed");
+                let balance = release(self.state, &self.facts.request_id, reserved, self.now).await;
+                let d = Decision {
+                    charged: Some(reserved - if balance.is_some() { reserved } else { 0 }),
+                    balance: balance.or(d.balance),
+                    ..d
+                };
+                return self.refuse(code, &d, self.facts.clone()).await;
+            }
+        };
+        let balance = release(
+            self.state,
+            &self.facts.request_id,
+            reserved - answer.cost,
+            self.now,
+        )
+        .await;
+        let d = Decision {
+            charged: Some(answer.cost),
+            balance: balance.or(d.balance),
+            ..d
+        };
+        self.record(&d, answer.status, None).await;
+        let mut res = Response::new(answer.body);
+        *res.status_mut() = answer.status;
+        *res.headers_mut() = answer.headers;
+        self.metered_headers(&mut res, &d);
+        set(
+            res.headers_mut(),
+            "tollgate-credits-charged",
+            answer.cost.to_string(),
+        );
         res
     }
 }
@@ -177,15 +309,19 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         request_id,
         ..Default::default()
     };
-    let Some(endpoint) = catalogue::endpoint(parts.method.as_str(), parts.uri.path()) else {
-        return Problem::new(Code::NotFound, &facts, &state.config).into_response();
+    let path = parts.uri.path();
+    let builtin = catalogue::endpoint(parts.method.as_str(), path);
+    let route = match builtin {
+        Some(_) => None,
+        None => state.routes.find(path),
+    };
+    let (endpoint_id, scope) = match (builtin, &route) {
+        (Some(e), _) => (e.id.to_string(), e.scope.to_string()),
+        (None, Some(r)) => (r.endpoint.clone(), r.scope.clone()),
+        (None, None) => return Problem::new(Code::NotFound, &facts, &state.config).into_response(),
     };
     let Some((secret, mode)) = bearer(&parts.headers).and_then(Secret::parse) else {
         return Problem::new(Code::InvalidApiKey, &facts, &state.config).into_response();
-    };
-    let body = match axum::body::to_bytes(body, 2 * 1024 * 1024).await {
-        Ok(b) => b,
-        Err(_) => Bytes::new(),
     };
     let simulate = match mode {
         Mode::Test => parts
@@ -194,80 +330,117 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             .map(|v| v.to_str().unwrap_or("").trim().to_string()),
         Mode::Live => None,
     };
-    let call = sample_api::parse(endpoint.id, &body);
-    // Invalid input and simulations are never charged.
-    let cost = match (&call, &simulate) {
-        (Ok(c), None) => c.cost(),
-        _ => 0,
-    };
-    let decision: Result<Decision, sqlx::Error> =
-        sqlx::query_as("SELECT * FROM gateway_authorize($1, $2, $3, $4, $5, $6, NULL)")
-            .bind(secret.hash())
-            .bind(endpoint.id)
-            .bind(endpoint.scope)
-            .bind(cost)
-            .bind(now)
-            .bind(&facts.request_id)
-            .fetch_one(&state.db)
-            .await;
-    let d = match decision {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "gateway could not reach the database");
-            let body = serde_json::json!({
-                "type": "about:blank", "title": "Service unavailable", "status": 503,
-                "detail": "The gateway cannot reach its database; you were not charged. Retry in a moment.",
-                "request_id": facts.request_id, "support": state.config.support_contact,
-            });
-            let mut res = (StatusCode::SERVICE_UNAVAILABLE, body.to_string()).into_response();
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return res;
-        }
-    };
     let ctx = Ctx {
         state: &state,
         started,
         now,
         method: &parts.method,
-        endpoint,
-        facts: facts.clone(),
+        endpoint_id,
+        scope,
+        facts,
     };
-    if d.outcome != "ok" {
-        let code = Code::parse(&d.outcome).unwrap_or(Code::InvalidApiKey);
-        let facts = Facts {
-            balance: d.balance,
-            required: Some(cost),
-            suggested_plan: d.suggested_plan.clone(),
-            plan: d.plan_code.clone(),
-            retry_after_ms: d.retry_after_ms,
-            spend_cap: d.spend_cap,
-            period_spent: d.period_spent,
-            scope: Some(endpoint.scope.to_string()),
-            ..facts
-        };
-        return ctx.refuse(code, &d, facts).await;
-    }
-    if let Some(name) = simulate {
-        return simulated(&ctx, &d, &name, facts).await;
-    }
-    let call = match call {
-        Ok(c) => c,
-        Err(errors) => {
-            let facts = Facts { errors, ..facts };
-            return ctx.refuse(Code::ValidationFailed, &d, facts).await;
+    match route {
+        None => {
+            let body = axum::body::to_bytes(body, 2 * 1024 * 1024)
+                .await
+                .unwrap_or_default();
+            let call = sample_api::parse(&ctx.endpoint_id, &body);
+            // Invalid input and simulations are never charged.
+            let cost = match (&call, &simulate) {
+                (Ok(c), None) => c.cost(),
+                _ => 0,
+            };
+            let d = match ctx.admit(&secret, cost, None, simulate).await {
+                Ok(d) => d,
+                Err(res) => return res,
+            };
+            let call = match call {
+                Ok(c) => c,
+                Err(errors) => {
+                    let facts = Facts {
+                        errors,
+                        ..ctx.facts.clone()
+                    };
+                    return ctx.refuse(Code::ValidationFailed, &d, facts).await;
+                }
+            };
+            // The built-in upstream answers in-process and cannot fail, so
+            // the whole reservation is captured.
+            let answer = call.answer(now);
+            ctx.record(&d, StatusCode::OK, None).await;
+            let mut res = Json(answer).into_response();
+            ctx.metered_headers(&mut res, &d);
+            res
         }
+        Some(route) => {
+            let reserve = if simulate.is_some() { 0 } else { route.price };
+            let d = match ctx
+                .admit(&secret, reserve, Some(&route.plans), simulate)
+                .await
+            {
+                Ok(d) => d,
+                Err(res) => return res,
+            };
+            ctx.proxy(&route, &parts, body, d).await
+        }
+    }
+}
+
+/// Gives back `amount` of a call's reservation. Idempotent per request, so
+/// it is retried until it lands: in place a few times, then in the background.
+async fn release(
+    state: &AppState,
+    request_id: &str,
+    amount: i64,
+    now: OffsetDateTime,
+) -> Option<i64> {
+    if amount <= 0 {
+        return None;
+    }
+    let attempt = move |db: sqlx::PgPool, id: String| async move {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT gateway_release($1, $2, $3)")
+            .bind(id)
+            .bind(amount)
+            .bind(now)
+            .fetch_one(&db)
+            .await
     };
-    // The built-in upstream answers in-process and cannot fail, so the whole
-    // reservation is captured. (Provider routes release what they do not use.)
-    let answer = call.answer(now);
-    ctx.record(&d, StatusCode::OK, None).await;
-    let mut res = Json(answer).into_response();
-    ctx.metered_headers(&mut res, &d);
+    for n in 0..3u32 {
+        match attempt(state.db.clone(), request_id.to_string()).await {
+            Ok(balance) => return balance,
+            Err(e) => {
+                tracing::warn!(error = %e, request_id, amount, "could not release credits; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50 << n)).await;
+            }
+        }
+    }
+    let (db, id) = (state.db.clone(), request_id.to_string());
+    tokio::spawn(async move {
+        for n in 1..=10u64 {
+            tokio::time::sleep(std::time::Duration::from_secs(n * n)).await;
+            if attempt(db.clone(), id.clone()).await.is_ok() {
+                return;
+            }
+        }
+        tracing::error!(request_id = %id, amount, "credits to release are still held; release them with adjust-credits");
+    });
+    None
+}
+
+/// 503 when the database is out of reach: nothing was decided or charged.
+fn unavailable(config: &crate::config::Config, request_id: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank", "title": "Service unavailable", "status": 503,
+        "detail": "The gateway cannot reach its database; you were not charged. Retry in a moment.",
+        "request_id": request_id, "support": config.support_contact,
+    });
+    let mut res = (StatusCode::SERVICE_UNAVAILABLE, body.to_string()).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     res
 }
 
@@ -298,7 +471,7 @@ async fn simulated(ctx: &Ctx<'_>, d: &Decision, name: &str, facts: Facts) -> Res
         retry_after_ms: Some(1000),
         spend_cap: Some(1000),
         period_spent: Some(1000),
-        scope: Some(ctx.endpoint.scope.to_string()),
+        scope: Some(ctx.scope.clone()),
         errors: vec![("text".into(), "Is required.".into())],
         ..facts
     };

@@ -1,0 +1,269 @@
+//! Forwarding a call to a provider route's upstream. Bodies stream both ways;
+//! only a metered route's JSON answer without a `Tollgate-Cost` header is read
+//! whole, because its cost is inside it (`usage.total_tokens`).
+//!
+//! The route's timeout bounds the wait for the upstream's response headers;
+//! once the upstream has answered, its body streams for as long as it takes
+//! (model outputs can stream for minutes).
+
+use super::routes::{Pricing, Route};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use futures_util::StreamExt;
+use std::time::Duration;
+
+/// The response header in which an upstream reports a call's actual cost.
+pub const COST_HEADER: &str = "tollgate-cost";
+/// A metered JSON answer larger than this is not read for its usage; the
+/// whole reservation is captured instead.
+const MAX_METERED_JSON: usize = 8 * 1024 * 1024;
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The one HTTP client every instance shares for its upstreams.
+#[derive(Clone)]
+pub struct Upstreams(reqwest::Client);
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            // Redirects are the customer's to follow, not the gateway's.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .expect("the upstream client builds with static settings");
+        Upstreams(client)
+    }
+}
+
+/// Who is calling, for the upstream to know (it never sees the key).
+pub struct Caller<'a> {
+    pub request_id: &'a str,
+    pub org_id: String,
+    pub key_id: String,
+    pub mode: String,
+    pub plan: String,
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection, a reset, or an unreadable answer.
+    Failed(String),
+    /// No response headers within the route's timeout.
+    TimedOut,
+}
+
+fn forwardable(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    !HOP_BY_HOP.contains(&n)
+}
+
+/// Sends the call upstream and waits for its response headers.
+pub async fn forward(
+    upstreams: &Upstreams,
+    route: &Route,
+    url: String,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+    body: Body,
+    caller: Caller<'_>,
+) -> Result<reqwest::Response, Failure> {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let skip = !forwardable(name)
+            || name == header::HOST
+            || name == header::AUTHORIZATION
+            || name == header::COOKIE
+            || name.as_str().starts_with("tollgate-");
+        if !skip {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            out.insert(name, v);
+        }
+    };
+    put("tollgate-request-id", caller.request_id);
+    put("tollgate-organization", &caller.org_id);
+    put("tollgate-key-id", &caller.key_id);
+    put("tollgate-key-mode", &caller.mode);
+    put("tollgate-plan", &caller.plan);
+    let request = upstreams
+        .0
+        .request(method.clone(), url)
+        .headers(out)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    match tokio::time::timeout(route.timeout(), request.send()).await {
+        Err(_) => Err(Failure::TimedOut),
+        Ok(Err(e)) if e.is_timeout() => Err(Failure::TimedOut),
+        Ok(Err(e)) => Err(Failure::Failed(without_url(e))),
+        Ok(Ok(res)) => Ok(res),
+    }
+}
+
+/// Upstream URLs may hold internal host names; errors are logged without them.
+fn without_url(e: reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    let mut source = std::error::Error::source(&e);
+    let mut cause = String::new();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    format!("{kind} error: {cause}")
+}
+
+/// The answer to send back, and what it cost.
+pub struct Answer {
+    pub status: axum::http::StatusCode,
+    pub headers: HeaderMap,
+    pub body: Body,
+    /// Credits to capture, never more than was reserved.
+    pub cost: i64,
+}
+
+/// The cost a metered answer reports, if any.
+fn reported_cost(route: &Route, headers: &HeaderMap, json: Option<&Bytes>) -> Option<i64> {
+    if let Some(v) = headers.get(COST_HEADER) {
+        return v
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|c| *c >= 0);
+    }
+    let value: serde_json::Value = serde_json::from_slice(json?).ok()?;
+    let tokens = value.get("usage")?.get("total_tokens")?.as_i64()?;
+    (tokens >= 0 && route.rate_per_1k > 0).then(|| {
+        let units = tokens.saturating_mul(route.rate_per_1k);
+        units / 1000 + i64::from(units % 1000 != 0)
+    })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.starts_with("application/json") || ct.contains("+json")
+        })
+}
+
+/// Reads up to `limit` bytes; `None` when the body is longer (then what was
+/// read comes back as `Err` so it can still be sent on).
+async fn read_up_to(res: reqwest::Response, limit: usize) -> Result<Bytes, Failure> {
+    let mut stream = res.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Failure::Failed(without_url(e)))?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() > limit {
+            return Err(Failure::Failed(format!(
+                "a metered JSON answer over {limit} bytes"
+            )));
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Turns the upstream's answer into the customer's, and prices it.
+///
+/// - 2xx/3xx: a fixed route costs its price; a metered route costs what the
+///   upstream reports, capped at the reservation, or the whole reservation
+///   when it reports nothing.
+/// - 4xx: the call was refused upstream; it costs nothing unless a metered
+///   upstream reports a cost.
+/// - 5xx is not an answer: the caller turns it into `upstream_failed`.
+pub async fn answer(
+    route: &Route,
+    reserved: i64,
+    res: reqwest::Response,
+) -> Result<Answer, Failure> {
+    let status = res.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in res.headers() {
+        if forwardable(name) && name.as_str() != COST_HEADER {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let refused = status.is_client_error();
+    let (cost, body, res) = match route.pricing() {
+        Pricing::Fixed => (if refused { 0 } else { reserved }, None, Some(res)),
+        Pricing::Metered if res.headers().contains_key(COST_HEADER) => {
+            let reported = reported_cost(route, res.headers(), None);
+            (
+                reported.unwrap_or(if refused { 0 } else { reserved }),
+                None,
+                Some(res),
+            )
+        }
+        Pricing::Metered if is_json(res.headers()) && route.rate_per_1k > 0 => {
+            let upstream_headers = res.headers().clone();
+            let bytes = read_up_to(res, MAX_METERED_JSON).await?;
+            let reported = reported_cost(route, &upstream_headers, Some(&bytes));
+            (
+                reported.unwrap_or(if refused { 0 } else { reserved }),
+                Some(bytes),
+                None,
+            )
+        }
+        Pricing::Metered => (if refused { 0 } else { reserved }, None, Some(res)),
+    };
+    let body = match (body, res) {
+        (Some(bytes), _) => Body::from(bytes),
+        (None, Some(res)) => Body::from_stream(res.bytes_stream()),
+        (None, None) => Body::empty(),
+    };
+    Ok(Answer {
+        status,
+        headers,
+        body,
+        cost: cost.clamp(0, reserved),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_usage_is_priced_per_thousand_rounded_up() {
+        let route = Route {
+            pricing: "metered".into(),
+            price: 100,
+            rate_per_1k: 3,
+            ..crate::gateway::routes::tests::route("/v1/chat", "http://up")
+        };
+        let json = |t: i64| Bytes::from(format!(r#"{{"usage":{{"total_tokens":{t}}}}}"#));
+        let none = HeaderMap::new();
+        assert_eq!(reported_cost(&route, &none, Some(&json(1000))), Some(3));
+        assert_eq!(reported_cost(&route, &none, Some(&json(1001))), Some(4));
+        assert_eq!(reported_cost(&route, &none, Some(&json(0))), Some(0));
+        assert_eq!(reported_cost(&route, &none, Some(&Bytes::from("{}"))), None);
+        let mut h = HeaderMap::new();
+        h.insert(COST_HEADER, HeaderValue::from_static("7"));
+        assert_eq!(reported_cost(&route, &h, Some(&json(1000))), Some(7));
+        h.insert(COST_HEADER, HeaderValue::from_static("-2"));
+        assert_eq!(reported_cost(&route, &h, None), None);
+    }
+}

@@ -1,0 +1,455 @@
+//! Provider routes: a path prefix under `/v1` proxied to an upstream URL,
+//! with its price (fixed per call, or metered by what the upstream reports),
+//! the plans that include it and the key scope it needs.
+//!
+//! Routes live in PostgreSQL. Each instance keeps the active ones in memory
+//! ([`RouteTable`]) and reloads them when a change is announced on the
+//! `tollgate_routes` channel (a trigger on the table), so a route goes live or
+//! stops on every instance at once, without a query per call.
+
+use crate::accounts::AccountsError;
+use crate::gateway::catalogue;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub const CHANNEL: &str = "tollgate_routes";
+/// The most a route may reserve per call.
+pub const MAX_PRICE: i64 = 1_000_000;
+pub const MAX_TIMEOUT_MS: i32 = 300_000;
+pub const DEFAULT_TIMEOUT_MS: i32 = 30_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pricing {
+    /// `price` credits per call.
+    Fixed,
+    /// Reserve `price`, capture what the upstream reports: a `Tollgate-Cost`
+    /// header, or `usage.total_tokens` × `rate_per_1k` / 1000 (rounded up).
+    Metered,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Route {
+    pub id: Uuid,
+    pub path_prefix: String,
+    pub upstream_url: String,
+    pub endpoint: String,
+    pub scope: String,
+    pub pricing: String,
+    pub price: i64,
+    pub rate_per_1k: i64,
+    pub plans: Vec<String>,
+    pub timeout_ms: i32,
+    pub active: bool,
+    pub description: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl Route {
+    pub fn pricing(&self) -> Pricing {
+        if self.pricing == "metered" {
+            Pricing::Metered
+        } else {
+            Pricing::Fixed
+        }
+    }
+
+    /// The part of `path` after this route's prefix, when the prefix matches
+    /// whole segments: `/v1/chat` matches `/v1/chat` and `/v1/chat/x`, not
+    /// `/v1/chatter`.
+    pub fn rest<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let rest = path.strip_prefix(self.path_prefix.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+
+    /// Where a call to `path?query` goes upstream.
+    pub fn upstream_for(&self, path: &str, query: Option<&str>) -> Option<String> {
+        let rest = self.rest(path)?;
+        let mut url = format!("{}{rest}", self.upstream_url.trim_end_matches('/'));
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        Some(url)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1) as u64)
+    }
+
+    /// The price as people read it.
+    pub fn price_label(&self) -> String {
+        match self.pricing() {
+            Pricing::Fixed => format!("{} credits per call", self.price),
+            Pricing::Metered if self.rate_per_1k > 0 => format!(
+                "metered: {} credits per 1,000 tokens, at most {} per call",
+                self.rate_per_1k, self.price
+            ),
+            Pricing::Metered => format!(
+                "metered by the upstream's Tollgate-Cost, at most {} per call",
+                self.price
+            ),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, active, description, created_at";
+
+/// The active routes, longest prefix first, shared by every request.
+#[derive(Clone, Default)]
+pub struct RouteTable(Arc<RwLock<Arc<Vec<Route>>>>);
+
+impl RouteTable {
+    pub async fn reload(&self, db: &PgPool) -> Result<usize, sqlx::Error> {
+        let routes: Vec<Route> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM routes WHERE active ORDER BY length(path_prefix) DESC"
+        ))
+        .fetch_all(db)
+        .await?;
+        let n = routes.len();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+        Ok(n)
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Route>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The route serving `path`: the longest matching prefix.
+    pub fn find(&self, path: &str) -> Option<Route> {
+        self.snapshot()
+            .iter()
+            .find(|r| r.rest(path).is_some())
+            .cloned()
+    }
+
+    pub fn all(&self) -> Arc<Vec<Route>> {
+        self.snapshot()
+    }
+}
+
+/// Keeps `table` current: reloads on every notification, and every minute in
+/// case a notification was missed while the listening connection was down.
+pub async fn follow(db: PgPool, table: RouteTable, shutdown: crate::jobs::Shutdown) {
+    while !shutdown.is_set() {
+        let mut listener = match PgListener::connect_with(&db).await {
+            Ok(mut l) => match l.listen(CHANNEL).await {
+                Ok(()) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for route changes");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for route changes");
+                None
+            }
+        };
+        // Changes made while the listener was down are picked up here.
+        if let Err(e) = table.reload(&db).await {
+            tracing::warn!(error = %e, "cannot load the provider routes");
+        }
+        loop {
+            let got = match listener.as_mut() {
+                Some(l) => tokio::select! {
+                    n = l.recv() => n.map(|_| true),
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => Ok(true),
+                    _ = shutdown.wait() => return,
+                },
+                None => {
+                    shutdown.sleep(Duration::from_secs(5)).await;
+                    Ok(false)
+                }
+            };
+            match got {
+                Ok(true) => {
+                    if let Err(e) = table.reload(&db).await {
+                        tracing::warn!(error = %e, "cannot reload the provider routes");
+                    }
+                }
+                // Reconnect (and reload) after an error or without a listener.
+                Ok(false) | Err(_) => break,
+            }
+        }
+    }
+}
+
+/// A route as typed into the admin form or the command line.
+#[derive(Clone, Debug, Default)]
+pub struct NewRoute {
+    pub path_prefix: String,
+    pub upstream_url: String,
+    pub endpoint: String,
+    pub scope: String,
+    pub pricing: String,
+    pub price: String,
+    pub rate_per_1k: String,
+    pub plans: Vec<String>,
+    pub timeout_ms: String,
+    pub description: String,
+}
+
+fn is_name(s: &str) -> bool {
+    (1..=40).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn number<T: std::str::FromStr + PartialOrd + Copy>(
+    errors: &mut Vec<(&'static str, String)>,
+    field: &'static str,
+    value: &str,
+    default: Option<T>,
+    range: std::ops::RangeInclusive<T>,
+    message: &str,
+) -> T
+where
+    T: Default,
+{
+    match (value.trim(), default) {
+        ("", Some(d)) => d,
+        (v, _) => match v.parse::<T>() {
+            Ok(n) if range.contains(&n) => n,
+            _ => {
+                errors.push((field, message.to_string()));
+                T::default()
+            }
+        },
+    }
+}
+
+/// Checks a new route and adds it. Every problem is reported against its field.
+pub async fn create(
+    db: &PgPool,
+    input: NewRoute,
+    now: OffsetDateTime,
+) -> Result<Route, AccountsError> {
+    let mut errors: Vec<(&'static str, String)> = Vec::new();
+    let prefix = input.path_prefix.trim().trim_end_matches('/').to_string();
+    let prefix_ok =
+        prefix.starts_with("/v1/") && prefix.len() > 4 && prefix[4..].split('/').all(is_name);
+    if !prefix_ok {
+        errors.push((
+            "path_prefix",
+            "Use /v1/ followed by lowercase segments of letters, digits, - or _, such as /v1/chat."
+                .into(),
+        ));
+    } else if let Some(e) = catalogue::ENDPOINTS.iter().find(|e| {
+        e.path == prefix
+            || e.path.starts_with(&format!("{prefix}/"))
+            || prefix.starts_with(&format!("{}/", e.path))
+    }) {
+        errors.push((
+            "path_prefix",
+            format!(
+                "{} is a built-in endpoint; choose a prefix that does not overlap it.",
+                e.path
+            ),
+        ));
+    }
+    let upstream = input.upstream_url.trim().to_string();
+    match url::Url::parse(&upstream) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none() => {}
+        _ => errors.push((
+            "upstream_url",
+            "Give an http:// or https:// URL without a query, such as https://api.internal/v2."
+                .into(),
+        )),
+    }
+    let endpoint = input.endpoint.trim().to_string();
+    if !is_name(&endpoint) {
+        errors.push((
+            "endpoint",
+            "Use up to 40 lowercase letters, digits, - or _.".into(),
+        ));
+    } else if catalogue::ENDPOINTS.iter().any(|e| e.id == endpoint) {
+        errors.push((
+            "endpoint",
+            format!("\"{endpoint}\" is a built-in endpoint's name."),
+        ));
+    }
+    let scope = input.scope.trim().to_string();
+    if !is_name(&scope) {
+        errors.push((
+            "scope",
+            "Use up to 40 lowercase letters, digits, - or _.".into(),
+        ));
+    }
+    let pricing = match input.pricing.trim() {
+        p @ ("fixed" | "metered") => p,
+        _ => {
+            errors.push(("pricing", "Choose fixed or metered.".into()));
+            "fixed"
+        }
+    };
+    let price_message = format!("A whole number of credits from 0 to {MAX_PRICE}.");
+    let price: i64 = number(
+        &mut errors,
+        "price",
+        &input.price,
+        None,
+        0..=MAX_PRICE,
+        &price_message,
+    );
+    let rate_per_1k: i64 = number(
+        &mut errors,
+        "rate_per_1k",
+        &input.rate_per_1k,
+        Some(0),
+        0..=MAX_PRICE,
+        &price_message,
+    );
+    let timeout_ms: i32 = number(
+        &mut errors,
+        "timeout_ms",
+        &input.timeout_ms,
+        Some(DEFAULT_TIMEOUT_MS),
+        100..=MAX_TIMEOUT_MS,
+        "Between 100 and 300000 milliseconds.",
+    );
+    let mut plans: Vec<String> = input
+        .plans
+        .iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    plans.sort();
+    plans.dedup();
+    let known: Vec<String> = sqlx::query_scalar("SELECT code FROM plans")
+        .fetch_all(db)
+        .await?;
+    if let Some(bad) = plans.iter().find(|p| !known.contains(p)) {
+        errors.push(("plans", format!("There is no plan \"{bad}\".")));
+    }
+    let description = input.description.trim().to_string();
+    if description.chars().count() > 500 {
+        errors.push(("description", "Use at most 500 characters.".into()));
+    }
+    if !errors.is_empty() {
+        return Err(AccountsError::Invalid(errors));
+    }
+    let taken: Option<(String, String)> = sqlx::query_as(
+        "SELECT path_prefix, endpoint FROM routes WHERE path_prefix = $1 OR endpoint = $2 LIMIT 1",
+    )
+    .bind(&prefix)
+    .bind(&endpoint)
+    .fetch_optional(db)
+    .await?;
+    if let Some((p, _)) = taken {
+        return Err(if p == prefix {
+            AccountsError::field("path_prefix", "Another route already uses this prefix.")
+        } else {
+            AccountsError::field("endpoint", "Another route already uses this name.")
+        });
+    }
+    let route: Route = sqlx::query_as(&format!(
+        "INSERT INTO routes (id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, description, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(&prefix)
+    .bind(&upstream)
+    .bind(&endpoint)
+    .bind(&scope)
+    .bind(pricing)
+    .bind(price)
+    .bind(rate_per_1k)
+    .bind(&plans)
+    .bind(timeout_ms)
+    .bind(&description)
+    .bind(now)
+    .fetch_one(db)
+    .await?;
+    Ok(route)
+}
+
+pub async fn list(db: &PgPool) -> Result<Vec<Route>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM routes ORDER BY active DESC, path_prefix"
+    ))
+    .fetch_all(db)
+    .await
+}
+
+/// Turns a route on or off; calls to a route that is off answer 404.
+pub async fn set_active(
+    db: &PgPool,
+    id: Uuid,
+    active: bool,
+    now: OffsetDateTime,
+) -> Result<(), AccountsError> {
+    let done = sqlx::query("UPDATE routes SET active = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(active)
+        .bind(now)
+        .execute(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(AccountsError::NotFound);
+    }
+    Ok(())
+}
+
+/// Scopes that keys can hold: the built-in ones and those of active routes.
+pub fn scopes(table: &RouteTable) -> Vec<(String, String)> {
+    let mut scopes: Vec<(String, String)> = crate::api_keys::SCOPES
+        .iter()
+        .map(|(s, w)| (s.to_string(), w.to_string()))
+        .collect();
+    for r in table.all().iter() {
+        match scopes.iter_mut().find(|(s, _)| *s == r.scope) {
+            Some((_, what)) => what.push_str(&format!(", {}", r.path_prefix)),
+            None => scopes.push((r.scope.clone(), r.path_prefix.clone())),
+        }
+    }
+    scopes
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn route(prefix: &str, upstream: &str) -> Route {
+        Route {
+            id: Uuid::nil(),
+            path_prefix: prefix.into(),
+            upstream_url: upstream.into(),
+            endpoint: "chat".into(),
+            scope: "chat".into(),
+            pricing: "fixed".into(),
+            price: 1,
+            rate_per_1k: 0,
+            plans: vec![],
+            timeout_ms: 1000,
+            active: true,
+            description: String::new(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        let r = route("/v1/chat", "http://up:9000/api/");
+        assert_eq!(r.rest("/v1/chat"), Some(""));
+        assert_eq!(r.rest("/v1/chat/completions"), Some("/completions"));
+        assert_eq!(r.rest("/v1/chatter"), None);
+        assert_eq!(
+            r.upstream_for("/v1/chat/completions", Some("stream=1"))
+                .as_deref(),
+            Some("http://up:9000/api/completions?stream=1")
+        );
+        assert_eq!(
+            r.upstream_for("/v1/chat", None).as_deref(),
+            Some("http://up:9000/api")
+        );
+    }
+}
