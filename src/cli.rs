@@ -61,6 +61,37 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Add a provider route: calls under PREFIX go to UPSTREAM (running
+    /// instances pick it up at once). Also at /admin/routes.
+    AddRoute {
+        /// A path under /v1, such as /v1/chat.
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        upstream: String,
+        /// The endpoint's name in usage records.
+        #[arg(long)]
+        endpoint: String,
+        /// The scope keys need (or *).
+        #[arg(long)]
+        scope: String,
+        /// fixed or metered
+        #[arg(long, default_value = "fixed")]
+        pricing: String,
+        /// Credits per call; the most a call may cost when metered.
+        #[arg(long)]
+        price: i64,
+        /// Metered: credits per 1,000 tokens of usage.total_tokens.
+        #[arg(long, default_value_t = 0)]
+        rate_per_1k: i64,
+        /// Plans that include the route (repeat); none: every plan.
+        #[arg(long = "plan")]
+        plans: Vec<String>,
+        #[arg(long, default_value_t = crate::gateway::routes::DEFAULT_TIMEOUT_MS)]
+        timeout_ms: i32,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
     /// The embedded PostgreSQL (used when DATABASE_URL is unset).
     Db {
         #[command(subcommand)]
@@ -122,6 +153,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             println!("{}", secret.expose());
             Ok(())
+        }
+        Command::AddRoute {
+            prefix,
+            upstream,
+            endpoint,
+            scope,
+            pricing,
+            price,
+            rate_per_1k,
+            plans,
+            timeout_ms,
+            description,
+        } => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            let input = crate::gateway::routes::NewRoute {
+                path_prefix: prefix,
+                upstream_url: upstream,
+                endpoint,
+                scope,
+                pricing,
+                price: price.to_string(),
+                rate_per_1k: rate_per_1k.to_string(),
+                plans,
+                timeout_ms: timeout_ms.to_string(),
+                description,
+            };
+            match crate::gateway::routes::create(&db, None, input, Clock::System.now()).await {
+                Ok(route) => {
+                    println!(
+                        "{} → {} ({})",
+                        route.path_prefix,
+                        route.upstream_url,
+                        route.price_label()
+                    );
+                    Ok(())
+                }
+                Err(crate::accounts::AccountsError::Invalid(errors)) => {
+                    for (field, message) in errors {
+                        eprintln!("{field}: {message}");
+                    }
+                    anyhow::bail!("the route was not added")
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Command::AdjustCredits {
             email,

@@ -263,6 +263,39 @@ impl Portal {
         }
     }
 
+    /// An admin's form post: the anti-forgery token, then the admin role.
+    async fn admin_form(
+        &self,
+        req: &Parts,
+        session: &Session,
+        csrf: &str,
+        form: &str,
+        values: &[(&str, &str)],
+        back: &str,
+    ) -> Result<Actor, String> {
+        if !self.csrf_ok(session, csrf).await {
+            return Err(self
+                .csrf_failed(session, form, values, back.to_string())
+                .await);
+        }
+        match self.admin(req).await {
+            Ok(actor) => Ok(actor),
+            Err(AppError::Forbidden) => Err(back.to_string()),
+            Err(_) => Err(format!(
+                "/login?return_to={}",
+                app::components::encode_component(back)
+            )),
+        }
+    }
+
+    /// This instance sees a route change at once; the others when the
+    /// database announces it.
+    async fn reload_routes(&self) {
+        if let Err(e) = self.state.routes.reload(&self.state.db).await {
+            tracing::warn!(error = %e, "cannot reload the provider routes");
+        }
+    }
+
     async fn establish(
         &self,
         req: &Parts,
@@ -745,10 +778,7 @@ impl PortalBackend for Portal {
                     }
                 })
                 .collect(),
-            scopes: crate::api_keys::SCOPES
-                .iter()
-                .map(|(s, w)| (s.to_string(), w.to_string()))
-                .collect(),
+            scopes: crate::gateway::routes::scopes(&self.state.routes),
             live_credits: balances.live(),
             sandbox_credits: balances.sandbox,
             new_key: None,
@@ -953,6 +983,136 @@ impl PortalBackend for Portal {
                 last_error: r.last_error,
             })
             .collect())
+    }
+
+    async fn admin_routes(&self, req: &Parts) -> Result<RoutesPage, AppError> {
+        self.admin(req).await?;
+        let db = &self.state.db;
+        let routes = crate::gateway::routes::list(db)
+            .await
+            .map_err(|e| self.internal(req, e))?;
+        let plans: Vec<(String, String)> =
+            sqlx::query_as("SELECT code, name FROM plans ORDER BY sort_order, price_minor")
+                .fetch_all(db)
+                .await
+                .map_err(|e| self.internal(req, e))?;
+        Ok(RoutesPage {
+            routes: routes
+                .into_iter()
+                .map(|r| RouteView {
+                    id: r.id.to_string(),
+                    price: r.price_label(),
+                    path_prefix: r.path_prefix,
+                    upstream_url: r.upstream_url,
+                    endpoint: r.endpoint,
+                    scope: r.scope,
+                    plans: r.plans,
+                    timeout_ms: r.timeout_ms,
+                    active: r.active,
+                    description: r.description,
+                })
+                .collect(),
+            plans,
+        })
+    }
+
+    async fn create_route(&self, req: &Parts, form: RouteForm) -> String {
+        let back = "/admin/routes".to_string();
+        let Ok(session) = self.session(req) else {
+            return back;
+        };
+        let plans = form.plans.join(",");
+        let values = [
+            ("path_prefix", form.path_prefix.as_str()),
+            ("upstream_url", form.upstream_url.as_str()),
+            ("endpoint", form.endpoint.as_str()),
+            ("scope", form.scope.as_str()),
+            ("pricing", form.pricing.as_str()),
+            ("price", form.price.as_str()),
+            ("rate_per_1k", form.rate_per_1k.as_str()),
+            ("plans", plans.as_str()),
+            ("timeout_ms", form.timeout_ms.as_str()),
+            ("description", form.description.as_str()),
+        ];
+        let actor = match self
+            .admin_form(req, &session, &form.csrf, "routes", &values, &back)
+            .await
+        {
+            Ok(a) => a,
+            Err(to) => return to,
+        };
+        let input = crate::gateway::routes::NewRoute {
+            path_prefix: form.path_prefix.clone(),
+            upstream_url: form.upstream_url.clone(),
+            endpoint: form.endpoint.clone(),
+            scope: form.scope.clone(),
+            pricing: form.pricing.clone(),
+            price: form.price.clone(),
+            rate_per_1k: form.rate_per_1k.clone(),
+            plans: form.plans.clone(),
+            timeout_ms: form.timeout_ms.clone(),
+            description: form.description.clone(),
+        };
+        match crate::gateway::routes::create(&self.state.db, Some(actor.user.id), input, self.now())
+            .await
+        {
+            Ok(route) => {
+                self.reload_routes().await;
+                let text = format!(
+                    "Calls to {} now go to {}.",
+                    route.path_prefix, route.upstream_url
+                );
+                self.notice(&session, "routes", text).await;
+                back
+            }
+            Err(e) => self.fail(req, &session, "routes", e, &values, back).await,
+        }
+    }
+
+    async fn set_route_active(
+        &self,
+        req: &Parts,
+        csrf: String,
+        route_id: String,
+        active: bool,
+    ) -> String {
+        let back = "/admin/routes".to_string();
+        let Ok(session) = self.session(req) else {
+            return back;
+        };
+        let actor = match self
+            .admin_form(req, &session, &csrf, "routes", &[], &back)
+            .await
+        {
+            Ok(a) => a,
+            Err(to) => return to,
+        };
+        let result = match Uuid::parse_str(&route_id) {
+            Ok(id) => {
+                crate::gateway::routes::set_active(
+                    &self.state.db,
+                    Some(actor.user.id),
+                    id,
+                    active,
+                    self.now(),
+                )
+                .await
+            }
+            Err(_) => Err(AccountsError::NotFound),
+        };
+        match result {
+            Ok(()) => {
+                self.reload_routes().await;
+                let text = if active {
+                    "The route is on: its calls go upstream again."
+                } else {
+                    "The route is off: its calls now answer 404."
+                };
+                self.notice(&session, "routes", text).await;
+                back
+            }
+            Err(e) => self.fail(req, &session, "routes", e, &[], back).await,
+        }
     }
 
     async fn doc_page(&self, slug: String) -> Result<DocPage, AppError> {

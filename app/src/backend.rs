@@ -49,6 +49,15 @@ pub trait PortalBackend: Send + Sync + 'static {
 
     async fn admin_overview(&self, req: &Parts) -> Result<AdminOverview, AppError>;
     async fn admin_outbox(&self, req: &Parts) -> Result<Vec<OutboxEntry>, AppError>;
+    async fn admin_routes(&self, req: &Parts) -> Result<RoutesPage, AppError>;
+    async fn create_route(&self, req: &Parts, form: RouteForm) -> String;
+    async fn set_route_active(
+        &self,
+        req: &Parts,
+        csrf: String,
+        route_id: String,
+        active: bool,
+    ) -> String;
 
     async fn doc_page(&self, slug: String) -> Result<DocPage, AppError>;
 }
@@ -106,6 +115,22 @@ pub struct CreateKeyForm {
     pub scopes: Vec<String>,
     /// "never" or a number of days.
     pub expires_in_days: String,
+}
+
+/// A new provider route, as typed.
+#[derive(Clone, Debug, Default)]
+pub struct RouteForm {
+    pub csrf: String,
+    pub path_prefix: String,
+    pub upstream_url: String,
+    pub endpoint: String,
+    pub scope: String,
+    pub pricing: String,
+    pub price: String,
+    pub rate_per_1k: String,
+    pub plans: Vec<String>,
+    pub timeout_ms: String,
+    pub description: String,
 }
 
 /// Where the browser goes after a key form, and the new key to show once.

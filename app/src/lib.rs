@@ -80,6 +80,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/billing/plans") view=billing::PlansPage ssr=ssr.clone()/>
                     <Route path=path!("/admin") view=admin::AdminPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/outbox") view=admin::OutboxPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/routes") view=admin::RoutesAdminPage ssr=ssr.clone()/>
                     <Route path=path!("/docs") view=docs::DocsPage ssr=ssr.clone()/>
                     <Route path=path!("/docs/*slug") view=docs::DocsPage ssr=ssr.clone()/>
                     <Route path=path!("/explorer") view=explorer::ExplorerPage ssr=ssr.clone()/>

@@ -243,28 +243,21 @@ pub async fn get_api_keys() -> Result<KeysPage, AppError> {
 }
 
 #[server(endpoint = "create_api_key")]
-#[allow(clippy::too_many_arguments)]
 pub async fn create_api_key(
     csrf: String,
     name: String,
     mode: String,
-    scope_all: Option<String>,
-    scope_ping: Option<String>,
-    scope_text: Option<String>,
+    /// Checkboxes named `scopes[i]`, one per scope.
+    scopes: Option<Vec<String>>,
     expires_in_days: String,
 ) -> Result<(), AppError> {
     use crate::backend::CreateKeyForm;
     let (backend, parts) = ssr::ctx().await?;
-    let scopes = [("*", scope_all), ("ping", scope_ping), ("text", scope_text)]
-        .into_iter()
-        .filter(|(_, on)| on.is_some())
-        .map(|(s, _)| s.to_string())
-        .collect();
     let form = CreateKeyForm {
         csrf,
         name,
         mode,
-        scopes,
+        scopes: scopes.unwrap_or_default(),
         expires_in_days,
     };
     hand_over_key(backend.create_api_key(&parts, form).await)
@@ -286,6 +279,60 @@ pub async fn rotate_api_key(
     hand_over_key(
         backend
             .rotate_api_key(&parts, csrf, key_id, overlap_hours)
+            .await,
+    )
+}
+
+#[server(endpoint = "admin_routes")]
+pub async fn get_admin_routes() -> Result<RoutesPage, AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    backend.admin_routes(&parts).await
+}
+
+#[server(endpoint = "create_route")]
+#[allow(clippy::too_many_arguments)]
+pub async fn create_route(
+    csrf: String,
+    path_prefix: String,
+    upstream_url: String,
+    endpoint: String,
+    scope: String,
+    pricing: String,
+    price: String,
+    rate_per_1k: Option<String>,
+    /// Checkboxes named `plans[i]`; none ticked means every plan.
+    plans: Option<Vec<String>>,
+    timeout_ms: Option<String>,
+    description: Option<String>,
+) -> Result<(), AppError> {
+    use crate::backend::RouteForm;
+    let (backend, parts) = ssr::ctx().await?;
+    let form = RouteForm {
+        csrf,
+        path_prefix,
+        upstream_url,
+        endpoint,
+        scope,
+        pricing,
+        price,
+        rate_per_1k: rate_per_1k.unwrap_or_default(),
+        plans: plans.unwrap_or_default(),
+        timeout_ms: timeout_ms.unwrap_or_default(),
+        description: description.unwrap_or_default(),
+    };
+    ssr::go(backend.create_route(&parts, form).await)
+}
+
+#[server(endpoint = "set_route_active")]
+pub async fn set_route_active(
+    csrf: String,
+    route_id: String,
+    active: String,
+) -> Result<(), AppError> {
+    let (backend, parts) = ssr::ctx().await?;
+    ssr::go(
+        backend
+            .set_route_active(&parts, csrf, route_id, active == "true")
             .await,
     )
 }

@@ -127,6 +127,29 @@ pub struct AdminOverview {
     pub unsent_emails: i64,
 }
 
+/// A provider route as the admin console lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteView {
+    pub id: String,
+    pub path_prefix: String,
+    pub upstream_url: String,
+    pub endpoint: String,
+    pub scope: String,
+    pub price: String,
+    /// Empty: every plan.
+    pub plans: Vec<String>,
+    pub timeout_ms: i32,
+    pub active: bool,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoutesPage {
+    pub routes: Vec<RouteView>,
+    /// (code, name) of every plan, for the "included in" choice.
+    pub plans: Vec<(String, String)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DocLink {
     pub slug: String,

@@ -222,8 +222,10 @@ where
 }
 
 /// Checks a new route and adds it. Every problem is reported against its field.
+/// `actor`: the admin who adds it (`None` from the command line).
 pub async fn create(
     db: &PgPool,
+    actor: Option<Uuid>,
     input: NewRoute,
     now: OffsetDateTime,
 ) -> Result<Route, AccountsError> {
@@ -351,6 +353,7 @@ pub async fn create(
             AccountsError::field("endpoint", "Another route already uses this name.")
         });
     }
+    let mut tx = db.begin().await?;
     let route: Route = sqlx::query_as(&format!(
         "INSERT INTO routes (id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, description, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING {COLUMNS}"
@@ -367,8 +370,15 @@ pub async fn create(
     .bind(timeout_ms)
     .bind(&description)
     .bind(now)
-    .fetch_one(db)
+    .fetch_one(&mut *tx)
     .await?;
+    let details = serde_json::json!({
+        "route_id": route.id, "path_prefix": route.path_prefix, "endpoint": route.endpoint,
+        "scope": route.scope, "pricing": route.pricing, "price": route.price,
+        "rate_per_1k": route.rate_per_1k, "plans": route.plans, "timeout_ms": route.timeout_ms,
+    });
+    crate::audit::record(&mut tx, now, actor, None, "route.created", details).await?;
+    tx.commit().await?;
     Ok(route)
 }
 
@@ -383,19 +393,31 @@ pub async fn list(db: &PgPool) -> Result<Vec<Route>, sqlx::Error> {
 /// Turns a route on or off; calls to a route that is off answer 404.
 pub async fn set_active(
     db: &PgPool,
+    actor: Option<Uuid>,
     id: Uuid,
     active: bool,
     now: OffsetDateTime,
 ) -> Result<(), AccountsError> {
-    let done = sqlx::query("UPDATE routes SET active = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(active)
-        .bind(now)
-        .execute(db)
-        .await?;
-    if done.rows_affected() == 0 {
+    let mut tx = db.begin().await?;
+    let prefix: Option<String> = sqlx::query_scalar(
+        "UPDATE routes SET active = $2, updated_at = $3 WHERE id = $1 RETURNING path_prefix",
+    )
+    .bind(id)
+    .bind(active)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(prefix) = prefix else {
         return Err(AccountsError::NotFound);
-    }
+    };
+    let action = if active {
+        "route.enabled"
+    } else {
+        "route.disabled"
+    };
+    let details = serde_json::json!({"route_id": id, "path_prefix": prefix});
+    crate::audit::record(&mut tx, now, actor, None, action, details).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 const TEXT: &str = r#"{"text": "Great docs and a fast, reliable API."}"#;
 
 /// A signed-up customer with a live key on the Free plan (100 included credits).
-async fn customer(db: &PgPool) -> (TestApp, String, Uuid) {
+pub(crate) async fn customer(db: &PgPool) -> (TestApp, String, Uuid) {
     let mut app = TestApp::new(db.clone()).await;
     app.sign_up("Ada", "ada@example.com", PASSWORD).await;
     let key = app.create_key("server", "live", &["*"], "never").await;
@@ -475,7 +475,7 @@ async fn summarize_is_priced_by_input_size(db: PgPool) {
 }
 
 /// The ledger: every transaction balances, and the balances are its sums.
-async fn assert_ledger_balanced(db: &PgPool) {
+pub(crate) async fn assert_ledger_balanced(db: &PgPool) {
     let unbalanced: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id HAVING sum(amount) <> 0) t",
     )

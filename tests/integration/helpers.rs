@@ -264,16 +264,10 @@ impl TestApp {
             ("mode", mode),
             ("expires_in_days", expires),
         ];
-        for s in scopes {
-            fields.push((
-                match *s {
-                    "*" => "scope_all",
-                    "ping" => "scope_ping",
-                    "text" => "scope_text",
-                    other => panic!("unknown scope {other}"),
-                },
-                "on",
-            ));
+        // As the page's checkboxes post them: `scopes[i]=<scope>`.
+        let names: Vec<String> = (0..scopes.len()).map(|i| format!("scopes[{i}]")).collect();
+        for (name, s) in names.iter().zip(scopes) {
+            fields.push((name.as_str(), s));
         }
         let res = self.post_form("/api/create_api_key", &fields).await;
         assert_eq!(res.location(), "/account/keys");

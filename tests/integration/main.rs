@@ -7,5 +7,6 @@ mod helpers;
 mod keys;
 mod organizations;
 mod pages;
+mod routes;
 mod sessions;
 mod throttling;

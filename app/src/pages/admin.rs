@@ -1,7 +1,8 @@
 //! The platform admin console (operators of this Tollgate, not customers).
 
-use crate::components::{ErrorView, Loading};
-use crate::server_fns::{get_admin_outbox, get_admin_overview};
+use crate::components::{use_viewer, Csrf, ErrorView, FormState, Loading};
+use crate::server_fns::{get_admin_outbox, get_admin_overview, get_admin_routes};
+use crate::types::{RouteView, RoutesPage, Viewer};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -22,7 +23,7 @@ pub fn AdminPage() -> impl IntoView {
                                 <dt>"Platform admins"</dt><dd>{o.platform_admins}</dd>
                                 <dt>"Emails not yet sent"</dt><dd>{o.unsent_emails}</dd>
                             </dl>
-                            <p><a href="/admin/outbox">"Email outbox"</a></p>
+                            <p><a href="/admin/routes">"API routes"</a> " · " <a href="/admin/outbox">"Email outbox"</a></p>
                             <p class="muted">
                                 "Approvals, organizations, credit adjustments, the plan editor and the audit "
                                 "log arrive with the billing issues; they are not built yet."
@@ -81,5 +82,147 @@ pub fn OutboxPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+#[component]
+pub fn RoutesAdminPage() -> impl IntoView {
+    let viewer = use_viewer();
+    let page = Resource::new(|| (), |_| get_admin_routes());
+    view! {
+        <Title text="API routes"/>
+        <Suspense fallback=Loading>
+            {move || Suspend::new(async move {
+                let v = viewer.await;
+                match page.await {
+                    Ok(p) => view! { <RoutesView page=p viewer=v/> }.into_any(),
+                    Err(e) => view! { <ErrorView error=e/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn RouteRow(route: RouteView, csrf: String) -> impl IntoView {
+    let (label, next, class) = if route.active {
+        ("Turn off", "false", "button button-small button-danger")
+    } else {
+        ("Turn on", "true", "button button-small")
+    };
+    let plans = if route.plans.is_empty() {
+        "every plan".to_string()
+    } else {
+        route.plans.join(", ")
+    };
+    let prefix = route.path_prefix.clone();
+    view! {
+        <tr data-route=prefix>
+            <td><code>{route.path_prefix}</code>{(!route.description.is_empty()).then(|| view! { <br/><span class="muted">{route.description.clone()}</span> })}</td>
+            <td><code>{route.upstream_url}</code></td>
+            <td>{route.endpoint}</td>
+            <td><code>{route.scope}</code></td>
+            <td>{route.price}</td>
+            <td>{plans}</td>
+            <td>{format!("{} ms", route.timeout_ms)}</td>
+            <td><span class="badge" data-testid="route-status">{if route.active { "on" } else { "off" }}</span></td>
+            <td class="actions">
+                <form method="post" action="/api/set_route_active" class="inline-form">
+                    <Csrf token=csrf/>
+                    <input type="hidden" name="route_id" value=route.id/>
+                    <input type="hidden" name="active" value=next/>
+                    <button type="submit" class=class>{label}</button>
+                </form>
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
+    let f = FormState::new(&viewer, "routes");
+    let empty = page.routes.is_empty();
+    let rows = page
+        .routes
+        .into_iter()
+        .map(|r| view! { <RouteRow route=r csrf=viewer.csrf.clone()/> })
+        .collect_view();
+    let typed_plans = f.value("plans");
+    let plans = page
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(i, (code, name))| {
+            let field = format!("plans[{i}]");
+            let checked = typed_plans.split(',').any(|p| p == code);
+            view! { <label class="check"><input type="checkbox" name=field value=code.clone() checked=checked/>" " {name.clone()}</label> }
+        })
+        .collect_view();
+    let metered = f.value("pricing") == "metered";
+    let text_field = move |f: &FormState,
+                           name: &'static str,
+                           label: &'static str,
+                           placeholder: &'static str,
+                           hint: &'static str| {
+        let id = format!("route-{name}");
+        view! {
+            <div class="field" class:field-invalid=f.has_error(name)>
+                <label for=id.clone()>{label}</label>
+                <input id=id name=name type="text" placeholder=placeholder value=f.value(name)/>
+                {(!hint.is_empty()).then(|| view! { <p class="hint">{hint}</p> })}
+                {f.error(name)}
+            </div>
+        }
+    };
+    view! {
+        <section class="panel">
+            <h1>"API routes"</h1>
+            <p class="muted">
+                "Each route sends calls under its path prefix to your upstream, after the gateway has checked "
+                "the key, the plan, the rate limit and the credits. The upstream gets the caller in "
+                <code>"Tollgate-Organization"</code> ", " <code>"Tollgate-Key-Id"</code> ", "
+                <code>"Tollgate-Key-Mode"</code> " and " <code>"Tollgate-Plan"</code> " (never the key), and may report a metered "
+                "call's cost in a " <code>"Tollgate-Cost"</code> " response header or an OpenAI-style "
+                <code>"usage.total_tokens"</code> "."
+            </p>
+            {f.banner()}
+            <div class="table-wrap">
+                <table class="table" data-testid="routes">
+                    <thead><tr>
+                        <th>"Prefix"</th><th>"Upstream"</th><th>"Endpoint"</th><th>"Scope"</th><th>"Price"</th>
+                        <th>"Plans"</th><th>"Timeout"</th><th>"Status"</th><th></th>
+                    </tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </div>
+            {empty.then(|| view! { <p>"No routes yet: only the built-in sample API answers on /v1."</p> })}
+        </section>
+        <section class="panel">
+            <h2>"Add a route"</h2>
+            <form method="post" action="/api/create_route" novalidate>
+                <Csrf token=viewer.csrf.clone()/>
+                {text_field(&f, "path_prefix", "Path prefix", "/v1/chat", "Calls to this prefix and below it; the rest of the path is appended to the upstream URL.")}
+                {text_field(&f, "upstream_url", "Upstream URL", "https://models.internal/v1", "")}
+                {text_field(&f, "endpoint", "Endpoint name", "chat", "How usage and invoices name these calls.")}
+                {text_field(&f, "scope", "Key scope", "chat", "Keys need this scope (or *) to call the route.")}
+                <fieldset class="field">
+                    <legend>"Pricing"</legend>
+                    <label class="check"><input type="radio" name="pricing" value="fixed" checked=!metered/>" Fixed: the price below per call"</label>
+                    <label class="check"><input type="radio" name="pricing" value="metered" checked=metered/>" Metered: reserve the price below, capture what the upstream reports"</label>
+                    {f.error("pricing")}
+                </fieldset>
+                {text_field(&f, "price", "Price (credits per call, or most per call when metered)", "1", "")}
+                {text_field(&f, "rate_per_1k", "Credits per 1,000 tokens (metered, for usage.total_tokens)", "0", "")}
+                <fieldset class="field" class:field-invalid=f.has_error("plans")>
+                    <legend>"Included in"</legend>
+                    <p class="hint">"None ticked: every plan."</p>
+                    {plans}
+                    {f.error("plans")}
+                </fieldset>
+                {text_field(&f, "timeout_ms", "Timeout (milliseconds until the upstream answers)", "30000", "")}
+                {text_field(&f, "description", "Description", "Chat completions", "")}
+                <button type="submit" class="button">"Add route"</button>
+            </form>
+        </section>
     }
 }

@@ -110,9 +110,10 @@ fn KeysView(page: KeysPage, viewer: Viewer) -> impl IntoView {
         let scopes = page
             .scopes
             .iter()
-            .map(|(s, what)| {
-                let name = format!("scope_{s}");
-                view! { <label class="check"><input type="checkbox" name=name value="on"/>" " <code>{s.clone()}</code> " — " {what.clone()}</label> }
+            .enumerate()
+            .map(|(i, (s, what))| {
+                let name = format!("scopes[{}]", i + 1);
+                view! { <label class="check"><input type="checkbox" name=name value=s.clone()/>" " <code>{s.clone()}</code> " — " {what.clone()}</label> }
             })
             .collect_view();
         view! {
@@ -133,7 +134,7 @@ fn KeysView(page: KeysPage, viewer: Viewer) -> impl IntoView {
                     </fieldset>
                     <fieldset class="field">
                         <legend>"Scopes"</legend>
-                        <label class="check"><input type="checkbox" name="scope_all" value="on" checked=true/>" every endpoint (" <code>"*"</code> ")"</label>
+                        <label class="check"><input type="checkbox" name="scopes[0]" value="*" checked=true/>" every endpoint (" <code>"*"</code> ")"</label>
                         {scopes}
                         {f.error("scopes")}
                     </fieldset>
