@@ -10,6 +10,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// The gateway's pool: commits without waiting for the disk; calls that
+    /// move credits wait on `durable` instead (see `gateway::durable`).
+    pub gateway_db: PgPool,
+    pub durable: crate::gateway::durable::Durability,
     /// Where the gateway sends usage events (written in batches).
     pub usage: crate::gateway::usage::UsageSink,
     /// The active provider routes, kept current by `gateway::routes::follow`.
@@ -40,6 +44,8 @@ impl AppState {
             .build();
         Self {
             usage: crate::gateway::usage::UsageSink::start(db.clone()),
+            gateway_db: crate::gateway::durable::async_commit_pool(&db),
+            durable: crate::gateway::durable::Durability::start(db.clone()),
             routes: Default::default(),
             upstreams: Default::default(),
             db,

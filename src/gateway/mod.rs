@@ -10,6 +10,7 @@
 //! event is written off the hot path (see [`usage`]).
 
 pub mod catalogue;
+pub mod durable;
 pub mod problem;
 pub mod proxy;
 pub mod routes;
@@ -181,7 +182,7 @@ impl Ctx<'_> {
                 .bind(self.now)
                 .bind(&self.facts.request_id)
                 .bind(route_plans)
-                .fetch_one(&self.state.db)
+                .fetch_one(&self.state.gateway_db)
                 .await;
         let d = match decision {
             Ok(d) => d,
@@ -205,10 +206,17 @@ impl Ctx<'_> {
             };
             return Err(self.refuse(code, &d, facts).await);
         }
-        match simulate {
-            Some(name) => Err(simulated(self, &d, &name, self.facts.clone()).await),
-            None => Ok(d),
+        if let Some(name) = simulate {
+            return Err(simulated(self, &d, &name, self.facts.clone()).await);
         }
+        // Nothing is served on a charge that is not yet on disk.
+        if d.charged.unwrap_or(0) > 0 && !self.state.durable.wait().await {
+            tracing::error!("could not confirm a charge on disk; giving it back");
+            let amount = d.charged.unwrap_or(0);
+            release(self.state, &self.facts.request_id, amount, self.now).await;
+            return Err(unavailable(&self.state.config, &self.facts.request_id));
+        }
+        Ok(d)
     }
 
     /// Forwards an admitted call to its route's upstream, captures what it
@@ -405,9 +413,15 @@ async fn release(
             .fetch_one(&db)
             .await
     };
+    let confirmed = |balance: Option<i64>| async move {
+        if !state.durable.wait().await {
+            tracing::error!(request_id, amount, "could not confirm a release on disk");
+        }
+        balance
+    };
     for n in 0..3u32 {
-        match attempt(state.db.clone(), request_id.to_string()).await {
-            Ok(balance) => return balance,
+        match attempt(state.gateway_db.clone(), request_id.to_string()).await {
+            Ok(balance) => return confirmed(balance).await,
             Err(e) => {
                 tracing::warn!(error = %e, request_id, amount, "could not release credits; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(50 << n)).await;
