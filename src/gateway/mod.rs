@@ -52,7 +52,10 @@ pub fn bench_router() -> Router<AppState> {
 }
 
 async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(sample_api::openapi::document(&state.config))
+    Json(sample_api::openapi::document(
+        &state.config,
+        &state.routes.all(),
+    ))
 }
 
 /// The row `gateway_authorize` returns.

@@ -695,3 +695,40 @@ async fn releasing_a_charge_gives_credits_back_once(db: PgPool) {
     assert_eq!(spent, 0);
     assert_ledger_balanced(&db).await;
 }
+
+#[sqlx::test]
+async fn the_gateway_commits_without_waiting_and_charged_calls_wait_for_the_flush(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    let setting = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(setting(app.state.gateway_db.clone()).await, "off");
+    assert_eq!(
+        setting(db.clone()).await,
+        "on",
+        "everything else commits durably"
+    );
+    // The shared flush answers every waiter, however many arrive at once.
+    let waits = (0..50).map(|_| {
+        let durable = app.state.durable.clone();
+        tokio::spawn(async move { durable.wait().await })
+    });
+    for w in waits {
+        assert!(w.await.unwrap());
+    }
+    let res = app
+        .call("POST", "/v1/text/sentiment", Some(&key), Some(TEXT), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let charged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ledger_transactions WHERE org_id = $1 AND kind = 'usage'",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(charged, 1);
+}

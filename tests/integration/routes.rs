@@ -185,6 +185,21 @@ async fn an_admin_adds_a_route_and_calls_are_proxied_and_charged(db: PgPool) {
             .unwrap();
     assert_eq!(audited, 1);
 
+    // The route is in the OpenAPI document, with its price and problems.
+    let openapi: serde_json::Value =
+        serde_json::from_str(&app.get("/openapi.json").await.body).unwrap();
+    let op = &openapi["paths"]["/v1/models/{path}"]["post"];
+    assert_eq!(op["operationId"], "models_post");
+    assert!(op["description"]
+        .as_str()
+        .unwrap()
+        .contains("3 credits per call"));
+    assert!(
+        op["responses"]["502"]["content"]["application/problem+json"]["examples"]
+            .get("upstream_failed")
+            .is_some()
+    );
+
     // A segment that only starts like the prefix is not the route.
     let other = app.call("GET", "/v1/modelsx", Some(&key), None, &[]).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
