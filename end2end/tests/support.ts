@@ -1,6 +1,8 @@
 import { expect, Page } from "@playwright/test";
 
 export const PASSWORD = "correct horse battery";
+/** The platform admin `.ci/test` creates on the test database. */
+export const ADMIN = { email: "ops@tollgate.test", password: "e2e-operator-password" };
 
 /** An address no other run has used. */
 export function uniqueEmail(prefix: string): string {
