@@ -12,6 +12,7 @@ ensure_rust_tools
 ensure_npm_packages
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+command -v bc >/dev/null 2>&1 || apt_install bc
 if ! command -v oha >/dev/null 2>&1; then
   log "installing oha (a load generator with a fixed request rate)"
   cargo install oha --locked
@@ -56,10 +57,29 @@ run_wrk() { # name url script
   wrk -t2 -c64 -d"${DURATION}s" --latency -s "$3" "$2" >"$OUT/$1.txt"
   echo "$1: $(rps "$OUT/$1.txt") req/s ($(grep -E '^ +99%' "$OUT/$1.txt" | awk '{print $2}') p99 at saturation)"
 }
+# CPU time (user + system, in clock ticks) of every process whose command
+# line matches: where the cores go during a run is the profile of the gateway.
+cpu_ticks() { # pattern
+  local total=0 pid
+  for pid in $(pgrep -f "$1"); do
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$total"
+}
+profile_run() { # name url script
+  local s0 p0 w0 t0 t1 calls
+  s0=$(cpu_ticks "tollgate serve"); p0=$(cpu_ticks "postgres"); t0=$(date +%s.%N)
+  run_wrk "$@"
+  t1=$(date +%s.%N)
+  calls=$(awk '/requests in/ {print $1}' "$OUT/$1.txt")
+  awk -v s="$(( $(cpu_ticks "tollgate serve") - s0 ))" -v p="$(( $(cpu_ticks "postgres") - p0 ))" \
+      -v hz="$(getconf CLK_TCK)" -v n="$calls" -v t="$(echo "$t1 - $t0" | bc)" \
+    'BEGIN { printf "  profile: per 1,000 calls, %.0f ms CPU in tollgate, %.0f ms in PostgreSQL (of %.0f ms wall x 2 cores); the rest is wrk and the kernel\n", s/hz*1e6/n, p/hz*1e6/n, t*1e6/n }'
+}
 log "throughput, 64 connections, ${DURATION}s each"
-run_wrk unmetered_ping "http://127.0.0.1:3201/bench/unmetered/ping" "$OUT/auth.lua"
-run_wrk metered_ping "http://127.0.0.1:3201/v1/ping" "$OUT/auth.lua"
-run_wrk metered_sentiment "http://127.0.0.1:3201/v1/text/sentiment" "$OUT/sentiment.lua"
+profile_run unmetered_ping "http://127.0.0.1:3201/bench/unmetered/ping" "$OUT/auth.lua"
+profile_run metered_ping "http://127.0.0.1:3201/v1/ping" "$OUT/auth.lua"
+profile_run metered_sentiment "http://127.0.0.1:3201/v1/text/sentiment" "$OUT/sentiment.lua"
 
 HALF=$(( $(rps "$OUT/metered_ping.txt") / 2 ))
 log "latency at half the metered rate ($HALF req/s)"
