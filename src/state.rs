@@ -14,6 +14,8 @@ pub struct AppState {
     /// move credits wait on `durable` instead (see `gateway::durable`).
     pub gateway_db: PgPool,
     pub durable: crate::gateway::durable::Durability,
+    /// Rate-limit tokens this instance has claimed (see `gateway::rate`).
+    pub rate: crate::gateway::rate::RateLeases,
     /// Where the gateway sends usage events (written in batches).
     pub usage: crate::gateway::usage::UsageSink,
     /// The active provider routes, kept current by `gateway::routes::follow`.
@@ -46,6 +48,7 @@ impl AppState {
             usage: crate::gateway::usage::UsageSink::start(db.clone()),
             gateway_db: crate::gateway::durable::async_commit_pool(&db),
             durable: crate::gateway::durable::Durability::start(db.clone()),
+            rate: Default::default(),
             routes: Default::default(),
             upstreams: Default::default(),
             db,

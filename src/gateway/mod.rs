@@ -13,6 +13,7 @@ pub mod catalogue;
 pub mod durable;
 pub mod problem;
 pub mod proxy;
+pub mod rate;
 pub mod routes;
 pub mod usage;
 
@@ -176,7 +177,9 @@ impl Ctx<'_> {
         route_plans: Option<&[String]>,
         simulate: Option<String>,
     ) -> Result<Decision, Response> {
-        let decision: Result<Decision, sqlx::Error> =
+        let decision = if cost == 0 {
+            self.check_free(secret, route_plans).await
+        } else {
             sqlx::query_as("SELECT * FROM gateway_authorize($1, $2, $3, $4, $5, $6, $7)")
                 .bind(secret.hash())
                 .bind(&self.endpoint_id)
@@ -186,7 +189,8 @@ impl Ctx<'_> {
                 .bind(&self.facts.request_id)
                 .bind(route_plans)
                 .fetch_one(&self.state.gateway_db)
-                .await;
+                .await
+        };
         let d = match decision {
             Ok(d) => d,
             Err(e) => {
@@ -218,6 +222,44 @@ impl Ctx<'_> {
             let amount = d.charged.unwrap_or(0);
             release(self.state, &self.facts.request_id, amount, self.now).await;
             return Err(unavailable(&self.state.config, &self.facts.request_id));
+        }
+        Ok(d)
+    }
+
+    /// The pipeline for a call that moves no credits: the same checks
+    /// (`gateway_check`, no lock), then the rate limit from this instance's
+    /// lease (see [`rate`]). There is no spend cap or balance to check.
+    async fn check_free(
+        &self,
+        secret: &Secret,
+        route_plans: Option<&[String]>,
+    ) -> Result<Decision, sqlx::Error> {
+        let mut d: Decision = sqlx::query_as("SELECT * FROM gateway_check($1, $2, $3, $4, $5)")
+            .bind(secret.hash())
+            .bind(&self.endpoint_id)
+            .bind(&self.scope)
+            .bind(self.now)
+            .bind(route_plans)
+            .fetch_one(&self.state.gateway_db)
+            .await?;
+        if d.outcome != "ok" {
+            return Ok(d);
+        }
+        let (Some(org), Some(rate)) = (d.org_id, d.rate_per_sec) else {
+            return Ok(d);
+        };
+        match self
+            .state
+            .rate
+            .take(&self.state.gateway_db, org, rate, self.now)
+            .await?
+        {
+            rate::Admit::Yes { remaining } => d.rate_remaining = Some(remaining),
+            rate::Admit::No { retry_after_ms } => {
+                d.outcome = Code::RateLimited.as_str().to_string();
+                d.rate_remaining = Some(0);
+                d.retry_after_ms = Some(retry_after_ms);
+            }
         }
         Ok(d)
     }

@@ -732,3 +732,62 @@ async fn the_gateway_commits_without_waiting_and_charged_calls_wait_for_the_flus
     .unwrap();
     assert_eq!(charged, 1);
 }
+
+#[sqlx::test]
+async fn free_calls_lease_rate_tokens_without_ever_exceeding_the_plan(db: PgPool) {
+    let (mut a, key, _) = customer(&db).await;
+    let mut b = a.restarted();
+    sqlx::query("UPDATE plans SET rate_limit_per_sec = 1000 WHERE code = 'free'")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(tollgate::gateway::rate::block(1000), 20);
+    // The clock stands still: the plan allows 1,000 calls in this second, in all.
+    let mut admitted = 0;
+    for _ in 0..10 {
+        let res = a.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+        assert_eq!(res.status, StatusCode::OK);
+        admitted += 1;
+    }
+    let mut refused = None;
+    for _ in 0..1100 {
+        let res = b.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+        match res.status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused = Some(res);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", res.body),
+        }
+    }
+    // Instance a still holds 10 claimed tokens: admitted is short of the plan
+    // by at most one block, and never over it.
+    assert_eq!(admitted, 990);
+    let refused = refused.expect("the limit was reached");
+    assert_eq!(refused.json()["code"], "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+    // a spends what it claimed; then it is refused too.
+    for _ in 0..10 {
+        assert_eq!(
+            a.call("GET", "/v1/ping", Some(&key), None, &[])
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        a.call("GET", "/v1/ping", Some(&key), None, &[])
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A second later the limiter has room again.
+    a.clock.advance(time::Duration::seconds(1));
+    assert_eq!(
+        b.call("GET", "/v1/ping", Some(&key), None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
