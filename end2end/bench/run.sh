@@ -82,12 +82,17 @@ profile_run metered_ping "http://127.0.0.1:3201/v1/ping" "$OUT/auth.lua"
 profile_run metered_sentiment "http://127.0.0.1:3201/v1/text/sentiment" "$OUT/sentiment.lua"
 
 HALF=$(( $(rps "$OUT/metered_ping.txt") / 2 ))
-log "latency at half the metered rate ($HALF req/s)"
-for target in unmetered/ping:/bench/unmetered/ping metered/ping:/v1/ping; do
-  name="${target%%:*}"; path="${target#*:}"
-  oha --no-tui -z "${DURATION}s" -q "$HALF" -c 32 --latency-correction -H "Authorization: Bearer $KEY" \
-    "http://127.0.0.1:3201$path" >"$OUT/latency-${name//\//_}.txt"
-  echo "$name at $HALF req/s: p50 $(awk '/50.00%/ {print $3, $4}' "$OUT/latency-${name//\//_}.txt"), p99 $(awk '/99.00%/ {print $3, $4}' "$OUT/latency-${name//\//_}.txt")"
+# At half the metered throughput (the target's rate), and at two fixed rates
+# to show where the added latency grows.
+for rate in "$HALF" 2000 1000; do
+  log "latency at $rate req/s"
+  for target in unmetered/ping:/bench/unmetered/ping metered/ping:/v1/ping; do
+    name="${target%%:*}"; path="${target#*:}"
+    file="$OUT/latency-${name//\//_}-$rate.txt"
+    oha --no-tui -z "${DURATION}s" -q "$rate" -c 32 --latency-correction -H "Authorization: Bearer $KEY" \
+      "http://127.0.0.1:3201$path" >"$file"
+    echo "$name at $rate req/s: p50 $(awk '/50.00%/ {print $3, $4}' "$file"), p99 $(awk '/99.00%/ {print $3, $4}' "$file")"
+  done
 done
 
 log "overspend: 2 instances x 100 concurrent clients, one key, 50 credits"

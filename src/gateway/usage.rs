@@ -1,6 +1,6 @@
 //! Usage events, written off the hot path: the gateway hands each event to a
 //! channel and a background task inserts them in batches (up to 500 rows, or
-//! whatever arrived within 100 ms) with one statement. Every charged call's
+//! whatever arrived within 20 ms) with one statement. Every charged call's
 //! ledger transaction carries its request id too, and [`recover`] rebuilds
 //! the event of any charged call whose batch was lost (a crash between the
 //! charge and the flush), so no charged call goes without its event.
@@ -74,7 +74,7 @@ async fn writer(db: PgPool, mut rx: mpsc::Receiver<Msg>) {
             Some(m) => m,
             None => break,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
