@@ -169,21 +169,25 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Reads up to `limit` bytes; `None` when the body is longer (then what was
-/// read comes back as `Err` so it can still be sent on).
-async fn read_up_to(res: reqwest::Response, limit: usize) -> Result<Bytes, Failure> {
+/// A metered JSON answer: whole when it fits in `limit` bytes, or else what
+/// was read so far followed by the rest of the stream.
+enum Metered {
+    Whole(Bytes),
+    TooLong(Body),
+}
+
+async fn read_up_to(res: reqwest::Response, limit: usize) -> Result<Metered, Failure> {
     let mut stream = res.bytes_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Failure::Failed(without_url(e)))?;
         buf.extend_from_slice(&chunk);
         if buf.len() > limit {
-            return Err(Failure::Failed(format!(
-                "a metered JSON answer over {limit} bytes"
-            )));
+            let head = futures_util::stream::once(async move { Ok(Bytes::from(buf)) });
+            return Ok(Metered::TooLong(Body::from_stream(head.chain(stream))));
         }
     }
-    Ok(Bytes::from(buf))
+    Ok(Metered::Whole(Bytes::from(buf)))
 }
 
 /// Turns the upstream's answer into the customer's, and prices it.
@@ -207,8 +211,9 @@ pub async fn answer(
         }
     }
     let refused = status.is_client_error();
+    let whole = if refused { 0 } else { reserved };
     let (cost, body, res) = match route.pricing() {
-        Pricing::Fixed => (if refused { 0 } else { reserved }, None, Some(res)),
+        Pricing::Fixed => (whole, None, Some(res)),
         Pricing::Metered if res.headers().contains_key(COST_HEADER) => {
             let reported = reported_cost(route, res.headers(), None);
             (
@@ -219,18 +224,18 @@ pub async fn answer(
         }
         Pricing::Metered if is_json(res.headers()) && route.rate_per_1k > 0 => {
             let upstream_headers = res.headers().clone();
-            let bytes = read_up_to(res, MAX_METERED_JSON).await?;
-            let reported = reported_cost(route, &upstream_headers, Some(&bytes));
-            (
-                reported.unwrap_or(if refused { 0 } else { reserved }),
-                Some(bytes),
-                None,
-            )
+            match read_up_to(res, MAX_METERED_JSON).await? {
+                Metered::Whole(bytes) => {
+                    let reported = reported_cost(route, &upstream_headers, Some(&bytes));
+                    (reported.unwrap_or(whole), Some(Body::from(bytes)), None)
+                }
+                Metered::TooLong(body) => (whole, Some(body), None),
+            }
         }
-        Pricing::Metered => (if refused { 0 } else { reserved }, None, Some(res)),
+        Pricing::Metered => (whole, None, Some(res)),
     };
     let body = match (body, res) {
-        (Some(bytes), _) => Body::from(bytes),
+        (Some(body), _) => body,
         (None, Some(res)) => Body::from_stream(res.bytes_stream()),
         (None, None) => Body::empty(),
     };

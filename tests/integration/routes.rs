@@ -48,6 +48,11 @@ async fn upstream() -> String {
     async fn cost(Query(q): Query<HashMap<String, String>>) -> Response {
         ([("tollgate-cost", q["c"].clone())], "counted").into_response()
     }
+    async fn huge() -> Response {
+        let pad = "x".repeat(9 * 1024 * 1024);
+        let body = format!(r#"{{"usage":{{"total_tokens":1}},"pad":"{pad}"}}"#);
+        ([("content-type", "application/json")], body).into_response()
+    }
     async fn stream() -> Response {
         let chunks = (0..50).map(|i| Ok::<_, std::io::Error>(format!("chunk {i}\n")));
         Body::from_stream(futures_util::stream::iter(chunks)).into_response()
@@ -57,6 +62,7 @@ async fn upstream() -> String {
         .route("/api/tokens", get(tokens))
         .route("/api/cost", get(cost))
         .route("/api/stream", get(stream))
+        .route("/api/huge", get(huge))
         .route(
             "/api/bad",
             get(|| async { (StatusCode::BAD_REQUEST, "no such model") }),
@@ -211,7 +217,11 @@ async fn metered_routes_capture_what_the_upstream_reports_and_release_the_rest(d
     let up = upstream().await;
     let (mut app, key, org) = customer(&db).await;
     let mut ops = admin_of(&app).await;
-    for (prefix, path) in [("/v1/llm", "/tokens"), ("/v1/counted", "/cost")] {
+    for (prefix, path) in [
+        ("/v1/llm", "/tokens"),
+        ("/v1/counted", "/cost"),
+        ("/v1/huge", "/huge"),
+    ] {
         add_route(
             &mut ops,
             &[
@@ -258,8 +268,19 @@ async fn metered_routes_capture_what_the_upstream_reports_and_release_the_rest(d
         capped.header("tollgate-credits-remaining"),
         Some((start - 30).to_string())
     );
+    // An answer too large to read for its usage is passed on whole, and the
+    // reservation is captured.
+    let huge = app.call("GET", "/v1/huge", Some(&key), None, &[]).await;
+    assert_eq!(huge.status, StatusCode::OK);
+    assert!(huge.body.len() > 9 * 1024 * 1024);
+    assert!(huge.body.ends_with("xx\"}"));
+    assert_eq!(
+        huge.header("tollgate-credits-charged").as_deref(),
+        Some("20")
+    );
+    assert_eq!(balance(&db, org).await, start - 50);
     // A reservation the balance cannot cover is refused before the upstream is called.
-    let spent: i64 = start - 30;
+    let spent: i64 = start - 50;
     let mut conn = db.acquire().await.unwrap();
     tollgate::billing::ledger::post(
         &mut conn,
