@@ -284,6 +284,7 @@ impl Ctx<'_> {
             key_id: d.key_id.map(|id| id.to_string()).unwrap_or_default(),
             mode: d.mode.clone().unwrap_or_default(),
             plan: d.plan_code.clone().unwrap_or_default(),
+            client_ip: crate::http::client_ip(parts, self.state.config.trust_proxy),
         };
         let sent = proxy::forward(
             &self.state.upstreams,

@@ -54,6 +54,8 @@ pub struct Caller<'a> {
     pub key_id: String,
     pub mode: String,
     pub plan: String,
+    /// The caller's address, for the upstream's own logs and limits.
+    pub client_ip: String,
 }
 
 #[derive(Debug)]
@@ -64,9 +66,21 @@ pub enum Failure {
     TimedOut,
 }
 
-fn forwardable(name: &HeaderName) -> bool {
+/// Header names a message's `Connection` header lists: hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
     let n = name.as_str();
-    !HOP_BY_HOP.contains(&n)
+    !HOP_BY_HOP.contains(&n) && !listed.iter().any(|l| l == n)
 }
 
 /// Sends the call upstream and waits for its response headers.
@@ -80,8 +94,9 @@ pub async fn forward(
     caller: Caller<'_>,
 ) -> Result<reqwest::Response, Failure> {
     let mut out = HeaderMap::new();
+    let listed = connection_listed(headers);
     for (name, value) in headers {
-        let skip = !forwardable(name)
+        let skip = !forwardable(name, &listed)
             || name == header::HOST
             || name == header::AUTHORIZATION
             || name == header::COOKIE
@@ -100,6 +115,7 @@ pub async fn forward(
     put("tollgate-key-id", &caller.key_id);
     put("tollgate-key-mode", &caller.mode);
     put("tollgate-plan", &caller.plan);
+    put("x-forwarded-for", &caller.client_ip);
     let request = upstreams
         .0
         .request(method.clone(), url)
@@ -205,8 +221,9 @@ pub async fn answer(
 ) -> Result<Answer, Failure> {
     let status = res.status();
     let mut headers = HeaderMap::new();
+    let listed = connection_listed(res.headers());
     for (name, value) in res.headers() {
-        if forwardable(name) && name.as_str() != COST_HEADER {
+        if forwardable(name, &listed) && name.as_str() != COST_HEADER {
             headers.append(name.clone(), value.clone());
         }
     }

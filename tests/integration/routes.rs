@@ -40,6 +40,8 @@ async fn upstream() -> String {
             "plan": header("tollgate-plan"),
             "request_id": header("tollgate-request-id"),
             "custom": header("x-custom"),
+            "hop": header("x-hop"),
+            "forwarded_for": header("x-forwarded-for"),
         }))
     }
     async fn tokens(Query(q): Query<HashMap<String, i64>>) -> Json<serde_json::Value> {
@@ -145,7 +147,12 @@ async fn an_admin_adds_a_route_and_calls_are_proxied_and_charged(db: PgPool) {
             "/v1/models/gpt/run?temperature=0",
             Some(&key),
             Some(r#"{"prompt":"hi"}"#),
-            &[("x-custom", "kept"), ("cookie", "tollgate_session=secret")],
+            &[
+                ("x-custom", "kept"),
+                ("cookie", "tollgate_session=secret"),
+                ("connection", "x-hop"),
+                ("x-hop", "this connection only"),
+            ],
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
@@ -155,6 +162,12 @@ async fn an_admin_adds_a_route_and_calls_are_proxied_and_charged(db: PgPool) {
     assert_eq!(seen["query"], "temperature=0");
     assert_eq!(seen["body"], r#"{"prompt":"hi"}"#);
     assert_eq!(seen["custom"], "kept");
+    assert_eq!(
+        seen["hop"],
+        serde_json::Value::Null,
+        "headers named in Connection stay behind"
+    );
+    assert!(seen["forwarded_for"].is_string());
     assert_eq!(
         seen["authorization"],
         serde_json::Value::Null,
