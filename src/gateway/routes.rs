@@ -198,7 +198,7 @@ fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-fn number<T: std::str::FromStr + PartialOrd + Copy>(
+fn number<T>(
     errors: &mut Vec<(&'static str, String)>,
     field: &'static str,
     value: &str,
@@ -207,7 +207,7 @@ fn number<T: std::str::FromStr + PartialOrd + Copy>(
     message: &str,
 ) -> T
 where
-    T: Default,
+    T: std::str::FromStr + PartialOrd + Copy + Default,
 {
     match (value.trim(), default) {
         ("", Some(d)) => d,

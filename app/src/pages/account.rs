@@ -118,7 +118,7 @@ fn MembersView(page: MembersPage, viewer: Viewer) -> impl IntoView {
             });
             view! {
                 <tr>
-                    <td>{m.display_name}{m.is_you.then(|| " (you)")}</td>
+                    <td>{m.display_name}{m.is_you.then_some(" (you)")}</td>
                     <td>{m.email}</td>
                     <td><span class="badge">{m.role}</span></td>
                     <td>{m.joined}</td>
