@@ -72,7 +72,7 @@ pub enum Command {
         /// The endpoint's name in usage records.
         #[arg(long)]
         endpoint: String,
-        /// The scope keys need (or *).
+        /// The scope keys need (keys holding * have every scope).
         #[arg(long)]
         scope: String,
         /// fixed or metered

@@ -47,7 +47,7 @@ impl AppState {
         Self {
             usage: crate::gateway::usage::UsageSink::start(db.clone()),
             gateway_db: crate::gateway::durable::async_commit_pool(&db),
-            durable: crate::gateway::durable::Durability::start(db.clone()),
+            durable: crate::gateway::durable::Durability::start(&db),
             rate: Default::default(),
             routes: Default::default(),
             upstreams: Default::default(),

@@ -27,10 +27,18 @@ type Waiter = oneshot::Sender<bool>;
 pub struct Durability(mpsc::UnboundedSender<Waiter>);
 
 impl Durability {
-    /// Starts the flusher on `db`, a pool with the default (synchronous) commit.
-    pub fn start(db: PgPool) -> Self {
+    /// Starts the flusher on its own connection to `db`'s database, which
+    /// commits synchronously whatever the server's or role's default says.
+    pub fn start(db: &PgPool) -> Self {
+        let options: PgConnectOptions = (*db.connect_options())
+            .clone()
+            .options([("synchronous_commit", "on")]);
+        let flush_db = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(flusher(db, rx));
+        tokio::spawn(flusher(flush_db, rx));
         Durability(tx)
     }
 

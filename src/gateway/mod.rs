@@ -245,7 +245,10 @@ impl Ctx<'_> {
         if d.outcome != "ok" {
             return Ok(d);
         }
-        let (Some(org), Some(rate)) = (d.org_id, d.rate_per_sec) else {
+        let (Some(org), Some(rate), Some(_)) = (d.org_id, d.rate_per_sec, d.balance) else {
+            // No meters: as `gateway_authorize` answers.
+            d.outcome = Code::InsufficientCredits.as_str().to_string();
+            d.balance = Some(0);
             return Ok(d);
         };
         match self
@@ -301,7 +304,10 @@ impl Ctx<'_> {
                 "the upstream answered {}",
                 res.status()
             ))),
-            Ok(res) => proxy::answer(route, reserved, res).await,
+            Ok(res) => {
+                let public = self.state.config.url(&route.path_prefix);
+                proxy::answer(route, &public, reserved, res).await
+            }
             Err(f) => Err(f),
         };
         let answer = match answered {
@@ -353,7 +359,19 @@ fn set(h: &mut HeaderMap, name: &'static str, value: String) {
     }
 }
 
+/// Runs each call to completion in its own task: once credits are reserved,
+/// a client that hangs up must not cancel the capture or the release.
 async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    match tokio::spawn(pipeline(state, req)).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "the gateway's call task failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn pipeline(state: AppState, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let request_id = crate::http::request_id::of(&parts);
@@ -364,6 +382,15 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         ..Default::default()
     };
     let path = parts.uri.path();
+    // `.` and `..` segments (plain or percent-encoded) would let a route's
+    // caller reach paths outside the route on its upstream.
+    let dot_segment = path.split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    });
+    if dot_segment {
+        return Problem::new(Code::NotFound, &facts, &state.config).into_response();
+    }
     let builtin = catalogue::endpoint(parts.method.as_str(), path);
     let route = match builtin {
         Some(_) => None,

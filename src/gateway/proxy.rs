@@ -96,11 +96,19 @@ pub async fn forward(
     let mut out = HeaderMap::new();
     let listed = connection_listed(headers);
     for (name, value) in headers {
+        let n = name.as_str();
+        // The key, the portal's cookies and what only the gateway may say
+        // (who is calling, from where) never come from the caller.
         let skip = !forwardable(name, &listed)
             || name == header::HOST
             || name == header::AUTHORIZATION
             || name == header::COOKIE
-            || name.as_str().starts_with("tollgate-");
+            || n.starts_with("tollgate-")
+            || n.starts_with("x-forwarded-")
+            || n == "forwarded"
+            || n == "x-real-ip"
+            // A metered answer is read for its usage: ask for it uncompressed.
+            || (n == "accept-encoding" && route.pricing() == Pricing::Metered);
         if !skip {
             out.append(name.clone(), value.clone());
         }
@@ -116,6 +124,9 @@ pub async fn forward(
     put("tollgate-key-mode", &caller.mode);
     put("tollgate-plan", &caller.plan);
     put("x-forwarded-for", &caller.client_ip);
+    if route.pricing() == Pricing::Metered {
+        put("accept-encoding", "identity");
+    }
     let request = upstreams
         .0
         .request(method.clone(), url)
@@ -214,8 +225,44 @@ async fn read_up_to(res: reqwest::Response, limit: usize) -> Result<Metered, Fai
 /// - 4xx: the call was refused upstream; it costs nothing unless a metered
 ///   upstream reports a cost.
 /// - 5xx is not an answer: the caller turns it into `upstream_failed`.
+/// Whether an upstream's response header may reach the customer. The
+/// gateway's own headers (request id, rate limit, credits, warnings) are the
+/// gateway's to set, and an upstream must not set cookies on the portal's
+/// domain.
+fn passes_on(name: &HeaderName, listed: &[String]) -> bool {
+    let n = name.as_str();
+    forwardable(name, listed)
+        && name != header::SET_COOKIE
+        && n != "request-id"
+        && !n.starts_with("tollgate-")
+        && !n.starts_with("ratelimit")
+}
+
+/// An upstream's redirect, as the customer must follow it: through the
+/// gateway when it points below the route's upstream URL, dropped when it
+/// points elsewhere on the upstream's host (which may be internal).
+fn relocated(route: &Route, public_prefix: &str, location: &HeaderValue) -> Option<HeaderValue> {
+    let location = location.to_str().ok()?;
+    let base = route.upstream_url.trim_end_matches('/');
+    if let Some(rest) = location.strip_prefix(base) {
+        if rest.is_empty() || rest.starts_with(['/', '?']) {
+            return HeaderValue::from_str(&format!("{public_prefix}{rest}")).ok();
+        }
+    }
+    let upstream = url::Url::parse(base).ok()?;
+    match url::Url::parse(location) {
+        Ok(target) if target.origin() == upstream.origin() => None,
+        Ok(_) => HeaderValue::from_str(location).ok(),
+        // A relative redirect: resolved against the customer's request, it
+        // stays on the gateway.
+        Err(_) => HeaderValue::from_str(location).ok(),
+    }
+}
+
+/// `public_prefix`: the route's prefix as customers reach it (absolute URL).
 pub async fn answer(
     route: &Route,
+    public_prefix: &str,
     reserved: i64,
     res: reqwest::Response,
 ) -> Result<Answer, Failure> {
@@ -223,9 +270,16 @@ pub async fn answer(
     let mut headers = HeaderMap::new();
     let listed = connection_listed(res.headers());
     for (name, value) in res.headers() {
-        if forwardable(name, &listed) && name.as_str() != COST_HEADER {
-            headers.append(name.clone(), value.clone());
+        if !passes_on(name, &listed) {
+            continue;
         }
+        if name == header::LOCATION {
+            if let Some(v) = relocated(route, public_prefix, value) {
+                headers.append(header::LOCATION, v);
+            }
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
     }
     let refused = status.is_client_error();
     let whole = if refused { 0 } else { reserved };
@@ -241,7 +295,8 @@ pub async fn answer(
         }
         Pricing::Metered if is_json(res.headers()) && route.rate_per_1k > 0 => {
             let upstream_headers = res.headers().clone();
-            match read_up_to(res, MAX_METERED_JSON).await? {
+            let read = tokio::time::timeout(route.timeout(), read_up_to(res, MAX_METERED_JSON));
+            match read.await.map_err(|_| Failure::TimedOut)?? {
                 Metered::Whole(bytes) => {
                     let reported = reported_cost(route, &upstream_headers, Some(&bytes));
                     (reported.unwrap_or(whole), Some(Body::from(bytes)), None)

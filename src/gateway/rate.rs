@@ -8,11 +8,12 @@
 //! fiftieth of the plan's rate per second (at most 200, at least 1) at once,
 //! spent in memory within one second.
 //!
-//! The bound: tokens are claimed in PostgreSQL before they are spent, so no
-//! number of instances admits more than the plan allows; an instance can admit
-//! less, by at most one unspent block (the rest of its lease when a second
-//! passes). Plans of up to 50 calls a second lease one token at a time, which
-//! is exact.
+//! The bound: tokens are claimed in PostgreSQL before they are spent, and
+//! spent within a second of the claim, so over any one-second window each
+//! instance can admit at most one block (a fiftieth of the rate) more than the
+//! plan's share it claimed, and at most one block less (what it leaves unspent
+//! when its lease lapses). Plans of up to 50 calls a second lease one token at
+//! a time, which is exact.
 
 use sqlx::PgPool;
 use std::collections::HashMap;

@@ -154,24 +154,24 @@ pub async fn follow(db: PgPool, table: RouteTable, shutdown: crate::jobs::Shutdo
         }
         loop {
             let got = match listener.as_mut() {
+                // `try_recv` reports a lost connection (`None`) instead of
+                // reconnecting quietly, so changes made meanwhile are reloaded.
                 Some(l) => tokio::select! {
-                    n = l.recv() => n.map(|_| true),
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => Ok(true),
+                    n = l.try_recv() => matches!(n, Ok(Some(_))),
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => true,
                     _ = shutdown.wait() => return,
                 },
                 None => {
                     shutdown.sleep(Duration::from_secs(5)).await;
-                    Ok(false)
+                    false
                 }
             };
-            match got {
-                Ok(true) => {
-                    if let Err(e) = table.reload(&db).await {
-                        tracing::warn!(error = %e, "cannot reload the provider routes");
-                    }
-                }
-                // Reconnect (and reload) after an error or without a listener.
-                Ok(false) | Err(_) => break,
+            if !got {
+                // Reconnect, then reload.
+                break;
+            }
+            if let Err(e) = table.reload(&db).await {
+                tracing::warn!(error = %e, "cannot reload the provider routes");
             }
         }
     }
@@ -371,7 +371,18 @@ pub async fn create(
     .bind(&description)
     .bind(now)
     .fetch_one(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        // Another admin added the same prefix or name a moment ago.
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            if d.constraint().is_some_and(|c| c.contains("endpoint")) {
+                AccountsError::field("endpoint", "Another route already uses this name.")
+            } else {
+                AccountsError::field("path_prefix", "Another route already uses this prefix.")
+            }
+        }
+        _ => AccountsError::Db(e),
+    })?;
     let details = serde_json::json!({
         "route_id": route.id, "path_prefix": route.path_prefix, "endpoint": route.endpoint,
         "scope": route.scope, "pricing": route.pricing, "price": route.price,

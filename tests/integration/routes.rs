@@ -41,6 +41,8 @@ async fn upstream() -> String {
             "request_id": header("tollgate-request-id"),
             "custom": header("x-custom"),
             "hop": header("x-hop"),
+            "accept_encoding": header("accept-encoding"),
+            "real_ip": header("x-real-ip"),
             "forwarded_for": header("x-forwarded-for"),
         }))
     }
@@ -59,8 +61,27 @@ async fn upstream() -> String {
         let chunks = (0..50).map(|i| Ok::<_, std::io::Error>(format!("chunk {i}\n")));
         Body::from_stream(futures_util::stream::iter(chunks)).into_response()
     }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Redirects, and headers only the gateway may set.
+    let moved = move || async move {
+        let headers = [
+            ("location", format!("http://{addr}/api/echo/next?x=1")),
+            ("set-cookie", "tollgate_session=stolen; Path=/".into()),
+            ("request-id", "upstream-made-up".into()),
+            ("tollgate-warning", "forged".into()),
+            ("ratelimit", "forged".into()),
+        ];
+        (StatusCode::FOUND, headers)
+    };
+    let away = move || async move {
+        let location = format!("http://{addr}/internal/admin");
+        (StatusCode::FOUND, [("location", location)])
+    };
     let app = Router::new()
         .route("/api/echo/{*rest}", any(echo))
+        .route("/api/moved", get(moved))
+        .route("/api/away", get(away))
         .route("/api/tokens", get(tokens))
         .route("/api/cost", get(cost))
         .route("/api/stream", get(stream))
@@ -80,8 +101,6 @@ async fn upstream() -> String {
                 "late"
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}/api")
 }
@@ -149,6 +168,7 @@ async fn an_admin_adds_a_route_and_calls_are_proxied_and_charged(db: PgPool) {
             Some(r#"{"prompt":"hi"}"#),
             &[
                 ("x-custom", "kept"),
+                ("x-real-ip", "10.0.0.1"),
                 ("cookie", "tollgate_session=secret"),
                 ("connection", "x-hop"),
                 ("x-hop", "this connection only"),
@@ -218,6 +238,16 @@ async fn an_admin_adds_a_route_and_calls_are_proxied_and_charged(db: PgPool) {
             .get("upstream_failed")
             .is_some()
     );
+
+    // `.` and `..` segments never reach the upstream, however they are spelled.
+    for sneaky in [
+        "/v1/models/../../admin",
+        "/v1/models/%2e%2E/secret",
+        "/v1/models/./x",
+    ] {
+        let res = app.call("GET", sneaky, Some(&key), None, &[]).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{sneaky}");
+    }
 
     // A segment that only starts like the prefix is not the route.
     let other = app.call("GET", "/v1/modelsx", Some(&key), None, &[]).await;
@@ -626,4 +656,56 @@ async fn a_route_added_elsewhere_reaches_a_running_instance(db: PgPool) {
     );
     shutdown.trigger();
     follower.await.unwrap();
+}
+
+#[sqlx::test]
+async fn upstream_redirects_and_headers_cannot_speak_for_the_gateway(db: PgPool) {
+    let up = upstream().await;
+    let (mut app, key, _) = customer(&db).await;
+    let mut ops = admin_of(&app).await;
+    add_route(
+        &mut ops,
+        &[
+            ("path_prefix", "/v1/up"),
+            ("upstream_url", &up),
+            ("endpoint", "up"),
+            ("scope", "up"),
+            ("pricing", "metered"),
+            ("price", "1"),
+        ],
+    )
+    .await;
+    let moved = app.call("GET", "/v1/up/moved", Some(&key), None, &[]).await;
+    assert_eq!(moved.status, StatusCode::FOUND);
+    assert_eq!(
+        moved.header("location").as_deref(),
+        Some("http://portal.test/v1/up/echo/next?x=1"),
+        "a redirect below the upstream URL goes through the gateway"
+    );
+    assert_eq!(
+        moved.header("set-cookie"),
+        None,
+        "no cookies on the portal's domain"
+    );
+    assert!(moved.header("request-id").unwrap().starts_with("req_"));
+    assert_eq!(moved.header("tollgate-warning"), None);
+    assert_ne!(moved.header("ratelimit").as_deref(), Some("forged"));
+    let away = app.call("GET", "/v1/up/away", Some(&key), None, &[]).await;
+    assert_eq!(away.status, StatusCode::FOUND);
+    assert_eq!(
+        away.header("location"),
+        None,
+        "the upstream's other paths stay hidden"
+    );
+    // A metered route asks for an uncompressed answer, to read its usage.
+    let echo = app
+        .call(
+            "GET",
+            "/v1/up/echo/x",
+            Some(&key),
+            None,
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(echo.json()["accept_encoding"], "identity");
 }
