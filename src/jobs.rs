@@ -85,6 +85,7 @@ async fn housekeeping(state: AppState, shutdown: Shutdown) {
             ),
             Err(e) => tracing::warn!(error = %e, "could not recover usage events"),
         }
+        state.rate.prune(now);
         shutdown.sleep(Duration::from_secs(600)).await;
     }
 }

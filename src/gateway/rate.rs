@@ -49,6 +49,24 @@ pub fn block(rate: i32) -> i32 {
 }
 
 impl RateLeases {
+    /// Forgets the leases that have lapsed, so organizations that stopped
+    /// calling take no memory.
+    pub fn prune(&self, now: OffsetDateTime) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, slot| match slot.try_lock() {
+                Ok(lease) => lease.until.is_some_and(|u| now < u),
+                // In use right now.
+                Err(_) => true,
+            });
+    }
+
+    /// How many organizations this instance holds a lease for.
+    pub fn organizations(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     pub async fn take(
         &self,
         db: &PgPool,
