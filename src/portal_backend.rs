@@ -1002,6 +1002,9 @@ impl PortalBackend for Portal {
                 .map(|r| RouteView {
                     id: r.id.to_string(),
                     price: r.price_label(),
+                    pricing: r.pricing.clone(),
+                    credits: r.price,
+                    rate_per_1k: r.rate_per_1k,
                     path_prefix: r.path_prefix,
                     upstream_url: r.upstream_url,
                     endpoint: r.endpoint,
@@ -1016,8 +1019,18 @@ impl PortalBackend for Portal {
         })
     }
 
-    async fn create_route(&self, req: &Parts, form: RouteForm) -> String {
-        let back = "/admin/routes".to_string();
+    async fn save_route(&self, req: &Parts, form: RouteForm) -> String {
+        let editing = match form.route_id.trim() {
+            "" => None,
+            id => match Uuid::parse_str(id) {
+                Ok(id) => Some(id),
+                Err(_) => return "/admin/routes".into(),
+            },
+        };
+        let back = match editing {
+            Some(id) => format!("/admin/routes?edit={id}"),
+            None => "/admin/routes".to_string(),
+        };
         let Ok(session) = self.session(req) else {
             return back;
         };
@@ -1053,17 +1066,26 @@ impl PortalBackend for Portal {
             timeout_ms: form.timeout_ms.clone(),
             description: form.description.clone(),
         };
-        match crate::gateway::routes::create(&self.state.db, Some(actor.user.id), input, self.now())
-            .await
-        {
+        let (db, who, now) = (&self.state.db, Some(actor.user.id), self.now());
+        let saved = match editing {
+            Some(id) => crate::gateway::routes::update(db, who, id, input, now).await,
+            None => crate::gateway::routes::create(db, who, input, now).await,
+        };
+        match saved {
             Ok(route) => {
                 self.reload_routes().await;
                 let text = format!(
-                    "Calls to {} now go to {}.",
-                    route.path_prefix, route.upstream_url
+                    "Calls to {} now go to {}{}.",
+                    route.path_prefix,
+                    route.upstream_url,
+                    if editing.is_some() {
+                        ", with the new settings"
+                    } else {
+                        ""
+                    }
                 );
                 self.notice(&session, "routes", text).await;
-                back
+                "/admin/routes".into()
             }
             Err(e) => self.fail(req, &session, "routes", e, &values, back).await,
         }

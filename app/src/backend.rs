@@ -50,7 +50,8 @@ pub trait PortalBackend: Send + Sync + 'static {
     async fn admin_overview(&self, req: &Parts) -> Result<AdminOverview, AppError>;
     async fn admin_outbox(&self, req: &Parts) -> Result<Vec<OutboxEntry>, AppError>;
     async fn admin_routes(&self, req: &Parts) -> Result<RoutesPage, AppError>;
-    async fn create_route(&self, req: &Parts, form: RouteForm) -> String;
+    /// Adds a route, or (with `route_id`) changes one.
+    async fn save_route(&self, req: &Parts, form: RouteForm) -> String;
     async fn set_route_active(
         &self,
         req: &Parts,
@@ -117,10 +118,11 @@ pub struct CreateKeyForm {
     pub expires_in_days: String,
 }
 
-/// A new provider route, as typed.
+/// A provider route, as typed: a new one when `route_id` is empty.
 #[derive(Clone, Debug, Default)]
 pub struct RouteForm {
     pub csrf: String,
+    pub route_id: String,
     pub path_prefix: String,
     pub upstream_url: String,
     pub endpoint: String,

@@ -289,10 +289,12 @@ pub async fn get_admin_routes() -> Result<RoutesPage, AppError> {
     backend.admin_routes(&parts).await
 }
 
-#[server(endpoint = "create_route")]
+#[server(endpoint = "save_route")]
 #[allow(clippy::too_many_arguments)]
-pub async fn create_route(
+pub async fn save_route(
     csrf: String,
+    /// Empty or absent: a new route.
+    route_id: Option<String>,
     path_prefix: String,
     upstream_url: String,
     endpoint: String,
@@ -309,6 +311,7 @@ pub async fn create_route(
     let (backend, parts) = ssr::ctx().await?;
     let form = RouteForm {
         csrf,
+        route_id: route_id.unwrap_or_default(),
         path_prefix,
         upstream_url,
         endpoint,
@@ -320,7 +323,7 @@ pub async fn create_route(
         timeout_ms: timeout_ms.unwrap_or_default(),
         description: description.unwrap_or_default(),
     };
-    ssr::go(backend.create_route(&parts, form).await)
+    ssr::go(backend.save_route(&parts, form).await)
 }
 
 #[server(endpoint = "set_route_active")]

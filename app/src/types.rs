@@ -135,7 +135,13 @@ pub struct RouteView {
     pub upstream_url: String,
     pub endpoint: String,
     pub scope: String,
+    /// The price as people read it.
     pub price: String,
+    /// "fixed" or "metered", the credits per call (most, when metered) and
+    /// per 1,000 tokens, as the edit form shows them.
+    pub pricing: String,
+    pub credits: i64,
+    pub rate_per_1k: i64,
     /// Empty: every plan.
     pub plans: Vec<String>,
     pub timeout_ms: i32,

@@ -2,10 +2,11 @@ import { expect, test } from "@playwright/test";
 import { ADMIN, expectHydrated, signIn, signUp, uniqueEmail } from "./support";
 
 // An admin puts an upstream behind the gateway in the browser; a customer's
-// key then reaches it through /v1, is charged the route's price, and stops
-// reaching it when the admin turns the route off. The upstream here is this
+// key then reaches it through /v1 and is charged the route's price, then the
+// new price after the admin edits it, and stops reaching it when the admin
+// turns the route off. The upstream here is this
 // server's own /healthz, over real HTTP.
-test("an admin adds a route, a customer calls it, the admin turns it off", async ({ browser, baseURL, request }) => {
+test("an admin adds a route, a customer calls it, the admin reprices and turns it off", async ({ browser, baseURL, request }) => {
   const prefix = `/v1/status${Date.now() % 100000}`;
   const admin = await browser.newPage();
   await signIn(admin, ADMIN.email, ADMIN.password);
@@ -42,6 +43,18 @@ test("an admin adds a route, a customer calls it, the admin turns it off", async
   expect(ok.status()).toBe(200);
   expect(ok.headers()["tollgate-credits-charged"]).toBe("2");
   expect(ok.headers()["tollgate-credits-remaining"]).toBe("998");
+
+  // The admin changes the price in the edit form; the next call pays the new one.
+  await row.getByRole("link", { name: "Edit" }).click();
+  await expect(admin.getByRole("heading", { name: `Edit the route ${prefix}` })).toBeVisible();
+  await expect(admin.getByLabel(/^Price/)).toHaveValue("2");
+  await admin.getByLabel(/^Price/).fill("3");
+  await admin.getByRole("button", { name: "Save route" }).click();
+  await expect(admin.getByText("with the new settings")).toBeVisible();
+  await expect(row).toContainText("3 credits per call");
+  const repriced = await request.get(prefix, { headers: { Authorization: `Bearer ${key}` } });
+  expect(repriced.headers()["tollgate-credits-charged"]).toBe("3");
+  expect(repriced.headers()["tollgate-credits-remaining"]).toBe("995");
 
   await row.getByRole("button", { name: "Turn off" }).click();
   await expect(admin.getByText("its calls now answer 404")).toBeVisible();

@@ -229,6 +229,28 @@ pub async fn create(
     input: NewRoute,
     now: OffsetDateTime,
 ) -> Result<Route, AccountsError> {
+    save(db, actor, None, input, now).await
+}
+
+/// Checks a route's new settings and applies them; calls in flight finish on
+/// the old ones, the next calls use the new.
+pub async fn update(
+    db: &PgPool,
+    actor: Option<Uuid>,
+    id: Uuid,
+    input: NewRoute,
+    now: OffsetDateTime,
+) -> Result<Route, AccountsError> {
+    save(db, actor, Some(id), input, now).await
+}
+
+async fn save(
+    db: &PgPool,
+    actor: Option<Uuid>,
+    id: Option<Uuid>,
+    input: NewRoute,
+    now: OffsetDateTime,
+) -> Result<Route, AccountsError> {
     let mut errors: Vec<(&'static str, String)> = Vec::new();
     let prefix = input.path_prefix.trim().trim_end_matches('/').to_string();
     let prefix_ok =
@@ -340,10 +362,12 @@ pub async fn create(
         return Err(AccountsError::Invalid(errors));
     }
     let taken: Option<(String, String)> = sqlx::query_as(
-        "SELECT path_prefix, endpoint FROM routes WHERE path_prefix = $1 OR endpoint = $2 LIMIT 1",
+        "SELECT path_prefix, endpoint FROM routes
+          WHERE (path_prefix = $1 OR endpoint = $2) AND id IS DISTINCT FROM $3 LIMIT 1",
     )
     .bind(&prefix)
     .bind(&endpoint)
+    .bind(id)
     .fetch_optional(db)
     .await?;
     if let Some((p, _)) = taken {
@@ -354,41 +378,57 @@ pub async fn create(
         });
     }
     let mut tx = db.begin().await?;
-    let route: Route = sqlx::query_as(&format!(
-        "INSERT INTO routes (id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, description, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(&prefix)
-    .bind(&upstream)
-    .bind(&endpoint)
-    .bind(&scope)
-    .bind(pricing)
-    .bind(price)
-    .bind(rate_per_1k)
-    .bind(&plans)
-    .bind(timeout_ms)
-    .bind(&description)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| match &e {
-        // Another admin added the same prefix or name a moment ago.
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            if d.constraint().is_some_and(|c| c.contains("endpoint")) {
-                AccountsError::field("endpoint", "Another route already uses this name.")
-            } else {
-                AccountsError::field("path_prefix", "Another route already uses this prefix.")
+    let sql = match id {
+        None => format!(
+            "INSERT INTO routes (id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, description, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING {COLUMNS}"
+        ),
+        Some(_) => format!(
+            "UPDATE routes SET path_prefix = $2, upstream_url = $3, endpoint = $4, scope = $5, pricing = $6,
+                    price = $7, rate_per_1k = $8, plans = $9, timeout_ms = $10, description = $11, updated_at = $12
+              WHERE id = $1 RETURNING {COLUMNS}"
+        ),
+    };
+    let route: Option<Route> = sqlx::query_as(&sql)
+        .bind(id.unwrap_or_else(Uuid::now_v7))
+        .bind(&prefix)
+        .bind(&upstream)
+        .bind(&endpoint)
+        .bind(&scope)
+        .bind(pricing)
+        .bind(price)
+        .bind(rate_per_1k)
+        .bind(&plans)
+        .bind(timeout_ms)
+        .bind(&description)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            // Another admin added the same prefix or name a moment ago.
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                if d.constraint().is_some_and(|c| c.contains("endpoint")) {
+                    AccountsError::field("endpoint", "Another route already uses this name.")
+                } else {
+                    AccountsError::field("path_prefix", "Another route already uses this prefix.")
+                }
             }
-        }
-        _ => AccountsError::Db(e),
-    })?;
+            _ => AccountsError::Db(e),
+        })?;
+    let Some(route) = route else {
+        return Err(AccountsError::NotFound);
+    };
     let details = serde_json::json!({
         "route_id": route.id, "path_prefix": route.path_prefix, "endpoint": route.endpoint,
         "scope": route.scope, "pricing": route.pricing, "price": route.price,
         "rate_per_1k": route.rate_per_1k, "plans": route.plans, "timeout_ms": route.timeout_ms,
     });
-    crate::audit::record(&mut tx, now, actor, None, "route.created", details).await?;
+    let action = if id.is_some() {
+        "route.updated"
+    } else {
+        "route.created"
+    };
+    crate::audit::record(&mut tx, now, actor, None, action, details).await?;
     tx.commit().await?;
     Ok(route)
 }

@@ -121,9 +121,16 @@ async fn add_route(ops: &mut TestApp, fields: &[(&str, &str)]) -> TestResponse {
     let csrf = extract_csrf(&ops.get("/admin/routes").await.body);
     let mut all = vec![("csrf", csrf.as_str())];
     all.extend_from_slice(fields);
-    let res = ops.post_form("/api/create_route", &all).await;
+    let res = ops.post_form("/api/save_route", &all).await;
     assert_eq!(res.location(), "/admin/routes");
     ops.get("/admin/routes").await
+}
+
+fn pairs(fields: &[(String, String)]) -> Vec<(&str, &str)> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 async fn balance(db: &PgPool, org: Uuid) -> i64 {
@@ -595,7 +602,7 @@ async fn the_route_form_explains_bad_input_and_keeps_it(db: PgPool) {
     let csrf = customer.csrf().await;
     let res = customer
         .post_form(
-            "/api/create_route",
+            "/api/save_route",
             &[
                 ("csrf", &csrf),
                 ("path_prefix", "/v1/mine"),
@@ -708,4 +715,94 @@ async fn upstream_redirects_and_headers_cannot_speak_for_the_gateway(db: PgPool)
         )
         .await;
     assert_eq!(echo.json()["accept_encoding"], "identity");
+}
+
+#[sqlx::test]
+async fn an_admin_edits_a_route_and_the_next_calls_use_it(db: PgPool) {
+    let up = upstream().await;
+    let (mut app, key, org) = customer(&db).await;
+    let mut ops = admin_of(&app).await;
+    for (prefix, name) in [("/v1/first", "first"), ("/v1/second", "second")] {
+        add_route(
+            &mut ops,
+            &[
+                ("path_prefix", prefix),
+                ("upstream_url", &format!("{up}/echo")),
+                ("endpoint", name),
+                ("scope", "edits"),
+                ("pricing", "fixed"),
+                ("price", "1"),
+                ("description", "before"),
+            ],
+        )
+        .await;
+    }
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM routes WHERE path_prefix = '/v1/first'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    // The edit form shows the route's settings.
+    let form = ops.get(&format!("/admin/routes?edit={id}")).await;
+    assert!(
+        form.body.contains("Edit the route /v1/first"),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("value=\"before\""));
+    let csrf = extract_csrf(&form.body);
+    let edit = |prefix: &str, url: String, price: &str| -> Vec<(String, String)> {
+        [
+            ("csrf", csrf.clone()),
+            ("route_id", id.to_string()),
+            ("path_prefix", prefix.into()),
+            ("upstream_url", url),
+            ("endpoint", "first".into()),
+            ("scope", "edits".into()),
+            ("pricing", "fixed".into()),
+            ("price", price.into()),
+            ("description", "after".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    // Taking another route's prefix is refused next to the field, in the edit form.
+    let fields = edit("/v1/second", format!("{up}/echo"), "4");
+    let res = ops.post_form("/api/save_route", &pairs(&fields)).await;
+    assert_eq!(res.location(), format!("/admin/routes?edit={id}"));
+    let page = decode_html(&ops.get(res.location()).await.body);
+    assert!(
+        page.contains("Another route already uses this prefix."),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"/v1/second\""),
+        "what was typed is kept"
+    );
+
+    let fields = edit("/v1/first", format!("{up}/echo/v2"), "4");
+    let res = ops.post_form("/api/save_route", &pairs(&fields)).await;
+    assert_eq!(res.location(), "/admin/routes");
+    assert!(ops
+        .get("/admin/routes")
+        .await
+        .body
+        .contains("with the new settings"));
+    let before: i64 =
+        sqlx::query_scalar("SELECT included + purchased FROM org_meters WHERE org_id = $1")
+            .bind(org)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let res = app.call("GET", "/v1/first/x", Some(&key), None, &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.json()["path"], "/api/echo/v2/x");
+    assert_eq!(res.header("tollgate-credits-charged").as_deref(), Some("4"));
+    assert_eq!(balance(&db, org).await, before - 4);
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'route.updated'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
 }

@@ -24,6 +24,11 @@ impl FormState {
         }
     }
 
+    /// Whether the last post of this form failed and left what was typed.
+    pub fn typed(&self) -> bool {
+        self.flash.as_ref().is_some_and(|f| !f.values.is_empty())
+    }
+
     /// The value the user typed last time, if the post failed.
     pub fn value(&self, field: &str) -> String {
         self.flash

@@ -5,6 +5,7 @@ use crate::server_fns::{get_admin_outbox, get_admin_overview, get_admin_routes};
 use crate::types::{RouteView, RoutesPage, Viewer};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
 #[component]
 pub fn AdminPage() -> impl IntoView {
@@ -127,6 +128,8 @@ fn RouteRow(route: RouteView, csrf: String) -> impl IntoView {
             <td>{format!("{} ms", route.timeout_ms)}</td>
             <td><span class="badge" data-testid="route-status">{if route.active { "on" } else { "off" }}</span></td>
             <td class="actions">
+                // A full page load: the edit form is a plain form like the others.
+                <a href=format!("/admin/routes?edit={}", route.id) rel="external" class="button button-small">"Edit"</a>
                 <form method="post" action="/api/set_route_active" class="inline-form">
                     <Csrf token=csrf/>
                     <input type="hidden" name="route_id" value=route.id/>
@@ -141,13 +144,45 @@ fn RouteRow(route: RouteView, csrf: String) -> impl IntoView {
 #[component]
 fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
     let f = FormState::new(&viewer, "routes");
+    let edit_id = use_query_map()
+        .read_untracked()
+        .get("edit")
+        .unwrap_or_default();
+    let editing: Option<RouteView> = page.routes.iter().find(|r| r.id == edit_id).cloned();
+    // What the form shows: what was typed (after a failed post), else the
+    // route being edited, else nothing.
+    let shown = {
+        let f = f.clone();
+        let editing = editing.clone();
+        move |field: &str| -> String {
+            if f.typed() {
+                return f.value(field);
+            }
+            let Some(r) = &editing else {
+                return String::new();
+            };
+            match field {
+                "path_prefix" => r.path_prefix.clone(),
+                "upstream_url" => r.upstream_url.clone(),
+                "endpoint" => r.endpoint.clone(),
+                "scope" => r.scope.clone(),
+                "pricing" => r.pricing.clone(),
+                "price" => r.credits.to_string(),
+                "rate_per_1k" => r.rate_per_1k.to_string(),
+                "plans" => r.plans.join(","),
+                "timeout_ms" => r.timeout_ms.to_string(),
+                "description" => r.description.clone(),
+                _ => String::new(),
+            }
+        }
+    };
     let empty = page.routes.is_empty();
     let rows = page
         .routes
         .into_iter()
         .map(|r| view! { <RouteRow route=r csrf=viewer.csrf.clone()/> })
         .collect_view();
-    let typed_plans = f.value("plans");
+    let typed_plans = shown("plans");
     let plans = page
         .plans
         .iter()
@@ -158,7 +193,7 @@ fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
             view! { <label class="check"><input type="checkbox" name=field value=code.clone() checked=checked/>" " {name.clone()}</label> }
         })
         .collect_view();
-    let metered = f.value("pricing") == "metered";
+    let metered = shown("pricing") == "metered";
     let text_field = move |f: &FormState,
                            name: &'static str,
                            label: &'static str,
@@ -168,7 +203,7 @@ fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
         view! {
             <div class="field" class:field-invalid=f.has_error(name)>
                 <label for=id.clone()>{label}</label>
-                <input id=id name=name type="text" placeholder=placeholder value=f.value(name)/>
+                <input id=id name=name type="text" placeholder=placeholder value=shown(name)/>
                 {(!hint.is_empty()).then(|| view! { <p class="hint">{hint}</p> })}
                 {f.error(name)}
             </div>
@@ -197,10 +232,14 @@ fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
             </div>
             {empty.then(|| view! { <p>"No routes yet: only the built-in sample API answers on /v1."</p> })}
         </section>
-        <section class="panel">
-            <h2>"Add a route"</h2>
-            <form method="post" action="/api/create_route" novalidate>
+        <section class="panel" id="route-form">
+            <h2>{match &editing {
+                Some(r) => format!("Edit the route {}", r.path_prefix),
+                None => "Add a route".to_string(),
+            }}</h2>
+            <form method="post" action="/api/save_route" novalidate>
                 <Csrf token=viewer.csrf.clone()/>
+                <input type="hidden" name="route_id" value=editing.as_ref().map(|r| r.id.clone()).unwrap_or_default()/>
                 {text_field(&f, "path_prefix", "Path prefix", "/v1/chat", "Calls to this prefix and below it; the rest of the path is appended to the upstream URL.")}
                 {text_field(&f, "upstream_url", "Upstream URL", "https://models.internal/v1", "")}
                 {text_field(&f, "endpoint", "Endpoint name", "chat", "How usage and invoices name these calls.")}
@@ -221,7 +260,8 @@ fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
                 </fieldset>
                 {text_field(&f, "timeout_ms", "Timeout (milliseconds until the upstream answers)", "30000", "")}
                 {text_field(&f, "description", "Description", "Chat completions", "")}
-                <button type="submit" class="button">"Add route"</button>
+                <button type="submit" class="button">{if editing.is_some() { "Save route" } else { "Add route" }}</button>
+                {editing.is_some().then(|| view! { " " <a href="/admin/routes" rel="external">"Cancel"</a> })}
             </form>
         </section>
     }
