@@ -30,6 +30,10 @@ pub enum Command {
     },
     /// Apply pending migrations and exit.
     Migrate,
+    /// Check the credit ledger: every transaction balances and every
+    /// organization's balances equal the sums of its ledger accounts. Exits
+    /// non-zero when they do not.
+    CheckLedger,
     /// Create a platform admin, or make an existing user one. The password is read
     /// from TOLLGATE_ADMIN_PASSWORD, or else from the first line of standard input.
     CreateAdmin {
@@ -132,6 +136,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::CheckLedger => {
+            let db = crate::db::connect(&config).await?;
+            let audit = crate::billing::ledger::audit(&db).await?;
+            println!(
+                "ledger: {} organizations, {} unbalanced transactions, {} organizations whose balances differ from their ledger accounts",
+                audit.organizations, audit.unbalanced, audit.drifting
+            );
+            anyhow::ensure!(audit.is_sound(), "the ledger and the balances disagree");
+            Ok(())
+        }
         Command::CreateAdmin { email, name } => {
             let db = crate::db::connect(&config).await?;
             crate::db::migrate(&db).await?;
@@ -140,7 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CreateApiKey { email, name, mode } => {
             let db = crate::db::connect(&config).await?;
             crate::db::migrate(&db).await?;
-            let (org, user, role) = membership_of(&db, &email).await?;
+            let (org, user, _) = membership_of(&db, &email).await?;
             let input = crate::api_keys::store::NewKey {
                 name,
                 mode,
@@ -148,7 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 expires_in_days: None,
             };
             let (_, secret) =
-                crate::api_keys::store::create(&db, org, user, role, input, Clock::System.now())
+                crate::api_keys::store::create(&db, org, user, input, Clock::System.now())
                     .await
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             println!("{}", secret.expose());

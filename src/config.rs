@@ -50,8 +50,12 @@ pub struct Config {
     pub public_url: Url,
     /// Cookies get `Secure` when the public URL is https.
     pub secure_cookies: bool,
-    /// Take the client address from `X-Forwarded-For` (behind a proxy only).
-    pub trust_proxy: bool,
+    /// How many proxies of the operator's stand in front of Tollgate. Each
+    /// appends the address it received the request from to
+    /// `X-Forwarded-For`, so the client's address is the `trusted_proxies`-th
+    /// entry from the right; the entries left of it are the client's to
+    /// choose. 0: the TCP peer is the client.
+    pub trusted_proxies: usize,
     pub content_dir: PathBuf,
     pub site_root: String,
     pub smtp: Option<SmtpConfig>,
@@ -123,7 +127,11 @@ impl Config {
             listen_addr,
             secure_cookies: parsed("TOLLGATE_SECURE_COOKIES", public_url.scheme() == "https")?,
             public_url,
-            trust_proxy: parsed("TOLLGATE_TRUST_PROXY", false)?,
+            trusted_proxies: match var("TOLLGATE_TRUSTED_PROXIES") {
+                Some(_) => parsed("TOLLGATE_TRUSTED_PROXIES", 0)?,
+                // The older switch: one proxy.
+                None => usize::from(parsed("TOLLGATE_TRUST_PROXY", false)?),
+            },
             content_dir: var("TOLLGATE_CONTENT_DIR")
                 .unwrap_or_else(|| "content".into())
                 .into(),
@@ -136,8 +144,8 @@ impl Config {
         })
     }
 
-    /// A configuration for tests: no SMTP, fixed addresses, proxy headers
-    /// trusted so tests can speak for several client addresses.
+    /// A configuration for tests: no SMTP, fixed addresses, one trusted
+    /// proxy so tests can speak for several client addresses.
     pub fn for_tests() -> Self {
         Config {
             database_url: None,
@@ -147,7 +155,7 @@ impl Config {
             listen_addr: "127.0.0.1:3000".parse().expect("literal address"),
             public_url: "http://portal.test".parse().expect("literal url"),
             secure_cookies: false,
-            trust_proxy: true,
+            trusted_proxies: 1,
             content_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/content").into(),
             site_root: "target/site".into(),
             smtp: None,

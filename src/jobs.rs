@@ -45,6 +45,7 @@ impl Shutdown {
 pub fn spawn_all(state: &AppState, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![
         tokio::spawn(housekeeping(state.clone(), shutdown.clone())),
+        tokio::spawn(settle_holds(state.clone(), shutdown.clone())),
         tokio::spawn(crate::gateway::routes::follow(
             state.db.clone(),
             state.routes.clone(),
@@ -63,6 +64,17 @@ pub fn spawn_all(state: &AppState, shutdown: &Shutdown) -> Vec<tokio::task::Join
         );
     }
     handles
+}
+
+/// Every 30 seconds: gives back the reservations of calls that never
+/// settled (see `gateway::holds`). Safe on several instances at once.
+async fn settle_holds(state: AppState, shutdown: Shutdown) {
+    while !shutdown.is_set() {
+        if let Err(e) = crate::gateway::holds::settle_lapsed(&state.db, state.clock.now()).await {
+            tracing::warn!(error = %e, "could not settle lapsed reservations");
+        }
+        shutdown.sleep(Duration::from_secs(30)).await;
+    }
 }
 
 /// Every ten minutes: deletes expired sessions and old sign-in attempts, and

@@ -188,6 +188,16 @@ impl Portal {
                     if minutes == 1 { "" } else { "s" }
                 ));
             }
+            AccountsError::AddressThrottled {
+                action,
+                retry_after_secs,
+            } => {
+                let minutes = (retry_after_secs + 59) / 60;
+                flash.error = Some(format!(
+                    "Too many {action} from your network. This is paused for your address: try again in {minutes} minute{}.",
+                    if minutes == 1 { "" } else { "s" }
+                ));
+            }
             AccountsError::InvalidToken => {
                 flash.error = Some(
                     "This link is invalid, already used, or expired. Ask for a new one.".into(),
@@ -338,6 +348,10 @@ impl PortalBackend for Portal {
         Ok(Viewer { user, csrf, flash })
     }
 
+    fn secure_cookies(&self) -> bool {
+        self.state.config.secure_cookies
+    }
+
     async fn sign_up(&self, req: &Parts, form: SignUpForm) -> String {
         let Ok(session) = self.session(req) else {
             return "/signup".into();
@@ -364,7 +378,8 @@ impl PortalBackend for Portal {
             organization: form.organization.clone(),
             invitation: form.invitation.clone(),
         };
-        match signin::sign_up(&self.state.db, input, self.now()).await {
+        let ip = crate::http::client_ip(req, self.state.config.trusted_proxies);
+        match signin::sign_up(&self.state.db, input, &ip, self.now()).await {
             Ok(s) => {
                 if self
                     .establish(req, &session, s.user_id, s.org_id)
@@ -394,7 +409,7 @@ impl PortalBackend for Portal {
         if !self.csrf_ok(&session, &form.csrf).await {
             return self.csrf_failed(&session, "login", &values, back).await;
         }
-        let ip = crate::http::client_ip(req, self.state.config.trust_proxy);
+        let ip = crate::http::client_ip(req, self.state.config.trusted_proxies);
         match signin::sign_in(&self.state.db, &form.email, form.password, &ip, self.now()).await {
             Ok(s) => {
                 if self
@@ -435,7 +450,8 @@ impl PortalBackend for Portal {
                 .csrf_failed(&session, "password_forgot", &values, back)
                 .await;
         }
-        match reset::request(&self.state.db, &self.state.config, &email, self.now()).await {
+        let ip = crate::http::client_ip(req, self.state.config.trusted_proxies);
+        match reset::request(&self.state.db, &self.state.config, &email, &ip, self.now()).await {
             Ok(()) => {
                 let text = "If an account exists for that address, we emailed it a link to choose a new password. The link works once, for one hour.";
                 self.notice(&session, "password_forgot", text).await;
@@ -461,7 +477,8 @@ impl PortalBackend for Portal {
                 .csrf_failed(&session, "password_reset", &[], back)
                 .await;
         }
-        match reset::reset(&self.state.db, &form.token, form.password, self.now()).await {
+        let ip = crate::http::client_ip(req, self.state.config.trusted_proxies);
+        match reset::reset(&self.state.db, &form.token, form.password, &ip, self.now()).await {
             Ok(user) => {
                 let org = organizations::default_for_user(&self.state.db, user)
                     .await
@@ -819,7 +836,6 @@ impl PortalBackend for Portal {
             &self.state.db,
             m.org_id,
             actor.user.id,
-            m.role(),
             input,
             self.now(),
         )
@@ -848,7 +864,6 @@ impl PortalBackend for Portal {
                     &self.state.db,
                     m.org_id,
                     actor.user.id,
-                    m.role(),
                     id,
                     self.now(),
                 )
@@ -896,7 +911,6 @@ impl PortalBackend for Portal {
                     &self.state.db,
                     m.org_id,
                     actor.user.id,
-                    m.role(),
                     id,
                     overlap,
                     self.now(),
@@ -970,13 +984,19 @@ impl PortalBackend for Portal {
         let rows = crate::email::recent(&self.state.db, 200)
             .await
             .map_err(|e| self.internal(req, e))?;
+        // Without SMTP the outbox is how emails reach people, so unsent
+        // bodies show whole; with SMTP, admins never see a token.
+        let delivers = self.state.config.smtp.is_none();
         Ok(rows
             .into_iter()
             .map(|r| OutboxEntry {
                 id: r.id.to_string(),
                 to: r.to_address,
                 subject: r.subject,
-                body: r.body_text,
+                body: match r.body_secret {
+                    Some(whole) if delivers && r.sent_at.is_none() => whole,
+                    _ => r.body_text,
+                },
                 kind: r.kind,
                 created: date_time(r.created_at),
                 sent: r.sent_at.map(date_time),

@@ -39,7 +39,8 @@ pub fn router(state: AppState) -> Router {
             .get::<RequestId>()
             .and_then(|id| id.header_value().to_str().ok())
             .unwrap_or("-");
-        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        let path = crate::http::loggable_path(req.uri().path());
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path)
     });
 
     let bench = if state.config.bench_routes {
@@ -63,6 +64,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(crate::gateway::router())
         .merge(bench)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::security::headers,
+        ))
         .layer(
             ServiceBuilder::new()
                 // Request ids are ours: they key usage events and ledger postings.
@@ -82,19 +87,33 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let addr = state.config.listen_addr;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(state, listener, async {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+    })
+    .await
+}
+
+/// Serves on `listener` until `stop` completes; then finishes the requests
+/// in flight, stops the jobs and writes the usage events still queued.
+pub async fn serve_on(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let shutdown = Shutdown::default();
     // Routes are in place before the first call (then kept current by a job).
     state.routes.reload(&state.db).await?;
     let jobs = crate::jobs::spawn_all(&state, &shutdown);
-    let addr = state.config.listen_addr;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, public_url = %state.config.public_url, "Tollgate is listening");
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let signal = {
         let shutdown = shutdown.clone();
         async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: finishing requests in flight");
+            stop.await;
             shutdown.trigger();
         }
     };
@@ -104,6 +123,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     for job in jobs {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), job).await;
     }
+    // Every call has been answered; its usage event may still be queued.
+    state.usage.flush().await;
     tracing::info!("stopped");
     Ok(())
 }

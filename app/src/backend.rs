@@ -17,6 +17,10 @@ pub trait PortalBackend: Send + Sync + 'static {
     /// form message (only when rendering a page, not on background calls).
     async fn viewer(&self, req: &Parts, take_flash: bool) -> Result<Viewer, AppError>;
 
+    /// Whether cookies the UI sets must be `Secure` (the portal is served
+    /// over https).
+    fn secure_cookies(&self) -> bool;
+
     async fn sign_up(&self, req: &Parts, form: SignUpForm) -> String;
     async fn sign_in(&self, req: &Parts, form: SignInForm) -> String;
     async fn sign_out(&self, req: &Parts, csrf: String) -> String;

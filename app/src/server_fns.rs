@@ -197,18 +197,31 @@ pub async fn get_doc(slug: String) -> Result<DocPage, AppError> {
 /// shown. The key is never stored on the server.
 pub const NEW_KEY_COOKIE: &str = "tollgate_new_key";
 
+/// The cookie's attributes: this page only, HttpOnly, same site only, and
+/// `Secure` when the portal is served over https.
 #[cfg(feature = "ssr")]
-fn hand_over_key(issued: crate::backend::KeyIssued) -> Result<(), AppError> {
+fn key_cookie(value: &str, max_age: u32, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{NEW_KEY_COOKIE}={value}; Path=/account/keys; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+}
+
+#[cfg(feature = "ssr")]
+fn set_cookie(cookie: &str) {
+    if let (Some(res), Ok(value)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::HeaderValue::from_str(cookie),
+    ) {
+        res.append_header(http::header::SET_COOKIE, value);
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn hand_over_key(
+    backend: &crate::backend::Backend,
+    issued: crate::backend::KeyIssued,
+) -> Result<(), AppError> {
     if let Some(secret) = issued.secret {
-        let cookie = format!(
-            "{NEW_KEY_COOKIE}={secret}; Path=/account/keys; Max-Age=120; HttpOnly; SameSite=Strict"
-        );
-        if let (Some(res), Ok(value)) = (
-            use_context::<leptos_axum::ResponseOptions>(),
-            http::HeaderValue::from_str(&cookie),
-        ) {
-            res.append_header(http::header::SET_COOKIE, value);
-        }
+        set_cookie(&key_cookie(&secret, 120, backend.secure_cookies()));
     }
     ssr::go(issued.redirect)
 }
@@ -227,14 +240,7 @@ pub async fn get_api_keys() -> Result<KeysPage, AppError> {
         .find(|(k, _)| *k == NEW_KEY_COOKIE)
         .map(|(_, v)| v.to_string());
     if let Some(secret) = secret.filter(|s| !s.is_empty()) {
-        if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-            let clear = format!(
-                "{NEW_KEY_COOKIE}=; Path=/account/keys; Max-Age=0; HttpOnly; SameSite=Strict"
-            );
-            if let Ok(v) = http::HeaderValue::from_str(&clear) {
-                res.append_header(http::header::SET_COOKIE, v);
-            }
-        }
+        set_cookie(&key_cookie("", 0, backend.secure_cookies()));
         if page.can_manage {
             page.new_key = Some(NewKey { secret });
         }
@@ -260,7 +266,8 @@ pub async fn create_api_key(
         scopes: scopes.unwrap_or_default(),
         expires_in_days,
     };
-    hand_over_key(backend.create_api_key(&parts, form).await)
+    let issued = backend.create_api_key(&parts, form).await;
+    hand_over_key(&backend, issued)
 }
 
 #[server(endpoint = "revoke_api_key")]
@@ -276,11 +283,10 @@ pub async fn rotate_api_key(
     overlap_hours: String,
 ) -> Result<(), AppError> {
     let (backend, parts) = ssr::ctx().await?;
-    hand_over_key(
-        backend
-            .rotate_api_key(&parts, csrf, key_id, overlap_hours)
-            .await,
-    )
+    let issued = backend
+        .rotate_api_key(&parts, csrf, key_id, overlap_hours)
+        .await;
+    hand_over_key(&backend, issued)
 }
 
 #[server(endpoint = "admin_routes")]

@@ -124,3 +124,5 @@ SELECT :start AS starting_balance,
        (SELECT count(*) FROM usage_events WHERE org_id = (SELECT org_id FROM o) AND status = 402 AND at >= :t0::timestamptz) AS refused_402;
 SQL
 echo "requests sent: $(grep -h 'requests in' "$OUT"/overspend-*.txt | awk '{s += $1} END {print s}')"
+log "ledger audit: every transaction balances, every balance equals its ledger accounts"
+"$TOLLGATE_BIN" check-ledger

@@ -111,6 +111,7 @@ pub async fn invite(
         &format!("Join {org_name} on Tollgate"),
         &body,
         "invitation",
+        &[&token],
     )
     .await?;
     let details =

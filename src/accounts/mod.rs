@@ -25,6 +25,12 @@ pub enum AccountsError {
     InvalidCredentials,
     #[error("too many failed sign-ins")]
     Throttled { retry_after_secs: i64 },
+    /// Too many attempts at `action` (as people read it) from one address.
+    #[error("too many {action} from one address")]
+    AddressThrottled {
+        action: &'static str,
+        retry_after_secs: i64,
+    },
     #[error("the link is invalid or has expired")]
     InvalidToken,
     #[error("not allowed: {0}")]

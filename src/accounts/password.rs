@@ -1,10 +1,18 @@
 //! Password hashing: argon2id with explicit parameters, run on the blocking
 //! pool so a slow hash never stalls the async workers.
+//!
+//! Each hash takes 19 MiB for its duration, so at most [`max_concurrent`]
+//! run at once in a process (one per core, at least two); the others wait
+//! their turn. A burst of sign-ins, sign-ups or resets therefore queues
+//! instead of exhausting memory. Callers check everything cheap (fields,
+//! tokens, throttles) before they hash.
 
 use super::AccountsError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use tokio::sync::Semaphore;
 
 /// OWASP's minimum for argon2id: 19 MiB of memory, 2 passes, 1 lane.
 const MEMORY_KIB: u32 = 19 * 1024;
@@ -16,9 +24,50 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// How many hashes may run at once in this process.
+pub fn max_concurrent() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
+fn permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| Semaphore::new(max_concurrent()))
+}
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// The most hashes that ever ran at once in this process.
+pub fn peak_concurrent() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// Runs `work` (one argon2 computation) on the blocking pool once a permit
+/// is free.
+async fn bounded<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AccountsError> + Send + 'static,
+) -> Result<T, AccountsError> {
+    let _permit = permits()
+        .acquire()
+        .await
+        .map_err(|e| AccountsError::Hashing(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK.fetch_max(now, Ordering::SeqCst);
+        let out = work();
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        out
+    })
+    .await
+    .map_err(|e| AccountsError::Hashing(e.to_string()))?
+}
+
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
 pub async fn hash(password: String) -> Result<String, AccountsError> {
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         argon2()
             .hash_password(password.as_bytes(), &salt)
@@ -26,7 +75,6 @@ pub async fn hash(password: String) -> Result<String, AccountsError> {
             .map_err(|e| AccountsError::Hashing(e.to_string()))
     })
     .await
-    .map_err(|e| AccountsError::Hashing(e.to_string()))?
 }
 
 /// A hash of a random password, verified against when the email is unknown,
@@ -45,7 +93,7 @@ fn dummy_hash() -> &'static str {
 /// Verifies `password` against `stored`, or against the dummy hash when there
 /// is no account; always takes one full hash's time.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool, AccountsError> {
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| dummy_hash().to_string());
         let parsed = PasswordHash::new(&phc).map_err(|e| AccountsError::Hashing(e.to_string()))?;
@@ -55,12 +103,28 @@ pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Ac
         Ok(known && ok)
     })
     .await
-    .map_err(|e| AccountsError::Hashing(e.to_string()))?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_than_the_bound_hash_at_once() {
+        let burst: Vec<_> = (0..4 * max_concurrent() + 4)
+            .map(|i| tokio::spawn(hash(format!("password number {i}"))))
+            .collect();
+        for h in burst {
+            assert!(h.await.unwrap().is_ok());
+        }
+        assert!(peak_concurrent() >= 1);
+        assert!(
+            peak_concurrent() <= max_concurrent(),
+            "{} hashes ran at once; the bound is {}",
+            peak_concurrent(),
+            max_concurrent()
+        );
+    }
 
     #[tokio::test]
     async fn hashes_are_argon2id_phc_strings_that_verify() {

@@ -2,6 +2,7 @@
 //! request always looks the same to the requester, whether or not the address
 //! has an account, so it cannot be used to find out who has one.
 
+use super::throttle::{self, Action};
 use super::{password, sessions, users, AccountsError, Email, NewPassword};
 use crate::config::Config;
 use crate::crypto::{random_token, sha256};
@@ -15,9 +16,11 @@ pub async fn request(
     db: &PgPool,
     config: &Config,
     email: &str,
+    ip: &str,
     now: OffsetDateTime,
 ) -> Result<(), AccountsError> {
     let email = Email::parse(email).map_err(|e| AccountsError::field("email", e))?;
+    throttle::admit_address(db, Action::PasswordReset, ip, now).await?;
     let Some(user) = users::by_email(db, &email).await? else {
         tracing::info!("password reset requested for an unknown address");
         return Ok(());
@@ -45,6 +48,7 @@ pub async fn request(
         "Reset your Tollgate password",
         &body,
         "password_reset",
+        &[&token],
     )
     .await?;
     tx.commit().await?;
@@ -53,14 +57,29 @@ pub async fn request(
 
 /// Sets the new password, uses up the link, and ends every session the user
 /// had. Returns the user, to sign them in on this browser.
+///
+/// The link is checked before the password is hashed, so a made-up token
+/// costs no hash; attempts count against the address's reset throttle.
 pub async fn reset(
     db: &PgPool,
     token: &str,
     new_password: String,
+    ip: &str,
     now: OffsetDateTime,
 ) -> Result<Uuid, AccountsError> {
     let password =
         NewPassword::parse(new_password).map_err(|e| AccountsError::field("password", e))?;
+    throttle::admit_address(db, Action::PasswordReset, ip, now).await?;
+    let usable: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2)",
+    )
+    .bind(sha256(token.as_bytes()))
+    .bind(now)
+    .fetch_one(db)
+    .await?;
+    if !usable {
+        return Err(AccountsError::InvalidToken);
+    }
     let hash = password::hash(password.expose().to_string()).await?;
     let mut tx = db.begin().await?;
     let user: Option<Uuid> = sqlx::query_scalar(

@@ -79,13 +79,15 @@ impl SessionStore for PgSessionStore {
         }
     }
 
+    /// Updates a session that exists, and never inserts one: a session is
+    /// created only by [`SessionStore::create`]. A request that loaded the
+    /// session before it was ended (signed out, or every session of the user
+    /// ended by a password reset) finds no row here, and the session stays
+    /// ended.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_value(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, data, expires_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (id_hash) DO UPDATE SET user_id = $2, data = $3, expires_at = $4",
-        )
+        sqlx::query("UPDATE sessions SET user_id = $2, data = $3, expires_at = $4 WHERE id_hash = $1")
         .bind(key(&record.id))
         .bind(user_of(record))
         .bind(data)

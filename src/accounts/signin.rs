@@ -24,9 +24,12 @@ pub struct SignedIn {
 }
 
 /// Validates every field at once, so the form shows every problem together.
+/// Everything cheap (the fields, the address's throttle, a taken email) is
+/// checked before the password is hashed.
 pub async fn sign_up(
     db: &PgPool,
     input: SignUp,
+    ip: &str,
     now: OffsetDateTime,
 ) -> Result<SignedIn, AccountsError> {
     let mut errors = Vec::new();
@@ -45,7 +48,10 @@ pub async fn sign_up(
     else {
         return Err(AccountsError::Invalid(errors));
     };
-
+    throttle::admit_address(db, throttle::Action::SignUp, ip, now).await?;
+    if users::by_email(db, &email).await?.is_some() {
+        return Err(users::email_taken());
+    }
     let hash = password::hash(password.expose().to_string()).await?;
     let mut tx = db.begin().await?;
     let user_id = users::insert(&mut tx, &email, &name, &hash, false, now).await?;

@@ -1,4 +1,5 @@
-//! Sign-in throttling, per account and per client address, counted in
+//! Sign-in throttling, per account and per client address, and throttling
+//! of sign-ups and password resets per client address, counted in
 //! PostgreSQL so it holds across app instances.
 //!
 //! An account is locked once `ACCOUNT_LIMIT` sign-ins in a row have failed
@@ -76,11 +77,109 @@ pub async fn record(
     Ok(())
 }
 
-/// Forgets attempts older than the window; run periodically.
+/// What else is throttled per client address: each attempt costs a
+/// password hash or sends an email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    SignUp,
+    /// Asking for a reset link, or choosing a new password with one.
+    PasswordReset,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::SignUp => "sign_up",
+            Action::PasswordReset => "password_reset",
+        }
+    }
+
+    /// Attempts allowed per address within [`ADDRESS_WINDOW`].
+    pub fn limit(self) -> i64 {
+        match self {
+            Action::SignUp => 10,
+            Action::PasswordReset => 10,
+        }
+    }
+
+    /// As people read it: "Too many {} from your network".
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::SignUp => "sign-ups",
+            Action::PasswordReset => "password reset attempts",
+        }
+    }
+}
+
+pub const ADDRESS_WINDOW: Duration = Duration::hours(1);
+
+/// `Some(seconds)` to wait when `action` is locked for this address.
+pub async fn address_locked_for(
+    db: &PgPool,
+    action: Action,
+    ip: &str,
+    now: OffsetDateTime,
+) -> Result<Option<i64>, sqlx::Error> {
+    let (count, oldest): (i64, Option<OffsetDateTime>) = sqlx::query_as(
+        "SELECT count(*), min(at) FROM (
+             SELECT at FROM address_attempts WHERE action = $1 AND ip = $2 AND at > $3
+             ORDER BY at DESC LIMIT $4
+         ) recent",
+    )
+    .bind(action.as_str())
+    .bind(ip)
+    .bind(now - ADDRESS_WINDOW)
+    .bind(action.limit())
+    .fetch_one(db)
+    .await?;
+    Ok((count >= action.limit())
+        .then(|| oldest.map(|t| ((t + ADDRESS_WINDOW) - now).whole_seconds().max(1)))
+        .flatten())
+}
+
+/// Counts an attempt that was allowed.
+pub async fn record_address(
+    db: &PgPool,
+    action: Action,
+    ip: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO address_attempts (action, ip, at) VALUES ($1, $2, $3)")
+        .bind(action.as_str())
+        .bind(ip)
+        .bind(now)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Refuses when `action` is locked for `ip`, else counts the attempt.
+pub async fn admit_address(
+    db: &PgPool,
+    action: Action,
+    ip: &str,
+    now: OffsetDateTime,
+) -> Result<(), super::AccountsError> {
+    if let Some(retry_after_secs) = address_locked_for(db, action, ip, now).await? {
+        tracing::warn!(ip, ?action, "refused: too many attempts from this address");
+        return Err(super::AccountsError::AddressThrottled {
+            action: action.label(),
+            retry_after_secs,
+        });
+    }
+    record_address(db, action, ip, now).await?;
+    Ok(())
+}
+
+/// Forgets attempts older than the windows; run periodically.
 pub async fn prune(db: &PgPool, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
     let r = sqlx::query("DELETE FROM login_attempts WHERE at < $1")
         .bind(now - WINDOW - Duration::hours(1))
         .execute(db)
         .await?;
-    Ok(r.rows_affected())
+    let a = sqlx::query("DELETE FROM address_attempts WHERE at < $1")
+        .bind(now - ADDRESS_WINDOW - Duration::hours(1))
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() + a.rows_affected())
 }

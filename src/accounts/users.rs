@@ -54,6 +54,13 @@ pub fn validate_display_name(raw: &str) -> Result<String, String> {
     }
 }
 
+pub fn email_taken() -> AccountsError {
+    AccountsError::field(
+        "email",
+        "An account with this email already exists. Sign in instead.",
+    )
+}
+
 /// Inserts a user; a taken email becomes a field error.
 pub async fn insert(
     conn: &mut PgConnection,
@@ -79,10 +86,7 @@ pub async fn insert(
     match result {
         Ok(_) => Ok(id),
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
-            Err(AccountsError::field(
-                "email",
-                "An account with this email already exists. Sign in instead.",
-            ))
+            Err(email_taken())
         }
         Err(e) => Err(e.into()),
     }

@@ -19,7 +19,7 @@ pub const SCOPES: [(&str, &str); 2] = [
     ("text", "POST /v1/text/sentiment and /v1/text/summarize"),
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
     Live,
     Test,

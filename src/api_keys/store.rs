@@ -3,7 +3,7 @@
 
 use super::{Mode, Secret, SCOPES};
 use crate::accounts::{AccountsError, Role};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -89,8 +89,32 @@ pub fn validate(
     }
 }
 
+/// The member's role, read under a share lock on their membership row for
+/// the rest of `tx`: a removal (which deletes the row, then revokes the
+/// member's keys) waits for this transaction, or this one sees the member
+/// gone. So a key written here cannot outlive its creator's removal.
+async fn locked_manager(
+    tx: &mut PgConnection,
+    org: Uuid,
+    user: Uuid,
+) -> Result<Role, AccountsError> {
+    let role: Option<String> = sqlx::query_scalar(
+        "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE",
+    )
+    .bind(org)
+    .bind(user)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match role.as_deref().and_then(Role::parse) {
+        Some(role) if may_manage(role) => Ok(role),
+        _ => Err(AccountsError::Forbidden(
+            "only developers, admins and owners manage API keys",
+        )),
+    }
+}
+
 async fn insert(
-    db: &PgPool,
+    tx: &mut PgConnection,
     org: Uuid,
     user: Uuid,
     name: &str,
@@ -118,31 +142,29 @@ async fn insert(
     .bind(expires_at)
     .bind(now)
     .bind(rotated_from)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
     Ok((id, secret))
 }
 
+/// Creates a key for `user`, who must still be a member allowed to manage
+/// keys when the key is written (their role is read then, under lock).
 pub async fn create(
     db: &PgPool,
     org: Uuid,
     user: Uuid,
-    role: Role,
     input: NewKey,
     now: OffsetDateTime,
 ) -> Result<(Uuid, Secret), AccountsError> {
-    if !may_manage(role) {
-        return Err(AccountsError::Forbidden(
-            "only developers, admins and owners manage API keys",
-        ));
-    }
     let route_scopes: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT scope FROM routes WHERE active")
             .fetch_all(db)
             .await?;
+    let mut tx = db.begin().await?;
+    locked_manager(&mut tx, org, user).await?;
     let (name, mode, scopes, expiry) = validate(&input, &route_scopes)?;
     let (id, secret) = insert(
-        db,
+        &mut tx,
         org,
         user,
         &name,
@@ -153,10 +175,9 @@ pub async fn create(
         now,
     )
     .await?;
-    let mut conn = db.acquire().await?;
     let details = serde_json::json!({"key_id": id, "mode": mode.as_str(), "scopes": scopes});
     crate::audit::record(
-        &mut conn,
+        &mut tx,
         now,
         Some(user),
         Some(org),
@@ -164,6 +185,7 @@ pub async fn create(
         details,
     )
     .await?;
+    tx.commit().await?;
     Ok((id, secret))
 }
 
@@ -176,33 +198,31 @@ pub async fn list(db: &PgPool, org: Uuid) -> Result<Vec<ApiKey>, sqlx::Error> {
     .await
 }
 
+/// Ends a key at once, whatever its state: active, or still working during
+/// a rotation's overlap (its end moves to now).
 pub async fn revoke(
     db: &PgPool,
     org: Uuid,
     user: Uuid,
-    role: Role,
     id: Uuid,
     now: OffsetDateTime,
 ) -> Result<(), AccountsError> {
-    if !may_manage(role) {
-        return Err(AccountsError::Forbidden(
-            "only developers, admins and owners manage API keys",
-        ));
-    }
+    let mut tx = db.begin().await?;
+    locked_manager(&mut tx, org, user).await?;
     let r = sqlx::query(
-        "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
+        "UPDATE api_keys SET revoked_at = $3
+         WHERE id = $1 AND org_id = $2 AND (revoked_at IS NULL OR revoked_at > $3)",
     )
     .bind(id)
     .bind(org)
     .bind(now)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
     if r.rows_affected() == 0 {
         return Err(AccountsError::NotFound);
     }
-    let mut conn = db.acquire().await?;
     crate::audit::record(
-        &mut conn,
+        &mut tx,
         now,
         Some(user),
         Some(org),
@@ -210,6 +230,7 @@ pub async fn revoke(
         serde_json::json!({"key_id": id}),
     )
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -219,16 +240,12 @@ pub async fn rotate(
     db: &PgPool,
     org: Uuid,
     user: Uuid,
-    role: Role,
     id: Uuid,
     overlap_hours: i64,
     now: OffsetDateTime,
 ) -> Result<(Uuid, Secret), AccountsError> {
-    if !may_manage(role) {
-        return Err(AccountsError::Forbidden(
-            "only developers, admins and owners manage API keys",
-        ));
-    }
+    let mut tx = db.begin().await?;
+    locked_manager(&mut tx, org, user).await?;
     if !(0..=720).contains(&overlap_hours) {
         return Err(AccountsError::field(
             "overlap_hours",
@@ -236,16 +253,16 @@ pub async fn rotate(
         ));
     }
     let old: Option<ApiKey> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL"
+        "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL FOR UPDATE"
     ))
     .bind(id)
     .bind(org)
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
     let old = old.ok_or(AccountsError::NotFound)?;
     let mode = Mode::parse(&old.mode).unwrap_or(Mode::Test);
     let (new_id, secret) = insert(
-        db,
+        &mut tx,
         org,
         user,
         &old.name,
@@ -257,18 +274,17 @@ pub async fn rotate(
     )
     .await?;
     // The old key ends when the overlap does (as a revocation, so calls with
-    // it afterwards say "revoked", not "expired").
+    // it afterwards say "revoked", not "expired"); revoking it ends it sooner.
     sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND org_id = $2")
         .bind(old.id)
         .bind(org)
         .bind(now + Duration::hours(overlap_hours))
-        .execute(db)
+        .execute(&mut *tx)
         .await?;
-    let mut conn = db.acquire().await?;
     let details =
         serde_json::json!({"key_id": old.id, "new_key_id": new_id, "overlap_hours": overlap_hours});
     crate::audit::record(
-        &mut conn,
+        &mut tx,
         now,
         Some(user),
         Some(org),
@@ -276,5 +292,6 @@ pub async fn rotate(
         details,
     )
     .await?;
+    tx.commit().await?;
     Ok((new_id, secret))
 }

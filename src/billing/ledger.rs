@@ -105,3 +105,49 @@ pub async fn balances(db: &PgPool, org: Uuid) -> Result<Balances, sqlx::Error> {
             .unwrap_or_default(),
     )
 }
+
+/// What [`audit`] found: every count is zero in a sound ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Organizations with meters.
+    pub organizations: i64,
+    /// Transactions whose entries do not sum to zero.
+    pub unbalanced: i64,
+    /// Organizations whose projected balances (`org_meters`) differ from the
+    /// sums of their ledger accounts.
+    pub drifting: i64,
+}
+
+impl Audit {
+    pub fn is_sound(&self) -> bool {
+        self.unbalanced == 0 && self.drifting == 0
+    }
+}
+
+/// Checks the whole ledger: every transaction balances, and every
+/// organization's balances equal the sums of its ledger accounts.
+pub async fn audit(db: &PgPool) -> Result<Audit, sqlx::Error> {
+    let (organizations, drifting): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE
+                m.included <> coalesce(s.included, 0) OR m.purchased <> coalesce(s.purchased, 0)
+             OR m.sandbox <> coalesce(s.sandbox, 0))
+           FROM org_meters m
+           LEFT JOIN (SELECT org_id,
+                             sum(amount) FILTER (WHERE account = 'included') AS included,
+                             sum(amount) FILTER (WHERE account = 'purchased') AS purchased,
+                             sum(amount) FILTER (WHERE account = 'sandbox') AS sandbox
+                        FROM ledger_entries GROUP BY org_id) s ON s.org_id = m.org_id",
+    )
+    .fetch_one(db)
+    .await?;
+    let unbalanced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM ledger_entries GROUP BY transaction_id HAVING sum(amount) <> 0) t",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Audit {
+        organizations,
+        unbalanced,
+        drifting,
+    })
+}

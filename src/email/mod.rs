@@ -2,12 +2,23 @@
 //! transaction that caused it, so it is never lost and never sent for work
 //! that rolled back. When SMTP is configured, [`run_sender`] delivers pending
 //! messages; platform admins can read the outbox either way.
+//!
+//! An email can carry a one-time token (a reset or invitation link). The
+//! outbox keeps the token only until the email is sent: `body_text` always
+//! has it removed, and `body_secret` (the body as it will be sent) is
+//! cleared when it is. Without SMTP, the outbox is how emails reach people,
+//! so admins read unsent bodies whole there; with SMTP they never see a token.
 
 use crate::config::SmtpConfig;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// What stands in a stored body where a token was.
+pub const REMOVED: &str = "[removed once sent]";
+
+/// Queues an email. `secrets`: one-time tokens in `body`, kept only until
+/// the email is sent.
 pub async fn enqueue(
     conn: &mut PgConnection,
     now: OffsetDateTime,
@@ -15,15 +26,22 @@ pub async fn enqueue(
     subject: &str,
     body: &str,
     kind: &str,
+    secrets: &[&str],
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
+    let redacted = secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(body.to_string(), |b, s| b.replace(s, REMOVED));
+    let secret_body = (redacted != body).then_some(body);
     sqlx::query(
-        "INSERT INTO email_outbox (id, to_address, subject, body_text, kind, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO email_outbox (id, to_address, subject, body_text, body_secret, kind, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(to)
     .bind(subject)
-    .bind(body)
+    .bind(&redacted)
+    .bind(secret_body)
     .bind(kind)
     .bind(now)
     .execute(conn)
@@ -36,7 +54,10 @@ pub struct OutboxRow {
     pub id: Uuid,
     pub to_address: String,
     pub subject: String,
+    /// The body with any token removed.
     pub body_text: String,
+    /// The body as it will be sent, while it holds a token and is unsent.
+    pub body_secret: Option<String>,
     pub kind: String,
     pub created_at: OffsetDateTime,
     pub sent_at: Option<OffsetDateTime>,
@@ -45,7 +66,7 @@ pub struct OutboxRow {
 
 pub async fn recent(db: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, to_address, subject, body_text, kind, created_at, sent_at, last_error
+        "SELECT id, to_address, subject, body_text, body_secret, kind, created_at, sent_at, last_error
          FROM email_outbox ORDER BY created_at DESC, id DESC LIMIT $1",
     )
     .bind(limit)
@@ -80,7 +101,7 @@ pub async fn run_sender(db: PgPool, smtp: SmtpConfig, shutdown: crate::jobs::Shu
         let result: Result<usize, sqlx::Error> = async {
             let mut tx = db.begin().await?;
             let rows: Vec<OutboxRow> = sqlx::query_as(
-                "SELECT id, to_address, subject, body_text, kind, created_at, sent_at, last_error
+                "SELECT id, to_address, subject, body_text, body_secret, kind, created_at, sent_at, last_error
                  FROM email_outbox WHERE sent_at IS NULL AND attempts < $1
                  ORDER BY created_at LIMIT 10 FOR UPDATE SKIP LOCKED",
             )
@@ -94,7 +115,7 @@ pub async fn run_sender(db: PgPool, smtp: SmtpConfig, shutdown: crate::jobs::Shu
                         .from(Clone::clone(&from))
                         .to(to)
                         .subject(row.subject.clone())
-                        .body(row.body_text.clone())
+                        .body(row.body_secret.clone().unwrap_or_else(|| row.body_text.clone()))
                     {
                         Ok(msg) => transport.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
@@ -104,7 +125,8 @@ pub async fn run_sender(db: PgPool, smtp: SmtpConfig, shutdown: crate::jobs::Shu
                 let now = OffsetDateTime::now_utc();
                 match outcome {
                     Ok(()) => {
-                        sqlx::query("UPDATE email_outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1")
+                        // Sent: the token is no longer kept.
+                        sqlx::query("UPDATE email_outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL, body_secret = NULL WHERE id = $1")
                             .bind(row.id)
                             .bind(now)
                             .execute(&mut *tx)

@@ -22,9 +22,11 @@ pub enum Code {
     NotFound,
     UpstreamFailed,
     UpstreamTimeout,
+    InvalidPath,
+    PayloadTooLarge,
 }
 
-pub const ALL: [Code; 16] = [
+pub const ALL: [Code; 18] = [
     Code::InvalidApiKey,
     Code::ApiKeyRevoked,
     Code::ApiKeyExpired,
@@ -41,6 +43,8 @@ pub const ALL: [Code; 16] = [
     Code::NotFound,
     Code::UpstreamFailed,
     Code::UpstreamTimeout,
+    Code::InvalidPath,
+    Code::PayloadTooLarge,
 ];
 
 impl Code {
@@ -62,6 +66,8 @@ impl Code {
             Code::NotFound => "not_found",
             Code::UpstreamFailed => "upstream_failed",
             Code::UpstreamTimeout => "upstream_timeout",
+            Code::InvalidPath => "invalid_path",
+            Code::PayloadTooLarge => "payload_too_large",
         }
     }
 
@@ -87,6 +93,8 @@ impl Code {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Code::InvalidPath => StatusCode::BAD_REQUEST,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -108,6 +116,8 @@ impl Code {
             Code::NotFound => "Not found",
             Code::UpstreamFailed => "Upstream failed",
             Code::UpstreamTimeout => "Upstream timed out",
+            Code::InvalidPath => "Invalid path",
+            Code::PayloadTooLarge => "Request body too large",
         }
     }
 }

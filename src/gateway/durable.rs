@@ -42,6 +42,13 @@ impl Durability {
         Durability(tx)
     }
 
+    /// A flusher that never confirms anything, as when the database cannot
+    /// flush: every wait answers `false`. For tests of what waits on it.
+    pub fn unconfirmed() -> Self {
+        let (tx, _) = mpsc::unbounded_channel();
+        Durability(tx)
+    }
+
     /// Returns once everything this task committed before the call is on
     /// disk; `false` if that could not be confirmed.
     pub async fn wait(&self) -> bool {

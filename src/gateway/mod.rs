@@ -11,6 +11,8 @@
 
 pub mod catalogue;
 pub mod durable;
+pub mod holds;
+pub mod path;
 pub mod problem;
 pub mod proxy;
 pub mod rate;
@@ -35,6 +37,11 @@ use uuid::Uuid;
 pub const SIMULATE_HEADER: &str = "tollgate-simulate";
 /// Below this many credits, responses warn that the balance is low.
 pub const LOW_BALANCE: i64 = 10;
+/// The largest body a built-in endpoint reads.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// How long past a route's timeout a held reservation waits before the
+/// holds job may settle it (see [`holds`]).
+const HOLD_MARGIN: time::Duration = time::Duration::seconds(60);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -175,12 +182,13 @@ impl Ctx<'_> {
         secret: &Secret,
         cost: i64,
         route_plans: Option<&[String]>,
+        hold_until: Option<OffsetDateTime>,
         simulate: Option<String>,
     ) -> Result<Decision, Response> {
         let decision = if cost == 0 {
             self.check_free(secret, route_plans).await
         } else {
-            sqlx::query_as("SELECT * FROM gateway_authorize($1, $2, $3, $4, $5, $6, $7)")
+            sqlx::query_as("SELECT * FROM gateway_authorize($1, $2, $3, $4, $5, $6, $7, $8)")
                 .bind(secret.hash())
                 .bind(&self.endpoint_id)
                 .bind(&self.scope)
@@ -188,6 +196,7 @@ impl Ctx<'_> {
                 .bind(self.now)
                 .bind(&self.facts.request_id)
                 .bind(route_plans)
+                .bind(hold_until)
                 .fetch_one(&self.state.gateway_db)
                 .await
         };
@@ -198,6 +207,16 @@ impl Ctx<'_> {
                 return Err(unavailable(&self.state.config, &self.facts.request_id));
             }
         };
+        self.decided(d, cost, simulate).await
+    }
+
+    /// Turns a decision into the call going on, a refusal or a simulation.
+    async fn decided(
+        &self,
+        d: Decision,
+        cost: i64,
+        simulate: Option<String>,
+    ) -> Result<Decision, Response> {
         if d.outcome != "ok" {
             let code = Code::parse(&d.outcome).unwrap_or(Code::InvalidApiKey);
             let facts = Facts {
@@ -220,10 +239,37 @@ impl Ctx<'_> {
         if d.charged.unwrap_or(0) > 0 && !self.state.durable.wait().await {
             tracing::error!("could not confirm a charge on disk; giving it back");
             let amount = d.charged.unwrap_or(0);
-            release(self.state, &self.facts.request_id, amount, self.now).await;
+            match holds::settle(self.state, &self.facts.request_id, amount, self.now).await {
+                // A built-in endpoint's charge has no hold.
+                holds::Settled::Before => {
+                    release(self.state, &self.facts.request_id, amount, self.now).await;
+                }
+                holds::Settled::Now(_) | holds::Settled::Unknown => {}
+            }
             return Err(unavailable(&self.state.config, &self.facts.request_id));
         }
         Ok(d)
+    }
+
+    /// The checks before a built-in endpoint's body is read (key, scope,
+    /// subscription, plan), so an unknown key cannot make the gateway read
+    /// a body: `Ok` when the call may go on to read it.
+    async fn precheck(&self, secret: &Secret) -> Result<Decision, Response> {
+        let d: Decision = match sqlx::query_as("SELECT * FROM gateway_check($1, $2, $3, $4, NULL)")
+            .bind(secret.hash())
+            .bind(&self.endpoint_id)
+            .bind(&self.scope)
+            .bind(self.now)
+            .fetch_one(&self.state.gateway_db)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "gateway could not reach the database");
+                return Err(unavailable(&self.state.config, &self.facts.request_id));
+            }
+        };
+        self.decided(d, 0, None).await
     }
 
     /// The pipeline for a call that moves no credits: the same checks
@@ -251,10 +297,11 @@ impl Ctx<'_> {
             d.balance = Some(0);
             return Ok(d);
         };
+        let mode = Mode::parse(d.mode.as_deref().unwrap_or("live")).unwrap_or(Mode::Live);
         match self
             .state
             .rate
-            .take(&self.state.gateway_db, org, rate, self.now)
+            .take(&self.state.gateway_db, org, mode, rate, self.now)
             .await?
         {
             rate::Admit::Yes { remaining } => d.rate_remaining = Some(remaining),
@@ -273,21 +320,19 @@ impl Ctx<'_> {
     async fn proxy(
         &self,
         route: &routes::Route,
+        url: String,
         parts: &axum::http::request::Parts,
         body: axum::body::Body,
         d: Decision,
     ) -> Response {
         let reserved = d.charged.unwrap_or(0);
-        let url = route
-            .upstream_for(parts.uri.path(), parts.uri.query())
-            .unwrap_or_else(|| route.upstream_url.clone());
         let caller = proxy::Caller {
             request_id: &self.facts.request_id,
             org_id: d.org_id.map(|id| id.to_string()).unwrap_or_default(),
             key_id: d.key_id.map(|id| id.to_string()).unwrap_or_default(),
             mode: d.mode.clone().unwrap_or_default(),
             plan: d.plan_code.clone().unwrap_or_default(),
-            client_ip: crate::http::client_ip(parts, self.state.config.trust_proxy),
+            client_ip: crate::http::client_ip(parts, self.state.config.trusted_proxies),
         };
         let sent = proxy::forward(
             &self.state.upstreams,
@@ -318,25 +363,26 @@ impl Ctx<'_> {
                     proxy::Failure::Failed(_) => Code::UpstreamFailed,
                 };
                 tracing::warn!(route = %route.path_prefix, ?failure, "upstream call failed");
-                let balance = release(self.state, &self.facts.request_id, reserved, self.now).await;
+                let settled = self.settle(reserved, reserved).await;
                 let d = Decision {
-                    charged: Some(reserved - if balance.is_some() { reserved } else { 0 }),
-                    balance: balance.or(d.balance),
+                    // Whoever settles, a failed call costs nothing in the end.
+                    charged: Some(0),
+                    balance: settled.balance().or(d.balance),
                     ..d
                 };
                 return self.refuse(code, &d, self.facts.clone()).await;
             }
         };
-        let balance = release(
-            self.state,
-            &self.facts.request_id,
-            reserved - answer.cost,
-            self.now,
-        )
-        .await;
+        let settled = self.settle(reserved, reserved - answer.cost).await;
+        let charged = match settled {
+            // The holds job settled first (this call outlived its deadline)
+            // and gave the whole reservation back.
+            holds::Settled::Before => 0,
+            holds::Settled::Now(_) | holds::Settled::Unknown => answer.cost,
+        };
         let d = Decision {
-            charged: Some(answer.cost),
-            balance: balance.or(d.balance),
+            charged: Some(charged),
+            balance: settled.balance().or(d.balance),
             ..d
         };
         self.record(&d, answer.status, None).await;
@@ -347,9 +393,18 @@ impl Ctx<'_> {
         set(
             res.headers_mut(),
             "tollgate-credits-charged",
-            answer.cost.to_string(),
+            charged.to_string(),
         );
         res
+    }
+
+    /// Settles this call's hold, giving back `release` of the `reserved`
+    /// credits. A call that reserved nothing has no hold.
+    async fn settle(&self, reserved: i64, release: i64) -> holds::Settled {
+        if reserved <= 0 {
+            return holds::Settled::Now(None);
+        }
+        holds::settle(self.state, &self.facts.request_id, release, self.now).await
     }
 }
 
@@ -382,14 +437,14 @@ async fn pipeline(state: AppState, req: Request) -> Response {
         ..Default::default()
     };
     let path = parts.uri.path();
-    // `.` and `..` segments (plain or percent-encoded) would let a route's
-    // caller reach paths outside the route on its upstream.
-    let dot_segment = path.split('/').any(|seg| {
-        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
-        seg == "." || seg == ".."
-    });
-    if dot_segment {
-        return Problem::new(Code::NotFound, &facts, &state.config).into_response();
+    if let Err(why) = path::check(path) {
+        let facts = Facts {
+            detail: Some(format!(
+                "The path contains {why}; the gateway does not forward such paths. Send the path as the API reference shows it."
+            )),
+            ..facts
+        };
+        return Problem::new(Code::InvalidPath, &facts, &state.config).into_response();
     }
     let builtin = catalogue::endpoint(parts.method.as_str(), path);
     let route = match builtin {
@@ -422,16 +477,39 @@ async fn pipeline(state: AppState, req: Request) -> Response {
     };
     match route {
         None => {
-            let body = axum::body::to_bytes(body, 2 * 1024 * 1024)
-                .await
-                .unwrap_or_default();
+            let body = if parts.method == Method::GET {
+                axum::body::Bytes::new()
+            } else {
+                // The key first, then (at most MAX_BODY of) the body.
+                let d = match ctx.precheck(&secret).await {
+                    Ok(d) => d,
+                    Err(res) => return res,
+                };
+                let declared = parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let read = match declared {
+                    Some(n) if n > MAX_BODY as u64 => None,
+                    _ => axum::body::to_bytes(body, MAX_BODY).await.ok(),
+                };
+                match read {
+                    Some(b) => b,
+                    None => {
+                        return ctx
+                            .refuse(Code::PayloadTooLarge, &d, ctx.facts.clone())
+                            .await
+                    }
+                }
+            };
             let call = sample_api::parse(&ctx.endpoint_id, &body);
             // Invalid input and simulations are never charged.
             let cost = match (&call, &simulate) {
                 (Ok(c), None) => c.cost(),
                 _ => 0,
             };
-            let d = match ctx.admit(&secret, cost, None, simulate).await {
+            let d = match ctx.admit(&secret, cost, None, None, simulate).await {
                 Ok(d) => d,
                 Err(res) => return res,
             };
@@ -454,15 +532,25 @@ async fn pipeline(state: AppState, req: Request) -> Response {
             res
         }
         Some(route) => {
+            let Some(url) = route.upstream_for(path, parts.uri.query()) else {
+                let facts = Facts {
+                    detail: Some("The path would leave this endpoint on the service behind it; the gateway does not forward it.".into()),
+                    ..ctx.facts.clone()
+                };
+                return Problem::new(Code::InvalidPath, &facts, &state.config).into_response();
+            };
             let reserve = if simulate.is_some() { 0 } else { route.price };
+            // The hold outlives the longest the call can take: the wait for
+            // the answer's headers, then reading a metered answer.
+            let hold_until = now + route.timeout() * 2 + HOLD_MARGIN;
             let d = match ctx
-                .admit(&secret, reserve, Some(&route.plans), simulate)
+                .admit(&secret, reserve, Some(&route.plans), Some(hold_until), simulate)
                 .await
             {
                 Ok(d) => d,
                 Err(res) => return res,
             };
-            ctx.proxy(&route, &parts, body, d).await
+            ctx.proxy(&route, url, &parts, body, d).await
         }
     }
 }

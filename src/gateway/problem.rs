@@ -170,6 +170,14 @@ impl Problem {
                 "The service behind this endpoint did not answer in time. You were not charged; retry in a moment.".into(),
                 vec![action("read_docs", "About upstream errors", docs.clone())],
             ),
+            Code::InvalidPath => (
+                "The path contains a backslash, an encoded slash, backslash, dot or percent sign, or a \".\" or \"..\" segment; the gateway does not forward such paths.".into(),
+                vec![action("read_docs", "See the API reference", config.url("/openapi.json"))],
+            ),
+            Code::PayloadTooLarge => (
+                format!("The request body is larger than this endpoint accepts ({} KiB). You were not charged.", crate::gateway::MAX_BODY / 1024),
+                vec![action("read_docs", "About request limits", docs.clone())],
+            ),
         };
         let mut body = Map::new();
         body.insert("type".into(), Value::String(docs));

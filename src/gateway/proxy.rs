@@ -238,25 +238,36 @@ fn passes_on(name: &HeaderName, listed: &[String]) -> bool {
         && !n.starts_with("ratelimit")
 }
 
-/// An upstream's redirect, as the customer must follow it: through the
-/// gateway when it points below the route's upstream URL, dropped when it
-/// points elsewhere on the upstream's host (which may be internal).
-fn relocated(route: &Route, public_prefix: &str, location: &HeaderValue) -> Option<HeaderValue> {
-    let location = location.to_str().ok()?;
-    let base = route.upstream_url.trim_end_matches('/');
-    if let Some(rest) = location.strip_prefix(base) {
-        if rest.is_empty() || rest.starts_with(['/', '?']) {
-            return HeaderValue::from_str(&format!("{public_prefix}{rest}")).ok();
+/// An upstream's redirect, as the customer must follow it. The location is
+/// resolved against the URL the gateway called (so relative, path-absolute
+/// and scheme-relative `//host/…` locations are read as the upstream meant
+/// them), then: below the route's upstream URL, it goes through the gateway;
+/// elsewhere on the upstream's host (which may be internal), it is dropped;
+/// on another host, it is passed on as an absolute URL.
+fn relocated(
+    route: &Route,
+    public_prefix: &str,
+    called: &url::Url,
+    location: &HeaderValue,
+) -> Option<HeaderValue> {
+    let target = called.join(location.to_str().ok()?).ok()?;
+    let base = url::Url::parse(route.upstream_url.trim_end_matches('/')).ok()?;
+    if target.origin() == base.origin() {
+        let base_path = base.path().trim_end_matches('/');
+        let rest = target.path().strip_prefix(base_path)?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
         }
+        let mut to = format!("{public_prefix}{rest}");
+        if let Some(q) = target.query() {
+            to.push('?');
+            to.push_str(q);
+        }
+        return HeaderValue::from_str(&to).ok();
     }
-    let upstream = url::Url::parse(base).ok()?;
-    match url::Url::parse(location) {
-        Ok(target) if target.origin() == upstream.origin() => None,
-        Ok(_) => HeaderValue::from_str(location).ok(),
-        // A relative redirect: resolved against the customer's request, it
-        // stays on the gateway.
-        Err(_) => HeaderValue::from_str(location).ok(),
-    }
+    matches!(target.scheme(), "http" | "https")
+        .then(|| HeaderValue::from_str(target.as_str()).ok())
+        .flatten()
 }
 
 /// `public_prefix`: the route's prefix as customers reach it (absolute URL).
@@ -269,12 +280,13 @@ pub async fn answer(
     let status = res.status();
     let mut headers = HeaderMap::new();
     let listed = connection_listed(res.headers());
+    let called = res.url().clone();
     for (name, value) in res.headers() {
         if !passes_on(name, &listed) {
             continue;
         }
         if name == header::LOCATION {
-            if let Some(v) = relocated(route, public_prefix, value) {
+            if let Some(v) = relocated(route, public_prefix, &called, value) {
                 headers.append(header::LOCATION, v);
             }
             continue;
@@ -322,6 +334,43 @@ pub async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_stay_below_the_route_or_leave_the_upstream_host() {
+        let route = crate::gateway::routes::tests::route("/v1/up", "http://up:9000/api");
+        let public = "https://portal.example/v1/up";
+        let called = url::Url::parse("http://up:9000/api/echo/x").unwrap();
+        let at = |l: &str| {
+            relocated(&route, public, &called, &HeaderValue::from_str(l).unwrap())
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            at("http://up:9000/api/next?x=1").as_deref(),
+            Some("https://portal.example/v1/up/next?x=1")
+        );
+        assert_eq!(at("/api/next").as_deref(), Some("https://portal.example/v1/up/next"));
+        assert_eq!(at("next").as_deref(), Some("https://portal.example/v1/up/echo/next"));
+        assert_eq!(
+            at("//up:9000/api/y").as_deref(),
+            Some("https://portal.example/v1/up/y")
+        );
+        // Elsewhere on the upstream's host: dropped, however it is written.
+        for hidden in [
+            "http://up:9000/internal/admin",
+            "//up:9000/internal/admin",
+            "/internal/admin",
+            "../../internal",
+            "/apix",
+        ] {
+            assert_eq!(at(hidden), None, "{hidden}");
+        }
+        // Another host: passed on, absolute.
+        assert_eq!(
+            at("//cdn.example/file").as_deref(),
+            Some("http://cdn.example/file")
+        );
+        assert_eq!(at("javascript:alert(1)"), None);
+    }
 
     #[test]
     fn token_usage_is_priced_per_thousand_rounded_up() {

@@ -1,7 +1,8 @@
 //! The rate limit for calls that move no credits, in leases.
 //!
 //! The limiter itself is the organization's GCRA state in PostgreSQL
-//! (`org_meters.rate_tat`), shared by every instance. Calls that move credits
+//! (`org_meters.rate_tat` for live keys, `sandbox_rate_tat` for test keys, so
+//! sandbox traffic never spends the live limit), shared by every instance. Calls that move credits
 //! are counted there one by one, under the same lock as their reservation.
 //! Calls that move none (a ping) would queue on that lock just to be counted,
 //! so an instance claims them in blocks (`gateway_rate_lease`): up to a
@@ -15,6 +16,7 @@
 //! when its lease lapses). Plans of up to 50 calls a second lease one token at
 //! a time, which is exact.
 
+use crate::api_keys::Mode;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,7 +43,7 @@ pub enum Admit {
 }
 
 #[derive(Clone, Default)]
-pub struct RateLeases(Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Lease>>>>>);
+pub struct RateLeases(Arc<Mutex<HashMap<(Uuid, Mode), Arc<tokio::sync::Mutex<Lease>>>>>);
 
 /// How many tokens an instance claims at once for a plan of `rate` per second.
 pub fn block(rate: i32) -> i32 {
@@ -71,6 +73,7 @@ impl RateLeases {
         &self,
         db: &PgPool,
         org: Uuid,
+        mode: Mode,
         rate: i32,
         now: OffsetDateTime,
     ) -> Result<Admit, sqlx::Error> {
@@ -78,7 +81,7 @@ impl RateLeases {
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(org)
+            .entry((org, mode))
             .or_default()
             .clone();
         // One claim per organization at a time; the others wait for its tokens.
@@ -90,8 +93,9 @@ impl RateLeases {
             });
         }
         let (granted, remaining, retry_after_ms): (i32, i32, Option<i64>) =
-            sqlx::query_as("SELECT * FROM gateway_rate_lease($1, $2, $3, $4)")
+            sqlx::query_as("SELECT * FROM gateway_rate_lease($1, $2, $3, $4, $5)")
                 .bind(org)
+                .bind(mode.as_str())
                 .bind(rate)
                 .bind(block(rate))
                 .bind(now)

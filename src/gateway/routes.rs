@@ -65,15 +65,29 @@ impl Route {
         (rest.is_empty() || rest.starts_with('/')).then_some(rest)
     }
 
-    /// Where a call to `path?query` goes upstream.
+    /// Where a call to `path?query` goes upstream, or `None` when the URL
+    /// would not stay below the route's upstream URL.
+    ///
+    /// The URL is checked after parsing, because a URL parser may read the
+    /// path differently from the gateway (WHATWG parsers turn `\` into `/`
+    /// and resolve `..`): the parsed URL must have the upstream's origin and
+    /// exactly the upstream's path followed by the rest of the caller's path.
+    /// (The gateway refuses such paths before routing too; see
+    /// [`super::path`].)
     pub fn upstream_for(&self, path: &str, query: Option<&str>) -> Option<String> {
         let rest = self.rest(path)?;
+        let base = url::Url::parse(&self.upstream_url).ok()?;
+        let mut expected = format!("{}{rest}", base.path().trim_end_matches('/'));
+        if expected.is_empty() {
+            expected.push('/');
+        }
         let mut url = format!("{}{rest}", self.upstream_url.trim_end_matches('/'));
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             url.push('?');
             url.push_str(q);
         }
-        Some(url)
+        let parsed = url::Url::parse(&url).ok()?;
+        (parsed.origin() == base.origin() && parsed.path() == expected).then_some(url)
     }
 
     pub fn timeout(&self) -> Duration {
@@ -507,6 +521,33 @@ pub(crate) mod tests {
             description: String::new(),
             created_at: OffsetDateTime::UNIX_EPOCH,
         }
+    }
+
+    #[test]
+    fn upstream_urls_never_leave_the_route() {
+        let r = route("/v1/cheap", "http://up:9000/api/cheap");
+        for path in [
+            "/v1/cheap/..\\pricey\\run",
+            "/v1/cheap/..\\..\\admin",
+            "/v1/cheap/%2e%2e/pricey",
+            "/v1/cheap/%2E%2E/pricey",
+            "/v1/cheap/../pricey",
+            "/v1/cheap/./x",
+            "/v1/cheap/.%2e/pricey",
+            "/v1/cheap/\\x",
+        ] {
+            assert_eq!(r.upstream_for(path, None), None, "{path}");
+        }
+        let root = route("/v1/any", "http://up:9000");
+        assert_eq!(
+            root.upstream_for("/v1/any/x", None).as_deref(),
+            Some("http://up:9000/x")
+        );
+        assert_eq!(
+            root.upstream_for("/v1/any", None).as_deref(),
+            Some("http://up:9000")
+        );
+        assert_eq!(root.upstream_for("/v1/any/..\\y", None), None);
     }
 
     #[test]

@@ -183,26 +183,56 @@ async fn insert(db: &PgPool, batch: &[UsageEvent]) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Writes the event of every charged call older than `older_than` that has
-/// none (its batch was lost). Idempotent; run periodically.
+/// How far back [`recover`] looks: it runs every few minutes, so a week
+/// covers any outage of the job itself.
+const RECOVER_WINDOW: time::Duration = time::Duration::days(7);
+
+/// Makes the usage events of charged calls agree with the ledger: writes the
+/// event of every charged call older than `older_than` that has none (its
+/// batch was lost), and corrects the credits of any event that differ from
+/// what the call finally cost (its charge less its release, for example after
+/// the holds job gave a reservation back). Calls whose hold is still open are
+/// left alone until it is settled. Idempotent; run periodically. Returns the
+/// events written and corrected.
 pub async fn recover(
     db: &PgPool,
     now: OffsetDateTime,
     older_than: time::Duration,
 ) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query(
-        "INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, credits, latency_us, at)
-         SELECT t.request_id, t.org_id, t.api_key_id, CASE t.kind WHEN 'usage' THEN 'live' ELSE 'test' END,
-                coalesce(t.endpoint, 'unknown'), 'unknown', 0,
-                (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e WHERE e.transaction_id = t.id AND e.account IN ('revenue', 'sandbox_sink')),
-                0, t.created_at
-         FROM ledger_transactions t
-         WHERE t.kind IN ('usage', 'sandbox_usage') AND t.created_at < $1 AND t.request_id IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.request_id = t.request_id)
-         ON CONFLICT (request_id) DO NOTHING",
-    )
+    const CHARGED: &str = "
+        WITH charged AS (
+            SELECT t.request_id, t.org_id, t.api_key_id, t.kind, t.endpoint, t.created_at,
+                   (SELECT coalesce(sum(e.amount), 0)
+                      FROM ledger_transactions r JOIN ledger_entries e ON e.transaction_id = r.id
+                     WHERE r.idempotency_key IN ('usage:' || t.request_id, 'release:' || t.request_id)
+                       AND e.account IN ('revenue', 'sandbox_sink')) AS credits
+              FROM ledger_transactions t
+             WHERE t.kind IN ('usage', 'sandbox_usage') AND t.request_id IS NOT NULL
+               AND t.created_at < $1 AND t.created_at >= $2
+               AND NOT EXISTS (SELECT 1 FROM gateway_holds h WHERE h.request_id = t.request_id)
+        )";
+    let inserted = sqlx::query(&format!(
+        "{CHARGED}
+         INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, credits, latency_us, at)
+         SELECT c.request_id, c.org_id, c.api_key_id, CASE c.kind WHEN 'usage' THEN 'live' ELSE 'test' END,
+                coalesce(c.endpoint, 'unknown'), 'unknown', 0, c.credits, 0, c.created_at
+           FROM charged c
+          WHERE NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.request_id = c.request_id)
+         ON CONFLICT (request_id) DO NOTHING"
+    ))
     .bind(now - older_than)
+    .bind(now - RECOVER_WINDOW)
     .execute(db)
     .await?;
-    Ok(r.rows_affected())
+    let corrected = sqlx::query(&format!(
+        "{CHARGED}
+         UPDATE usage_events u SET credits = c.credits
+           FROM charged c
+          WHERE u.request_id = c.request_id AND u.credits <> c.credits"
+    ))
+    .bind(now - older_than)
+    .bind(now - RECOVER_WINDOW)
+    .execute(db)
+    .await?;
+    Ok(inserted.rows_affected() + corrected.rows_affected())
 }

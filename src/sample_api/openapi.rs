@@ -11,8 +11,10 @@ use serde_json::{json, Map, Value};
 fn problems_for(endpoint_id: &str) -> Vec<Code> {
     ALL.into_iter()
         .filter(|c| match c {
-            Code::NotFound | Code::UpstreamFailed | Code::UpstreamTimeout => false,
-            Code::ValidationFailed => endpoint_id != "ping",
+            Code::NotFound | Code::InvalidPath | Code::UpstreamFailed | Code::UpstreamTimeout => {
+                false
+            }
+            Code::ValidationFailed | Code::PayloadTooLarge => endpoint_id != "ping",
             Code::InsufficientCredits | Code::SpendCapReached => endpoint_id != "ping",
             _ => true,
         })
@@ -41,7 +43,12 @@ fn example(code: Code, config: &Config, path: &str) -> Value {
 /// the upstream's failures (its other answers pass through as they are).
 fn problems_for_route() -> Vec<Code> {
     ALL.into_iter()
-        .filter(|c| !matches!(c, Code::NotFound | Code::ValidationFailed))
+        .filter(|c| {
+            !matches!(
+                c,
+                Code::NotFound | Code::ValidationFailed | Code::PayloadTooLarge
+            )
+        })
         .collect()
 }
 

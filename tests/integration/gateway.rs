@@ -731,6 +731,26 @@ async fn the_gateway_commits_without_waiting_and_charged_calls_wait_for_the_flus
     .await
     .unwrap();
     assert_eq!(charged, 1);
+
+    // When the flush cannot be confirmed, a charged call is not served (and
+    // gets its credits back); a free call, which moved nothing, is.
+    let mut unconfirmed = app.state.clone();
+    unconfirmed.durable = tollgate::gateway::durable::Durability::unconfirmed();
+    app.router = tollgate::startup::router(unconfirmed);
+    app.clock.advance(time::Duration::seconds(1));
+    let refused = app
+        .call("POST", "/v1/text/sentiment", Some(&key), Some(TEXT), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.body);
+    assert!(refused.body.contains("you were not charged"), "{}", refused.body);
+    let balance: i64 = sqlx::query_scalar("SELECT included + purchased FROM org_meters WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(balance, 99, "the unconfirmed charge went back");
+    let free = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(free.status, StatusCode::OK);
 }
 
 #[sqlx::test]
@@ -790,4 +810,33 @@ async fn free_calls_lease_rate_tokens_without_ever_exceeding_the_plan(db: PgPool
             .status,
         StatusCode::OK
     );
+}
+
+#[sqlx::test]
+async fn an_oversized_body_is_413_after_the_key_check_and_never_charged(db: PgPool) {
+    let (mut app, key, _) = customer(&db).await;
+    let huge = format!(
+        r#"{{"text": "{}"}}"#,
+        "word ".repeat(tollgate::gateway::MAX_BODY / 5 + 10)
+    );
+    // Without a valid key, the body is never read: the key's problem comes first.
+    let anonymous = app
+        .call("POST", "/v1/text/sentiment", Some("tg_live_00000000000000000000000000000000"), Some(&huge), &[])
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.json()["code"], "invalid_api_key");
+    let res = app
+        .call("POST", "/v1/text/sentiment", Some(&key), Some(&huge), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", res.body);
+    assert_eq!(res.json()["code"], "payload_too_large");
+    assert_eq!(
+        res.header("tollgate-credits-remaining").as_deref(),
+        Some("100"),
+        "nothing charged"
+    );
+    let summarize = app
+        .call("POST", "/v1/text/summarize", Some(&key), Some(&huge), &[])
+        .await;
+    assert_eq!(summarize.json()["code"], "plan_upgrade_required", "the plan comes first too");
 }

@@ -21,8 +21,42 @@ pub struct TestApp {
     pub clock: Clock,
     pub router: Router,
     pub cookies: BTreeMap<String, String>,
-    /// Sent as X-Forwarded-For (the test config trusts the proxy header).
+    /// Sent as X-Forwarded-For (the test config trusts one proxy).
     pub ip: String,
+    /// Audits the ledger when dropped (the first app of a test does).
+    audits: bool,
+}
+
+/// At the end of every test, the ledger is audited: every transaction
+/// balances and every organization's balances equal its ledger accounts.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if !self.audits || std::thread::panicking() {
+            return;
+        }
+        let options = (*self.db.connect_options()).clone();
+        let audit = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                let audit = tollgate::billing::ledger::audit(&pool).await;
+                pool.close().await;
+                audit
+            })
+        })
+        .join()
+        .expect("the ledger audit ran");
+        match audit {
+            Ok(a) => assert!(a.is_sound(), "the ledger and the balances disagree: {a:?}"),
+            Err(e) => panic!("could not audit the ledger: {e}"),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -77,6 +111,7 @@ impl TestApp {
             router,
             cookies: BTreeMap::new(),
             ip: "203.0.113.7".into(),
+            audits: true,
         }
     }
 
@@ -94,6 +129,7 @@ impl TestApp {
             router,
             cookies: self.cookies.clone(),
             ip: self.ip.clone(),
+            audits: false,
         }
     }
 
@@ -197,6 +233,7 @@ impl TestApp {
             router: self.router.clone(),
             cookies: BTreeMap::new(),
             ip: "198.51.100.20".into(),
+            audits: false,
         }
     }
 
@@ -227,7 +264,7 @@ pub fn extract_csrf(html: &str) -> String {
 
 /// The newest email in the outbox to `to`: (subject, body).
 pub async fn last_email(db: &PgPool, to: &str) -> Option<(String, String)> {
-    sqlx::query_as("SELECT subject, body_text FROM email_outbox WHERE to_address = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
+    sqlx::query_as("SELECT subject, coalesce(body_secret, body_text) FROM email_outbox WHERE to_address = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
         .bind(to)
         .fetch_optional(db)
         .await

@@ -1,8 +1,10 @@
 //! Integration tests: the real router and a fresh PostgreSQL database per
 //! test (`#[sqlx::test]`), over HTTP requests a browser would send.
 
+mod account_holes;
 mod accounts;
 mod gateway;
+mod gateway_holes;
 mod helpers;
 mod keys;
 mod organizations;

@@ -113,3 +113,56 @@ async fn demo_data_seeds_plans_an_admin_and_a_customer(db: PgPool) {
     assert_eq!(res.location(), "/account");
     assert!(app.get("/account").await.body.contains("Demo Co"));
 }
+
+#[sqlx::test]
+async fn every_page_forbids_framing_sniffing_and_injected_script(db: PgPool) {
+    let mut app = TestApp::new(db.clone()).await;
+    for path in ["/", "/login", "/signup", "/docs", "/no/such/page"] {
+        let res = app.get(path).await;
+        for (name, value) in [
+            ("x-frame-options", "DENY"),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "same-origin"),
+        ] {
+            assert_eq!(res.header(name).as_deref(), Some(value), "{path}: {name}");
+        }
+        assert_eq!(res.header("strict-transport-security"), None, "plain http");
+        let csp = res.header("content-security-policy").expect("a policy");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        // The page's own inline scripts carry the policy's nonce, so they
+        // run; script without it does not.
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .unwrap_or_else(|| panic!("{path}: no nonce in {csp}"));
+        assert!(nonce.len() >= 16, "{nonce}");
+        let scripts = res.body.matches("<script").count();
+        let nonced = res.body.matches(&format!("nonce=\"{nonce}\"")).count();
+        assert!(scripts > 0, "{path} hydrates");
+        assert!(nonced >= scripts, "{path}: every inline script has the nonce");
+    }
+    let again = app.get("/").await.header("content-security-policy").unwrap();
+    let first = app.get("/").await.header("content-security-policy").unwrap();
+    assert_ne!(again, first, "a new nonce for every page");
+    // API answers and files get the fallback policy.
+    let api = app.call("GET", "/v1/ping", None, None, &[]).await;
+    assert_eq!(
+        api.header("content-security-policy").as_deref(),
+        Some(tollgate::http::security::FALLBACK_CSP)
+    );
+    assert_eq!(api.header("x-frame-options").as_deref(), Some("DENY"));
+
+    let https = tollgate::config::Config {
+        public_url: "https://portal.test".parse().unwrap(),
+        secure_cookies: true,
+        ..tollgate::config::Config::for_tests()
+    };
+    let mut secure = TestApp::with_config(db, https).await;
+    assert!(secure
+        .get("/login")
+        .await
+        .header("strict-transport-security")
+        .is_some_and(|v| v.starts_with("max-age=")));
+}

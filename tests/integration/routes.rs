@@ -78,10 +78,19 @@ async fn upstream() -> String {
         let location = format!("http://{addr}/internal/admin");
         (StatusCode::FOUND, [("location", location)])
     };
+    // Scheme-relative locations: elsewhere on the host, and below the route.
+    let schemeless = move || async move {
+        (StatusCode::FOUND, [("location", format!("//{addr}/internal/admin"))])
+    };
+    let schemeless_below = move || async move {
+        (StatusCode::FOUND, [("location", format!("//{addr}/api/echo/y"))])
+    };
     let app = Router::new()
         .route("/api/echo/{*rest}", any(echo))
         .route("/api/moved", get(moved))
         .route("/api/away", get(away))
+        .route("/api/schemeless", get(schemeless))
+        .route("/api/schemeless-below", get(schemeless_below))
         .route("/api/tokens", get(tokens))
         .route("/api/cost", get(cost))
         .route("/api/stream", get(stream))
@@ -106,7 +115,7 @@ async fn upstream() -> String {
 }
 
 /// A platform admin signed in, in their own browser.
-async fn admin_of(app: &TestApp) -> TestApp {
+pub(crate) async fn admin_of(app: &TestApp) -> TestApp {
     std::env::set_var("TOLLGATE_ADMIN_PASSWORD", "operator password");
     tollgate::cli::create_admin(&app.db, "ops@example.com", "Operator")
         .await
@@ -117,7 +126,7 @@ async fn admin_of(app: &TestApp) -> TestApp {
 }
 
 /// Adds a route through the admin form, as an admin in a browser does.
-async fn add_route(ops: &mut TestApp, fields: &[(&str, &str)]) -> TestResponse {
+pub(crate) async fn add_route(ops: &mut TestApp, fields: &[(&str, &str)]) -> TestResponse {
     let csrf = extract_csrf(&ops.get("/admin/routes").await.body);
     let mut all = vec![("csrf", csrf.as_str())];
     all.extend_from_slice(fields);
@@ -133,7 +142,7 @@ fn pairs(fields: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-async fn balance(db: &PgPool, org: Uuid) -> i64 {
+pub(crate) async fn balance(db: &PgPool, org: Uuid) -> i64 {
     sqlx::query_scalar("SELECT included + purchased FROM org_meters WHERE org_id = $1")
         .bind(org)
         .fetch_one(db)
@@ -696,7 +705,24 @@ async fn upstream_redirects_and_headers_cannot_speak_for_the_gateway(db: PgPool)
     );
     assert!(moved.header("request-id").unwrap().starts_with("req_"));
     assert_eq!(moved.header("tollgate-warning"), None);
-    assert_ne!(moved.header("ratelimit").as_deref(), Some("forged"));
+    let ratelimit = moved.header("ratelimit").expect("the gateway's own RateLimit");
+    assert!(ratelimit.starts_with("\"plan\";r="), "{ratelimit}");
+    let schemeless = app
+        .call("GET", "/v1/up/schemeless", Some(&key), None, &[])
+        .await;
+    assert_eq!(schemeless.status, StatusCode::FOUND);
+    assert_eq!(
+        schemeless.header("location"),
+        None,
+        "a scheme-relative location to the upstream's other paths is dropped too"
+    );
+    let below = app
+        .call("GET", "/v1/up/schemeless-below", Some(&key), None, &[])
+        .await;
+    assert_eq!(
+        below.header("location").as_deref(),
+        Some("http://portal.test/v1/up/echo/y")
+    );
     let away = app.call("GET", "/v1/up/away", Some(&key), None, &[]).await;
     assert_eq!(away.status, StatusCode::FOUND);
     assert_eq!(

@@ -48,9 +48,11 @@ fn CopyButton(text: String) -> impl IntoView {
 #[component]
 fn KeyRow(key: ApiKeyView, csrf: String, manage: bool) -> impl IntoView {
     let active = key.status == "active";
-    let controls = (manage && active).then(|| {
-        let (c1, c2) = (csrf.clone(), csrf.clone());
-        let (id1, id2) = (key.id.clone(), key.id.clone());
+    // A key still working during a rotation's overlap can be revoked too.
+    let live = active || key.status == "expiring";
+    let rotate = (manage && active).then(|| {
+        let c1 = csrf.clone();
+        let id1 = key.id.clone();
         view! {
             <form method="post" action="/api/rotate_api_key" class="inline-form">
                 <Csrf token=c1/>
@@ -63,6 +65,12 @@ fn KeyRow(key: ApiKeyView, csrf: String, manage: bool) -> impl IntoView {
                 </select>
                 <button type="submit" class="button button-small">"Rotate"</button>
             </form>
+        }
+    });
+    let revoke = (manage && live).then(|| {
+        let c2 = csrf.clone();
+        let id2 = key.id.clone();
+        view! {
             <form method="post" action="/api/revoke_api_key" class="inline-form">
                 <Csrf token=c2/>
                 <input type="hidden" name="key_id" value=id2/>
@@ -70,6 +78,7 @@ fn KeyRow(key: ApiKeyView, csrf: String, manage: bool) -> impl IntoView {
             </form>
         }
     });
+    let controls = view! { {rotate} {revoke} };
     let display = key.display.clone();
     view! {
         <tr data-key=display>
