@@ -262,7 +262,8 @@ async fn an_admin_adds_a_route_and_calls_are_proxied_and_charged(db: PgPool) {
         "/v1/models/./x",
     ] {
         let res = app.call("GET", sneaky, Some(&key), None, &[]).await;
-        assert_eq!(res.status, StatusCode::NOT_FOUND, "{sneaky}");
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{sneaky}");
+        assert_eq!(res.json()["code"], "invalid_path", "{sneaky}");
     }
 
     // A segment that only starts like the prefix is not the route.
