@@ -197,6 +197,13 @@ async fn a_release_after_the_period_ended_goes_to_expired_and_the_ledger_agrees(
     rec.gate.notify_one();
     let (status, _, body) = first.await.unwrap();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let included: i64 = sqlx::query_scalar("SELECT included FROM org_meters WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(included, 0, "credits of an ended period do not come back");
+    assert_ledger_balanced(&db).await;
     app.clock.advance(time::Duration::seconds(1));
     let third = app.call("POST", "/v1/text/sentiment", Some(&key), text, &[]).await;
     assert_eq!(third.status, StatusCode::OK, "{}", third.body);
@@ -349,4 +356,52 @@ async fn test_keys_never_spend_the_live_rate_limit(db: PgPool) {
         assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
         app.clock.advance(time::Duration::seconds(2));
     }
+}
+
+#[sqlx::test]
+async fn usage_events_still_queued_at_shutdown_are_written_before_the_server_stops(db: PgPool) {
+    let (app, key, org) = customer(&db).await;
+    let state = tollgate::state::AppState::new(
+        db.clone(),
+        tollgate::config::Config::for_tests(),
+        app.clock.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tollgate::startup::serve_on(state, listener, async {
+        let _ = stopped.await;
+    }));
+    // The key's row is busy: the batch of these calls (which also moves the
+    // key's last-used time) cannot commit yet.
+    let mut busy = db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM api_keys WHERE org_id = $1 FOR UPDATE")
+        .bind(org)
+        .execute(&mut *busy)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let res = client
+            .get(format!("http://{addr}/v1/ping"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        app.clock.advance(time::Duration::seconds(1));
+    }
+    // Stop the server while the events wait; the table frees up a little later.
+    stop.send(()).unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        busy.commit().await.unwrap();
+    });
+    server.await.unwrap().unwrap();
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_events WHERE org_id = $1 AND endpoint = 'ping'")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(written, 3, "the server stopped only after writing them");
 }
