@@ -13,7 +13,11 @@
 -- 4. Test keys have their own rate limiter (`sandbox_rate_tat`), so sandbox
 --    traffic never spends the live limit.
 --
--- Replaced functions: gateway_authorize(bytea, text, text, bigint,
+-- 5. The decision carries the organization's low-balance threshold
+--    (`org_meters.low_balance_at`), which the gateway's warning follows.
+--
+-- Replaced functions: gateway_check keeps its signature (it also reads the
+-- low-balance threshold); gateway_authorize(bytea, text, text, bigint,
 -- timestamptz, text, text[]) becomes gateway_authorize(..., timestamptz) with
 -- the hold's deadline; gateway_rate_lease(uuid, integer, integer, timestamptz)
 -- becomes gateway_rate_lease(uuid, text, integer, integer, timestamptz) with
@@ -34,6 +38,90 @@ CREATE TABLE gateway_holds (
     created_at   timestamptz NOT NULL
 );
 CREATE INDEX gateway_holds_due_idx ON gateway_holds (settle_after);
+
+ALTER TYPE gateway_decision ADD ATTRIBUTE low_balance_at bigint;
+
+CREATE OR REPLACE FUNCTION gateway_check(
+    p_token_hash bytea, p_endpoint text, p_scope text, p_now timestamptz, p_route_plans text[] DEFAULT NULL
+) RETURNS gateway_decision LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    d gateway_decision;
+    k record;
+    s record;
+    v_included_ok boolean;
+BEGIN
+    d.charged := 0;
+    SELECT id, org_id, mode, scopes, expires_at, revoked_at INTO k FROM api_keys WHERE token_hash = p_token_hash;
+    IF NOT FOUND THEN
+        d.outcome := 'invalid_api_key';
+        RETURN d;
+    END IF;
+    d.key_id := k.id; d.org_id := k.org_id; d.mode := k.mode;
+    IF k.revoked_at IS NOT NULL AND k.revoked_at <= p_now THEN
+        d.outcome := 'api_key_revoked'; RETURN d;
+    END IF;
+    IF k.expires_at IS NOT NULL AND k.expires_at <= p_now THEN
+        d.outcome := 'api_key_expired'; RETURN d;
+    END IF;
+    IF NOT ('*' = ANY (k.scopes) OR p_scope = ANY (k.scopes)) THEN
+        d.outcome := 'scope_forbidden'; RETURN d;
+    END IF;
+
+    SELECT sub.status, sub.current_period_end, sub.grace_until, sub.trial_end,
+           p.code, p.rate_limit_per_sec, p.endpoints
+      INTO s
+      FROM subscriptions sub JOIN plans p ON p.id = sub.plan_id
+     WHERE sub.org_id = k.org_id;
+    IF NOT FOUND THEN
+        d.outcome := 'subscription_expired'; RETURN d;
+    END IF;
+    d.plan_code := s.code; d.rate_per_sec := s.rate_limit_per_sec;
+
+    -- Money states bind live keys only; test keys never touch real money.
+    IF k.mode = 'live' THEN
+        IF s.status = 'pending_approval' THEN
+            d.outcome := 'subscription_pending_approval'; RETURN d;
+        ELSIF s.status = 'unpaid' THEN
+            d.outcome := 'subscription_past_due'; RETURN d;
+        ELSIF s.status = 'past_due' THEN
+            IF s.grace_until IS NOT NULL AND s.grace_until > p_now THEN
+                d.in_grace_until := s.grace_until;
+            ELSE
+                d.outcome := 'subscription_past_due'; RETURN d;
+            END IF;
+        ELSIF s.status = 'expired' OR (s.status = 'canceled' AND p_now >= s.current_period_end) THEN
+            d.outcome := 'subscription_expired'; RETURN d;
+        ELSIF s.status = 'trialing' AND p_now >= coalesce(s.trial_end, s.current_period_end)
+              AND NOT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = k.org_id AND removed_at IS NULL) THEN
+            d.outcome := 'payment_method_required'; RETURN d;
+        END IF;
+    END IF;
+
+    IF p_route_plans IS NOT NULL THEN
+        v_included_ok := cardinality(p_route_plans) = 0 OR s.code = ANY (p_route_plans);
+    ELSE
+        v_included_ok := '*' = ANY (s.endpoints) OR p_endpoint = ANY (s.endpoints);
+    END IF;
+    IF NOT v_included_ok THEN
+        d.outcome := 'plan_upgrade_required';
+        SELECT code INTO d.suggested_plan FROM plans
+         WHERE active AND (CASE WHEN p_route_plans IS NOT NULL
+                                THEN cardinality(p_route_plans) = 0 OR code = ANY (p_route_plans)
+                                ELSE '*' = ANY (endpoints) OR p_endpoint = ANY (endpoints) END)
+         ORDER BY price_minor, sort_order LIMIT 1;
+        RETURN d;
+    END IF;
+
+    -- What the headers show, read without a lock (nothing is written here).
+    SELECT CASE WHEN k.mode = 'live'
+                THEN (CASE WHEN included_expires_at IS NOT NULL AND included_expires_at <= p_now THEN 0 ELSE included END) + purchased
+                ELSE sandbox END,
+           spend_cap, period_spent, low_balance_at
+      INTO d.balance, d.spend_cap, d.period_spent, d.low_balance_at
+      FROM org_meters WHERE org_id = k.org_id;
+    d.outcome := 'ok';
+    RETURN d;
+END $$;
 
 DROP FUNCTION gateway_authorize(bytea, text, text, bigint, timestamptz, text, text[]);
 
@@ -62,6 +150,7 @@ BEGIN
     IF NOT FOUND THEN
         d.outcome := 'insufficient_credits'; d.balance := 0; RETURN d;
     END IF;
+    d.low_balance_at := m.low_balance_at;
 
     -- Rate limit (GCRA), one limiter per mode: one request per 1/rate
     -- seconds, bursts up to one second's worth. A refused request leaves the

@@ -128,7 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::demo::seed(&db, clock.now()).await?;
                 crate::demo::print_credentials(config.public_url.as_str());
             }
-            crate::startup::serve(AppState::new(db, config, clock)).await
+            crate::startup::serve(AppState::start(db, config, clock)).await
         }
         Command::Migrate => {
             let db = crate::db::connect(&config).await?;
@@ -221,31 +221,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(&config).await?;
             crate::db::migrate(&db).await?;
             let (org, user, _) = membership_of(&db, &email).await?;
-            let now = Clock::System.now();
-            let mut tx = db.begin().await?;
-            let key = format!("adjustment:{}", uuid::Uuid::now_v7());
-            crate::billing::ledger::post(
-                &mut tx,
+            crate::billing::ledger::adjust(
+                &db,
                 org,
-                "adjustment",
-                &key,
-                &[("purchased", amount), ("adjustments", -amount)],
-                now,
+                Some(user),
+                amount,
                 &reason,
+                Clock::System.now(),
             )
             .await
             .context("the adjustment would make the balance negative")?;
-            let details = serde_json::json!({"amount": amount, "reason": reason});
-            crate::audit::record(
-                &mut tx,
-                now,
-                Some(user),
-                Some(org),
-                "credits.adjusted",
-                details,
-            )
-            .await?;
-            tx.commit().await?;
             println!(
                 "{}",
                 crate::billing::ledger::balances(&db, org).await?.live()
@@ -289,11 +274,15 @@ pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow:
     let email = Email::parse(email).map_err(anyhow::Error::msg)?;
     let now = Clock::System.now();
     if let Some(user) = users::by_email(db, &email).await? {
+        let mut tx = db.begin().await?;
         sqlx::query("UPDATE users SET is_platform_admin = true, updated_at = $2 WHERE id = $1")
             .bind(user.id)
             .bind(now)
-            .execute(db)
+            .execute(&mut *tx)
             .await?;
+        let details = serde_json::json!({"user_id": user.id});
+        crate::audit::record(&mut tx, now, None, None, "admin.granted", details).await?;
+        tx.commit().await?;
         println!("{email} is now a platform admin (password unchanged)");
         return Ok(());
     }
@@ -314,10 +303,10 @@ pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow:
         Err(e) => bail!("password rejected: {e}"),
     };
     let hash = password::hash(password.expose().to_string()).await?;
-    let mut conn = db.acquire().await?;
-    let id = users::insert(&mut conn, &email, name, &hash, true, now).await?;
+    let mut tx = db.begin().await?;
+    let id = users::insert(&mut tx, &email, name, &hash, true, now).await?;
     crate::audit::record(
-        &mut conn,
+        &mut tx,
         now,
         None,
         None,
@@ -325,6 +314,7 @@ pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow:
         serde_json::json!({"user_id": id}),
     )
     .await?;
+    tx.commit().await?;
     println!("created platform admin {email}");
     Ok(())
 }
@@ -333,7 +323,7 @@ async fn membership_of(
     db: &sqlx::PgPool,
     email: &str,
 ) -> anyhow::Result<(uuid::Uuid, uuid::Uuid, crate::accounts::Role)> {
-    let row: Option<(uuid::Uuid, uuid::Uuid, String)> = sqlx::query_as(
+    let row: Option<(uuid::Uuid, uuid::Uuid, crate::accounts::Role)> = sqlx::query_as(
         "SELECT m.org_id, u.id, m.role FROM users u JOIN memberships m ON m.user_id = u.id
          WHERE lower(u.email) = lower($1) ORDER BY m.created_at LIMIT 1",
     )
@@ -343,9 +333,5 @@ async fn membership_of(
     let Some((org, user, role)) = row else {
         bail!("{email} is not a member of any organization");
     };
-    Ok((
-        org,
-        user,
-        crate::accounts::Role::parse(&role).unwrap_or(crate::accounts::Role::Billing),
-    ))
+    Ok((org, user, role))
 }

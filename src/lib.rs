@@ -2,8 +2,8 @@
 //! the metered API gateway behind it.
 //!
 //! This crate is the server and the domain. The UI lives in the `app` crate
-//! and reaches this one only through `app::backend::PortalBackend`, which
-//! [`portal_backend`] implements.
+//! and reaches this one only through the ports in `app::backend` (one per
+//! area), which [`portal`] implements.
 
 pub mod accounts; // users, passwords, sessions, sign-in throttling, organizations
 pub mod api_keys; // key format, hashing, create/list/revoke/rotate
@@ -19,9 +19,10 @@ pub mod docs; // markdown documentation from content/
 pub mod email; // the outbox and the SMTP sender
 pub mod gateway; // the metered /v1 pipeline, problem bodies, usage events
 pub mod http; // request ids, the anti-forgery guard, health endpoints
-pub mod jobs; // background jobs and the shutdown signal
-pub mod portal_backend; // the port the UI calls
+pub mod jobs; // background jobs, one module each, instance-safe
+pub mod portal; // the UI's ports, one file per area
 pub mod sample_api; // the built-in upstream and the OpenAPI document
+pub mod shutdown; // the shutdown signal every background loop watches
 pub mod startup; // router assembly and serving
 pub mod state; // shared application state
 pub mod telemetry; // tracing set-up

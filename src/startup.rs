@@ -2,15 +2,14 @@
 
 use crate::accounts::sessions::PgSessionStore;
 use crate::http::{guard, health, request_id};
-use crate::jobs::Shutdown;
-use crate::portal_backend::Portal;
+use crate::portal::Portal;
+use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use app::backend::Backend;
 use app::{shell, App};
 use axum::Router;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -20,7 +19,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 pub const SESSION_COOKIE: &str = "tollgate_session";
 
 pub fn router(state: AppState) -> Router {
-    let backend: Backend = Arc::new(Portal::new(state.clone()));
+    let backend: Backend = Portal::backend(state.clone());
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
 
@@ -105,7 +104,7 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     let shutdown = Shutdown::default();
     // Routes are in place before the first call (then kept current by a job).
-    state.routes.reload(&state.db).await?;
+    state.gateway.routes.reload(&state.db).await?;
     let jobs = crate::jobs::spawn_all(&state, &shutdown);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, public_url = %state.config.public_url, "Tollgate is listening");
@@ -124,7 +123,7 @@ pub async fn serve_on(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), job).await;
     }
     // Every call has been answered; its usage event may still be queued.
-    state.usage.flush().await;
+    state.gateway.drain().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! The state every handler and the portal backend share.
+//! The state every handler and the portal backend share: the database, the
+//! gateway's parts, the configuration, the clock and the Leptos options.
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::gateway::Gateway;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
@@ -10,17 +12,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
-    /// The gateway's pool: commits without waiting for the disk; calls that
-    /// move credits wait on `durable` instead (see `gateway::durable`).
-    pub gateway_db: PgPool,
-    pub durable: crate::gateway::durable::Durability,
-    /// Rate-limit tokens this instance has claimed (see `gateway::rate`).
-    pub rate: crate::gateway::rate::RateLeases,
-    /// Where the gateway sends usage events (written in batches).
-    pub usage: crate::gateway::usage::UsageSink,
-    /// The active provider routes, kept current by `gateway::routes::follow`.
-    pub routes: crate::gateway::routes::RouteTable,
-    pub upstreams: crate::gateway::proxy::Upstreams,
+    pub gateway: Gateway,
     pub config: Arc<Config>,
     pub clock: Clock,
     pub leptos_options: LeptosOptions,
@@ -33,8 +25,7 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 impl AppState {
-    /// Must be called inside a Tokio runtime: it starts the usage writer.
-    pub fn new(db: PgPool, config: Config, clock: Clock) -> Self {
+    pub fn new(db: PgPool, gateway: Gateway, config: Config, clock: Clock) -> Self {
         let leptos_options = LeptosOptions::builder()
             .output_name("tollgate")
             .site_root(config.site_root.clone())
@@ -45,16 +36,17 @@ impl AppState {
             })
             .build();
         Self {
-            usage: crate::gateway::usage::UsageSink::start(db.clone()),
-            gateway_db: crate::gateway::durable::async_commit_pool(&db),
-            durable: crate::gateway::durable::Durability::start(&db),
-            rate: Default::default(),
-            routes: Default::default(),
-            upstreams: Default::default(),
             db,
+            gateway,
             config: Arc::new(config),
             clock,
             leptos_options,
         }
+    }
+
+    /// A state with its gateway started on `db` (inside a Tokio runtime).
+    pub fn start(db: PgPool, config: Config, clock: Clock) -> Self {
+        let gateway = Gateway::start(&db);
+        Self::new(db, gateway, config, clock)
     }
 }

@@ -1,5 +1,5 @@
 //! Tollgate's portal UI: a Leptos app rendered on the server and hydrated in
-//! the browser. It reaches the server only through [`backend::PortalBackend`]
+//! the browser. It reaches the server only through the ports in [`backend`]
 //! (compiled with the `ssr` feature), so nothing server-side can leak into the
 //! wasm bundle.
 #![recursion_limit = "256"]

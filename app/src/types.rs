@@ -206,6 +206,15 @@ pub struct NewKey {
     pub secret: String,
 }
 
+/// What an organization has left to spend, in credits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Balances {
+    /// Included and purchased credits, spent by live keys.
+    pub live: i64,
+    /// Spent by test keys.
+    pub sandbox: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeysPage {
     pub org_name: String,

@@ -17,7 +17,7 @@ pub struct Invitation {
     pub org_id: Uuid,
     pub org_name: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub expires_at: OffsetDateTime,
 }
 
@@ -174,14 +174,14 @@ pub async fn accept_in(
             "this invitation was sent to another email address",
         ));
     }
-    let role = Role::parse(&inv.role).unwrap_or(Role::Developer);
+    let role = inv.role;
     super::organizations::add_member(conn, inv.org_id, user, role, now).await?;
     sqlx::query("UPDATE invitations SET accepted_at = $2 WHERE id = $1")
         .bind(inv.id)
         .bind(now)
         .execute(&mut *conn)
         .await?;
-    let details = serde_json::json!({"invitation_id": inv.id, "role": inv.role});
+    let details = serde_json::json!({"invitation_id": inv.id, "role": inv.role.as_str()});
     crate::audit::record(
         conn,
         now,

@@ -2,7 +2,7 @@
 //! password resets, organizations, memberships and invitations.
 //!
 //! This module owns the rules (who may do what, what input is valid); it does
-//! not know about HTML or Leptos. `portal_backend` turns its errors into
+//! not know about HTML or Leptos. `portal::errors` turns its errors into
 //! messages next to form fields.
 
 pub mod invitations;
@@ -160,6 +160,8 @@ impl Role {
         matches!(self, Role::Owner | Role::Admin)
     }
 }
+
+crate::text_sqlx!(Role);
 
 #[cfg(test)]
 mod tests {

@@ -94,13 +94,7 @@ pub async fn default_for_user(db: &PgPool, user: Uuid) -> Result<Option<Uuid>, s
 pub struct Membership {
     pub org_id: Uuid,
     pub org_name: String,
-    pub role: String,
-}
-
-impl Membership {
-    pub fn role(&self) -> Role {
-        Role::parse(&self.role).unwrap_or(Role::Billing)
-    }
+    pub role: Role,
 }
 
 /// The user's membership in `org`, if they still have one.
@@ -125,7 +119,7 @@ pub struct Member {
     pub user_id: Uuid,
     pub email: String,
     pub display_name: String,
-    pub role: String,
+    pub role: Role,
     pub created_at: OffsetDateTime,
 }
 
@@ -176,16 +170,14 @@ async fn target_role(
     org: Uuid,
     target: Uuid,
 ) -> Result<Role, AccountsError> {
-    let role: Option<String> = sqlx::query_scalar(
+    let role: Option<Role> = sqlx::query_scalar(
         "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2 FOR UPDATE",
     )
     .bind(org)
     .bind(target)
     .fetch_optional(&mut *conn)
     .await?;
-    role.as_deref()
-        .and_then(Role::parse)
-        .ok_or(AccountsError::NotFound)
+    role.ok_or(AccountsError::NotFound)
 }
 
 pub async fn change_role(

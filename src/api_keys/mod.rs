@@ -49,6 +49,8 @@ impl Mode {
     }
 }
 
+crate::text_sqlx!(Mode);
+
 /// A whole API key. Only its creator ever sees it, once.
 #[derive(Clone)]
 pub struct Secret(String);

@@ -11,7 +11,7 @@ use uuid::Uuid;
 pub struct ApiKey {
     pub id: Uuid,
     pub name: String,
-    pub mode: String,
+    pub mode: Mode,
     pub prefix: String,
     pub last4: String,
     pub scopes: Vec<String>,
@@ -98,14 +98,14 @@ async fn locked_manager(
     org: Uuid,
     user: Uuid,
 ) -> Result<Role, AccountsError> {
-    let role: Option<String> = sqlx::query_scalar(
+    let role: Option<Role> = sqlx::query_scalar(
         "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE",
     )
     .bind(org)
     .bind(user)
     .fetch_optional(&mut *tx)
     .await?;
-    match role.as_deref().and_then(Role::parse) {
+    match role {
         Some(role) if may_manage(role) => Ok(role),
         _ => Err(AccountsError::Forbidden(
             "only developers, admins and owners manage API keys",
@@ -260,7 +260,7 @@ pub async fn rotate(
     .fetch_optional(&mut *tx)
     .await?;
     let old = old.ok_or(AccountsError::NotFound)?;
-    let mode = Mode::parse(&old.mode).unwrap_or(Mode::Test);
+    let mode = old.mode;
     let (new_id, secret) = insert(
         &mut tx,
         org,

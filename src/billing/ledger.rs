@@ -1,36 +1,112 @@
-//! The credit ledger's Rust side. Postings go through the `ledger_post`
-//! database function (balanced, idempotent, projected into `org_meters`);
-//! the gateway's hot path charges through `gateway_authorize`.
+//! The credit ledger's Rust side: its accounts and kinds as enums, and the
+//! one write path ([`post`]) through the `ledger_post` database function
+//! (balanced, idempotent, projected into `org_meters`). The gateway's hot
+//! path charges through `gateway_authorize` instead.
 
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Credits a test key's sandbox starts with (and is refilled to).
-pub const SANDBOX_START: i64 = 1000;
+use super::policy::SANDBOX_START;
 
-/// Posts a balanced transaction; `false` when `key` was posted before.
+crate::text_enum! {
+    /// A ledger account. `Included`, `Purchased` and `Sandbox` are the
+    /// customer's (projected into `org_meters`); the others are where credits
+    /// come from and go to.
+    pub enum Account {
+        Included = "included",
+        Purchased = "purchased",
+        Sandbox = "sandbox",
+        Revenue = "revenue",
+        Grants = "grants",
+        Payments = "payments",
+        Expired = "expired",
+        Adjustments = "adjustments",
+        SandboxSource = "sandbox_source",
+        SandboxSink = "sandbox_sink",
+    }
+}
+
+crate::text_enum! {
+    /// What a ledger transaction records.
+    pub enum Kind {
+        Grant = "grant",
+        Purchase = "purchase",
+        Usage = "usage",
+        Refund = "refund",
+        Expiry = "expiry",
+        Adjustment = "adjustment",
+        SandboxGrant = "sandbox_grant",
+        SandboxUsage = "sandbox_usage",
+        SandboxRefund = "sandbox_refund",
+    }
+}
+
+/// One balanced transaction: its entries sum to zero.
+#[derive(Debug, Clone)]
+pub struct Posting<'a> {
+    pub org: Uuid,
+    pub kind: Kind,
+    /// Names the write: a retry with the same key moves nothing.
+    pub key: &'a str,
+    pub entries: &'a [(Account, i64)],
+    pub memo: &'a str,
+}
+
+/// The one write path of the ledger outside the gateway's hot path (which
+/// charges inside `gateway_authorize`): posts a balanced transaction through
+/// `ledger_post` (idempotent, projected into `org_meters`, whose CHECKs
+/// refuse a negative balance). `false` when the key was posted before.
 pub async fn post(
     conn: &mut PgConnection,
-    org: Uuid,
-    kind: &str,
-    key: &str,
-    entries: &[(&str, i64)],
+    posting: Posting<'_>,
     now: OffsetDateTime,
-    memo: &str,
 ) -> Result<bool, sqlx::Error> {
-    let accounts: Vec<&str> = entries.iter().map(|(a, _)| *a).collect();
-    let amounts: Vec<i64> = entries.iter().map(|(_, x)| *x).collect();
+    let accounts: Vec<Account> = posting.entries.iter().map(|(a, _)| *a).collect();
+    let amounts: Vec<i64> = posting.entries.iter().map(|(_, x)| *x).collect();
     sqlx::query_scalar("SELECT ledger_post($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, $7)")
-        .bind(org)
-        .bind(kind)
-        .bind(key)
+        .bind(posting.org)
+        .bind(posting.kind)
+        .bind(posting.key)
         .bind(accounts)
         .bind(amounts)
         .bind(now)
-        .bind(memo)
+        .bind(posting.memo)
         .fetch_one(conn)
         .await
+}
+
+/// An operator's credit adjustment (CLI now, the admin console later):
+/// `amount` credits into (or, negative, out of) the purchased balance, with
+/// the reason and who made it in the audit log, in one transaction.
+pub async fn adjust(
+    db: &PgPool,
+    org: Uuid,
+    actor: Option<Uuid>,
+    amount: i64,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let key = format!("adjustment:{}", Uuid::now_v7());
+    post(
+        &mut tx,
+        Posting {
+            org,
+            kind: Kind::Adjustment,
+            key: &key,
+            entries: &[
+                (Account::Purchased, amount),
+                (Account::Adjustments, -amount),
+            ],
+            memo: reason,
+        },
+        now,
+    )
+    .await?;
+    let details = serde_json::json!({"amount": amount, "reason": reason});
+    crate::audit::record(&mut tx, now, actor, Some(org), "credits.adjusted", details).await?;
+    tx.commit().await
 }
 
 /// Opens an organization's meters for a period: its plan's included credits
@@ -55,31 +131,27 @@ pub async fn open(
     if included > 0 {
         let key = format!("grant:{org}:{period_start}");
         let memo = format!("included credits of the {plan_name} plan");
-        post(
-            conn,
+        let grant = Posting {
             org,
-            "grant",
-            &key,
-            &[("grants", -included), ("included", included)],
-            period_start,
-            &memo,
-        )
-        .await?;
+            kind: Kind::Grant,
+            key: &key,
+            entries: &[(Account::Grants, -included), (Account::Included, included)],
+            memo: &memo,
+        };
+        post(conn, grant, period_start).await?;
     }
     let key = format!("sandbox:{org}:start");
-    post(
-        conn,
+    let sandbox = Posting {
         org,
-        "sandbox_grant",
-        &key,
-        &[
-            ("sandbox_source", -SANDBOX_START),
-            ("sandbox", SANDBOX_START),
+        kind: Kind::SandboxGrant,
+        key: &key,
+        entries: &[
+            (Account::SandboxSource, -SANDBOX_START),
+            (Account::Sandbox, SANDBOX_START),
         ],
-        period_start,
-        "starting sandbox balance",
-    )
-    .await?;
+        memo: "starting sandbox balance",
+    };
+    post(conn, sandbox, period_start).await?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 pub mod ledger;
 pub mod plans;
+pub mod policy;
 pub mod subscriptions;
 
 /// Formats integer minor units for display, for example 2900 USD → "$29.00".

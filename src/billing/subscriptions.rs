@@ -32,11 +32,12 @@ pub async fn start_free(
             .await?;
     sqlx::query(
         "INSERT INTO subscriptions (id, org_id, plan_id, status, current_period_start, current_period_end, created_at, updated_at)
-         VALUES ($1, $2, $3, 'active', $4, $5, $4, $4)",
+         VALUES ($1, $2, $3, $4, $5, $6, $5, $5)",
     )
     .bind(Uuid::now_v7())
     .bind(org)
     .bind(plan)
+    .bind(Status::Active)
     .bind(now)
     .bind(add_month(now))
     .execute(&mut *conn)
@@ -44,16 +45,31 @@ pub async fn start_free(
     super::ledger::open(conn, org, included, &name, now, add_month(now)).await
 }
 
+crate::text_enum! {
+    /// A subscription's state (product.md): `pending_approval` → `active` ↔
+    /// `past_due` → `unpaid`; `active` → `canceled` (at period end) →
+    /// `expired`; `trialing` before a first payment.
+    pub enum Status {
+        PendingApproval = "pending_approval",
+        Trialing = "trialing",
+        Active = "active",
+        PastDue = "past_due",
+        Unpaid = "unpaid",
+        Canceled = "canceled",
+        Expired = "expired",
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Current {
     pub plan: Plan,
-    pub status: String,
+    pub status: Status,
     pub period_start: OffsetDateTime,
     pub period_end: OffsetDateTime,
 }
 
 pub async fn current(db: &PgPool, org: Uuid) -> Result<Option<Current>, sqlx::Error> {
-    let row: Option<(Uuid, String, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
+    let row: Option<(Uuid, Status, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
         "SELECT plan_id, status, current_period_start, current_period_end FROM subscriptions WHERE org_id = $1",
     )
     .bind(org)

@@ -2,6 +2,7 @@
 //! forward-only and applied at start-up; a failed migration stops the server.
 
 pub mod embedded;
+pub mod text_enum;
 
 use crate::config::Config;
 use anyhow::Context;

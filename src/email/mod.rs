@@ -78,7 +78,7 @@ const MAX_ATTEMPTS: i32 = 5;
 
 /// Delivers pending messages by SMTP, forever. Rows are claimed with
 /// `FOR UPDATE SKIP LOCKED`, so several instances never send one twice.
-pub async fn run_sender(db: PgPool, smtp: SmtpConfig, shutdown: crate::jobs::Shutdown) {
+pub async fn run_sender(db: PgPool, smtp: SmtpConfig, shutdown: crate::shutdown::Shutdown) {
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(&smtp.url) {
         Ok(b) => b.build(),

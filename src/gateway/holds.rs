@@ -67,9 +67,9 @@ pub async fn settle(
     now: OffsetDateTime,
 ) -> Settled {
     for n in 0..3u32 {
-        match settle_once(&state.gateway_db, request_id, release, now).await {
+        match settle_once(&state.gateway.db, request_id, release, now).await {
             Ok((true, balance)) => {
-                if !state.durable.wait().await {
+                if !state.gateway.durable.wait().await {
                     tracing::error!(request_id, "could not confirm a settlement on disk");
                 }
                 return Settled::Now(balance);

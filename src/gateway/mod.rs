@@ -10,6 +10,7 @@
 //! event is written off the hot path (see [`usage`]).
 
 pub mod catalogue;
+pub mod decision;
 pub mod durable;
 pub mod holds;
 pub mod path;
@@ -28,15 +29,75 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use catalogue::Code;
+use decision::{Decision, Outcome};
 use problem::{Facts, Problem};
 use std::time::Instant;
 use time::OffsetDateTime;
 use usage::UsageEvent;
-use uuid::Uuid;
+
+/// The gateway's parts, started together by [`Gateway::start`] and shared
+/// by every call on this instance.
+#[derive(Clone)]
+pub struct Gateway {
+    /// The gateway's pool: commits without waiting for the disk; calls that
+    /// move credits wait on `durable` instead (see [`durable`]).
+    pub db: sqlx::PgPool,
+    pub durable: durable::Durability,
+    /// Rate-limit tokens this instance has claimed (see [`rate`]).
+    pub rate: rate::RateLeases,
+    /// Where calls send their usage events (written in batches).
+    pub usage: usage::UsageSink,
+    /// The active provider routes, kept current by [`routes::follow`].
+    pub routes: routes::RouteTable,
+    pub upstreams: proxy::Upstreams,
+}
+
+impl Gateway {
+    /// Starts the usage writer and the commit flusher on `db`'s database;
+    /// must be called inside a Tokio runtime.
+    pub fn start(db: &sqlx::PgPool) -> Self {
+        Gateway {
+            db: durable::async_commit_pool(db),
+            durable: durable::Durability::start(db),
+            rate: Default::default(),
+            usage: usage::UsageSink::start(db.clone()),
+            routes: Default::default(),
+            upstreams: Default::default(),
+        }
+    }
+
+    /// This instance's loops: the route table follows changes, and lapsed
+    /// rate leases are forgotten every ten minutes.
+    pub fn start_followers(
+        &self,
+        db: &sqlx::PgPool,
+        clock: &crate::clock::Clock,
+        shutdown: &crate::shutdown::Shutdown,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let (rate, clock, stop) = (self.rate.clone(), clock.clone(), shutdown.clone());
+        vec![
+            tokio::spawn(routes::follow(
+                db.clone(),
+                self.routes.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(async move {
+                while !stop.is_set() {
+                    rate.prune(clock.now());
+                    stop.sleep(std::time::Duration::from_secs(600)).await;
+                }
+            }),
+        ]
+    }
+
+    /// Writes the usage events still queued; for when the server stops.
+    pub async fn drain(&self) {
+        self.usage.flush().await;
+    }
+}
 
 pub const SIMULATE_HEADER: &str = "tollgate-simulate";
-/// Below this many credits, responses warn that the balance is low.
-pub const LOW_BALANCE: i64 = 10;
+use crate::billing::policy;
 /// The largest body a built-in endpoint reads.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
 /// How long past a route's timeout a held reservation waits before the
@@ -62,27 +123,8 @@ pub fn bench_router() -> Router<AppState> {
 async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(sample_api::openapi::document(
         &state.config,
-        &state.routes.all(),
+        &state.gateway.routes.all(),
     ))
-}
-
-/// The row `gateway_authorize` returns.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct Decision {
-    outcome: String,
-    key_id: Option<Uuid>,
-    org_id: Option<Uuid>,
-    mode: Option<String>,
-    plan_code: Option<String>,
-    rate_per_sec: Option<i32>,
-    rate_remaining: Option<i32>,
-    retry_after_ms: Option<i64>,
-    balance: Option<i64>,
-    charged: Option<i64>,
-    suggested_plan: Option<String>,
-    in_grace_until: Option<OffsetDateTime>,
-    spend_cap: Option<i64>,
-    period_spent: Option<i64>,
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -127,7 +169,8 @@ impl Ctx<'_> {
                 self.state.config.url("/billing/payment-methods")
             ));
         }
-        if d.outcome == "ok" && d.balance.is_some_and(|b| b < LOW_BALANCE) {
+        let low = d.low_balance_at.unwrap_or(policy::LOW_BALANCE_DEFAULT);
+        if d.outcome.is_ok() && d.balance.is_some_and(|b| b < low) {
             warnings.push(format!(
                 "low_balance; remaining={}; fix=\"{}\"",
                 d.balance.unwrap_or(0),
@@ -135,7 +178,7 @@ impl Ctx<'_> {
             ));
         }
         if let (Some(cap), Some(spent)) = (d.spend_cap, d.period_spent) {
-            if cap > 0 && spent * 5 >= cap * 4 && d.outcome == "ok" {
+            if d.outcome.is_ok() && policy::near_spend_cap(spent, cap) {
                 warnings.push(format!(
                     "spend_cap_near; spent={spent}; cap={cap}; fix=\"{}\"",
                     self.state.config.url("/billing/limits")
@@ -153,7 +196,7 @@ impl Ctx<'_> {
             request_id: self.facts.request_id.clone(),
             org_id,
             api_key_id: d.key_id,
-            mode: d.mode.clone().unwrap_or_else(|| "live".into()),
+            mode: d.mode.unwrap_or(Mode::Live).as_str().to_string(),
             endpoint: self.endpoint_id.clone(),
             method: self.method.to_string(),
             status: status.as_u16(),
@@ -163,7 +206,7 @@ impl Ctx<'_> {
             problem_body: problem.map(|p| p.body.clone()),
             at: self.now,
         };
-        self.state.usage.record(event).await;
+        self.state.gateway.usage.record(event).await;
     }
 
     async fn refuse(&self, code: Code, d: &Decision, facts: Facts) -> Response {
@@ -197,7 +240,7 @@ impl Ctx<'_> {
                 .bind(&self.facts.request_id)
                 .bind(route_plans)
                 .bind(hold_until)
-                .fetch_one(&self.state.gateway_db)
+                .fetch_one(&self.state.gateway.db)
                 .await
         };
         let d = match decision {
@@ -217,8 +260,7 @@ impl Ctx<'_> {
         cost: i64,
         simulate: Option<String>,
     ) -> Result<Decision, Response> {
-        if d.outcome != "ok" {
-            let code = Code::parse(&d.outcome).unwrap_or(Code::InvalidApiKey);
+        if let Outcome::Refused(code) = d.outcome {
             let facts = Facts {
                 balance: d.balance,
                 required: Some(cost),
@@ -236,7 +278,7 @@ impl Ctx<'_> {
             return Err(simulated(self, &d, &name, self.facts.clone()).await);
         }
         // Nothing is served on a charge that is not yet on disk.
-        if d.charged.unwrap_or(0) > 0 && !self.state.durable.wait().await {
+        if d.charged.unwrap_or(0) > 0 && !self.state.gateway.durable.wait().await {
             tracing::error!("could not confirm a charge on disk; giving it back");
             let amount = d.charged.unwrap_or(0);
             match holds::settle(self.state, &self.facts.request_id, amount, self.now).await {
@@ -260,7 +302,7 @@ impl Ctx<'_> {
             .bind(&self.endpoint_id)
             .bind(&self.scope)
             .bind(self.now)
-            .fetch_one(&self.state.gateway_db)
+            .fetch_one(&self.state.gateway.db)
             .await
         {
             Ok(d) => d,
@@ -286,27 +328,33 @@ impl Ctx<'_> {
             .bind(&self.scope)
             .bind(self.now)
             .bind(route_plans)
-            .fetch_one(&self.state.gateway_db)
+            .fetch_one(&self.state.gateway.db)
             .await?;
-        if d.outcome != "ok" {
+        if !d.outcome.is_ok() {
             return Ok(d);
         }
         let (Some(org), Some(rate), Some(_)) = (d.org_id, d.rate_per_sec, d.balance) else {
             // No meters: as `gateway_authorize` answers.
-            d.outcome = Code::InsufficientCredits.as_str().to_string();
+            d.outcome = Outcome::Refused(Code::InsufficientCredits);
             d.balance = Some(0);
             return Ok(d);
         };
-        let mode = Mode::parse(d.mode.as_deref().unwrap_or("live")).unwrap_or(Mode::Live);
+        let Some(mode) = d.mode else {
+            // An "ok" decision always names the key's mode.
+            return Err(sqlx::Error::Protocol(
+                "a decision without the key's mode".into(),
+            ));
+        };
         match self
             .state
+            .gateway
             .rate
-            .take(&self.state.gateway_db, org, mode, rate, self.now)
+            .take(&self.state.gateway.db, org, mode, rate, self.now)
             .await?
         {
             rate::Admit::Yes { remaining } => d.rate_remaining = Some(remaining),
             rate::Admit::No { retry_after_ms } => {
-                d.outcome = Code::RateLimited.as_str().to_string();
+                d.outcome = Outcome::Refused(Code::RateLimited);
                 d.rate_remaining = Some(0);
                 d.retry_after_ms = Some(retry_after_ms);
             }
@@ -330,12 +378,12 @@ impl Ctx<'_> {
             request_id: &self.facts.request_id,
             org_id: d.org_id.map(|id| id.to_string()).unwrap_or_default(),
             key_id: d.key_id.map(|id| id.to_string()).unwrap_or_default(),
-            mode: d.mode.clone().unwrap_or_default(),
+            mode: d.mode.map(|m| m.as_str().to_string()).unwrap_or_default(),
             plan: d.plan_code.clone().unwrap_or_default(),
             client_ip: crate::http::client_ip(parts, self.state.config.trusted_proxies),
         };
         let sent = proxy::forward(
-            &self.state.upstreams,
+            &self.state.gateway.upstreams,
             route,
             url,
             &parts.method,
@@ -451,7 +499,7 @@ async fn pipeline(state: AppState, req: Request) -> Response {
     let builtin = catalogue::endpoint(parts.method.as_str(), path);
     let route = match builtin {
         Some(_) => None,
-        None => state.routes.find(path),
+        None => state.gateway.routes.find(path),
     };
     let (endpoint_id, scope) = match (builtin, &route) {
         (Some(e), _) => (e.id.to_string(), e.scope.to_string()),
@@ -546,7 +594,13 @@ async fn pipeline(state: AppState, req: Request) -> Response {
             // the answer's headers, then reading a metered answer.
             let hold_until = now + route.timeout() * 2 + HOLD_MARGIN;
             let d = match ctx
-                .admit(&secret, reserve, Some(&route.plans), Some(hold_until), simulate)
+                .admit(
+                    &secret,
+                    reserve,
+                    Some(&route.plans),
+                    Some(hold_until),
+                    simulate,
+                )
                 .await
             {
                 Ok(d) => d,
@@ -577,13 +631,13 @@ async fn release(
             .await
     };
     let confirmed = |balance: Option<i64>| async move {
-        if !state.durable.wait().await {
+        if !state.gateway.durable.wait().await {
             tracing::error!(request_id, amount, "could not confirm a release on disk");
         }
         balance
     };
     for n in 0..3u32 {
-        match attempt(state.gateway_db.clone(), request_id.to_string()).await {
+        match attempt(state.gateway.db.clone(), request_id.to_string()).await {
             Ok(balance) => return confirmed(balance).await,
             Err(e) => {
                 tracing::warn!(error = %e, request_id, amount, "could not release credits; retrying");
@@ -659,7 +713,7 @@ async fn simulated(ctx: &Ctx<'_>, d: &Decision, name: &str, facts: Facts) -> Res
         } else {
             d.rate_remaining
         },
-        outcome: code.as_str().to_string(),
+        outcome: Outcome::Refused(code),
         charged: Some(0),
         ..d.clone()
     };

@@ -16,7 +16,10 @@ pub fn check(path: &str) -> Result<(), &'static str> {
     let lower = path.to_ascii_lowercase();
     // Encoded `.`, `/`, `\` and `%` (the last so that nothing decodes twice
     // into one of the others).
-    if ["%2e", "%2f", "%5c", "%25"].iter().any(|e| lower.contains(e)) {
+    if ["%2e", "%2f", "%5c", "%25"]
+        .iter()
+        .any(|e| lower.contains(e))
+    {
         return Err("an encoded dot, slash, backslash or percent sign");
     }
     if path.split('/').any(|seg| seg == "." || seg == "..") {

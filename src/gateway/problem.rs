@@ -8,16 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-/// Credit packs, smallest first (product.md).
-pub const PACKS: [i64; 3] = [1000, 5000, 20_000];
-
-/// The smallest pack that covers `missing` credits (whole thousands beyond the largest).
-pub fn pack_covering(missing: i64) -> i64 {
-    PACKS
-        .into_iter()
-        .find(|p| *p >= missing)
-        .unwrap_or_else(|| (missing + 999) / 1000 * 1000)
-}
+use crate::billing::policy::pack_covering;
 
 /// What the pipeline knew when it refused the call.
 #[derive(Clone, Debug, Default)]
@@ -261,18 +252,5 @@ impl IntoResponse for Problem {
             _ => {}
         }
         res
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pack_covering;
-
-    #[test]
-    fn top_ups_suggest_the_smallest_covering_pack() {
-        assert_eq!(pack_covering(3), 1000);
-        assert_eq!(pack_covering(1000), 1000);
-        assert_eq!(pack_covering(1001), 5000);
-        assert_eq!(pack_covering(20_001), 21_000);
     }
 }

@@ -348,8 +348,14 @@ mod tests {
             at("http://up:9000/api/next?x=1").as_deref(),
             Some("https://portal.example/v1/up/next?x=1")
         );
-        assert_eq!(at("/api/next").as_deref(), Some("https://portal.example/v1/up/next"));
-        assert_eq!(at("next").as_deref(), Some("https://portal.example/v1/up/echo/next"));
+        assert_eq!(
+            at("/api/next").as_deref(),
+            Some("https://portal.example/v1/up/next")
+        );
+        assert_eq!(
+            at("next").as_deref(),
+            Some("https://portal.example/v1/up/echo/next")
+        );
         assert_eq!(
             at("//up:9000/api/y").as_deref(),
             Some("https://portal.example/v1/up/y")
@@ -375,7 +381,7 @@ mod tests {
     #[test]
     fn token_usage_is_priced_per_thousand_rounded_up() {
         let route = Route {
-            pricing: "metered".into(),
+            pricing: Pricing::Metered,
             price: 100,
             rate_per_1k: 3,
             ..crate::gateway::routes::tests::route("/v1/chat", "http://up")

@@ -22,13 +22,16 @@ pub const MAX_PRICE: i64 = 1_000_000;
 pub const MAX_TIMEOUT_MS: i32 = 300_000;
 pub const DEFAULT_TIMEOUT_MS: i32 = 30_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pricing {
-    /// `price` credits per call.
-    Fixed,
-    /// Reserve `price`, capture what the upstream reports: a `Tollgate-Cost`
-    /// header, or `usage.total_tokens` × `rate_per_1k` / 1000 (rounded up).
-    Metered,
+crate::text_enum! {
+    /// How a route is priced.
+    pub enum Pricing {
+        /// `price` credits per call.
+        Fixed = "fixed",
+        /// Reserve `price`, capture what the upstream reports: a
+        /// `Tollgate-Cost` header, or `usage.total_tokens` × `rate_per_1k` /
+        /// 1000 (rounded up).
+        Metered = "metered",
+    }
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -38,7 +41,7 @@ pub struct Route {
     pub upstream_url: String,
     pub endpoint: String,
     pub scope: String,
-    pub pricing: String,
+    pub pricing: Pricing,
     pub price: i64,
     pub rate_per_1k: i64,
     pub plans: Vec<String>,
@@ -50,11 +53,7 @@ pub struct Route {
 
 impl Route {
     pub fn pricing(&self) -> Pricing {
-        if self.pricing == "metered" {
-            Pricing::Metered
-        } else {
-            Pricing::Fixed
-        }
+        self.pricing
     }
 
     /// The part of `path` after this route's prefix, when the prefix matches
@@ -147,7 +146,7 @@ impl RouteTable {
 
 /// Keeps `table` current: reloads on every notification, and every minute in
 /// case a notification was missed while the listening connection was down.
-pub async fn follow(db: PgPool, table: RouteTable, shutdown: crate::jobs::Shutdown) {
+pub async fn follow(db: PgPool, table: RouteTable, shutdown: crate::shutdown::Shutdown) {
     while !shutdown.is_set() {
         let mut listener = match PgListener::connect_with(&db).await {
             Ok(mut l) => match l.listen(CHANNEL).await {
@@ -322,13 +321,10 @@ async fn save(
             "Use up to 40 lowercase letters, digits, - or _.".into(),
         ));
     }
-    let pricing = match input.pricing.trim() {
-        p @ ("fixed" | "metered") => p,
-        _ => {
-            errors.push(("pricing", "Choose fixed or metered.".into()));
-            "fixed"
-        }
-    };
+    let pricing = Pricing::parse(input.pricing.trim()).unwrap_or_else(|| {
+        errors.push(("pricing", "Choose fixed or metered.".into()));
+        Pricing::Fixed
+    });
     let price_message = format!("A whole number of credits from 0 to {MAX_PRICE}.");
     let price: i64 = number(
         &mut errors,
@@ -434,7 +430,7 @@ async fn save(
     };
     let details = serde_json::json!({
         "route_id": route.id, "path_prefix": route.path_prefix, "endpoint": route.endpoint,
-        "scope": route.scope, "pricing": route.pricing, "price": route.price,
+        "scope": route.scope, "pricing": route.pricing.as_str(), "price": route.price,
         "rate_per_1k": route.rate_per_1k, "plans": route.plans, "timeout_ms": route.timeout_ms,
     });
     let action = if id.is_some() {
@@ -512,7 +508,7 @@ pub(crate) mod tests {
             upstream_url: upstream.into(),
             endpoint: "chat".into(),
             scope: "chat".into(),
-            pricing: "fixed".into(),
+            pricing: Pricing::Fixed,
             price: 1,
             rate_per_1k: 0,
             plans: vec![],

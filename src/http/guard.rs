@@ -1,6 +1,6 @@
 //! The origin guard: a state-changing request from another site is refused
 //! before it reaches a handler. Together with the per-session token every
-//! form carries (checked in `portal_backend`) and `SameSite=Lax` cookies, it
+//! form carries (checked in `app::server_fns::form`) and `SameSite=Lax` cookies, it
 //! makes the portal's forms safe against cross-site request forgery.
 
 use crate::state::AppState;

@@ -64,8 +64,14 @@ mod tests {
 
     #[test]
     fn tokens_in_paths_stay_out_of_logs() {
-        assert_eq!(loggable_path("/invitations/AbC-123_x"), "/invitations/[token]");
-        assert_eq!(loggable_path("/invitations/AbC/y"), "/invitations/[token]/y");
+        assert_eq!(
+            loggable_path("/invitations/AbC-123_x"),
+            "/invitations/[token]"
+        );
+        assert_eq!(
+            loggable_path("/invitations/AbC/y"),
+            "/invitations/[token]/y"
+        );
         assert_eq!(loggable_path("/account/keys"), "/account/keys");
     }
 

@@ -32,7 +32,11 @@ async fn a_rotated_key_can_be_revoked_during_its_overlap(db: PgPool) {
     let csrf = extract_csrf(&app.get("/account/keys").await.body);
     app.post_form(
         "/api/rotate_api_key",
-        &[("csrf", &csrf), ("key_id", &id.to_string()), ("overlap_hours", "168")],
+        &[
+            ("csrf", &csrf),
+            ("key_id", &id.to_string()),
+            ("overlap_hours", "168"),
+        ],
     )
     .await;
     let page = app.get("/account/keys").await.body;
@@ -44,23 +48,29 @@ async fn a_rotated_key_can_be_revoked_during_its_overlap(db: PgPool) {
     assert!(row.contains("/api/revoke_api_key"), "{row}");
     assert!(row.contains(&id.to_string()), "{row}");
     assert_eq!(
-        app.call("GET", "/v1/ping", Some(&leaked), None, &[]).await.status,
+        app.call("GET", "/v1/ping", Some(&leaked), None, &[])
+            .await
+            .status,
         StatusCode::OK
     );
 
     let csrf = extract_csrf(&page);
     let res = app
-        .post_form("/api/revoke_api_key", &[("csrf", &csrf), ("key_id", &id.to_string())])
+        .post_form(
+            "/api/revoke_api_key",
+            &[("csrf", &csrf), ("key_id", &id.to_string())],
+        )
         .await;
     assert_eq!(res.location(), "/account/keys");
     assert!(app.get("/account/keys").await.body.contains("Key revoked."));
     let refused = app.call("GET", "/v1/ping", Some(&leaked), None, &[]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "ended at once");
     assert_eq!(refused.json()["code"], "api_key_revoked");
-    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'api_key.revoked'")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let audit: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'api_key.revoked'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(audit, 1);
 }
 
@@ -84,7 +94,10 @@ async fn a_session_ended_while_a_request_was_in_flight_stays_ended(db: PgPool) {
                 let mut other = app.other_browser();
                 let csrf = other.csrf().await;
                 other
-                    .post_form("/api/password_forgot", &[("csrf", &csrf), ("email", &email)])
+                    .post_form(
+                        "/api/password_forgot",
+                        &[("csrf", &csrf), ("email", &email)],
+                    )
                     .await;
                 let (_, body) = last_email(&db, &email).await.unwrap();
                 let link = link_path(&body);
@@ -94,13 +107,20 @@ async fn a_session_ended_while_a_request_was_in_flight_stays_ended(db: PgPool) {
                 let res = other
                     .post_form(
                         "/api/password_reset",
-                        &[("csrf", &csrf), ("token", &token), ("password", "a brand new password")],
+                        &[
+                            ("csrf", &csrf),
+                            ("token", &token),
+                            ("password", "a brand new password"),
+                        ],
                     )
                     .await;
                 assert_eq!(res.location(), "/account", "{ending}");
             }
         }
-        assert!(store.load(&id).await.unwrap().is_none(), "{ending} ended it");
+        assert!(
+            store.load(&id).await.unwrap().is_none(),
+            "{ending} ended it"
+        );
         // … and then finishes, saving what it loaded.
         store.save(&in_flight).await.unwrap();
         assert!(
@@ -133,7 +153,13 @@ async fn made_up_forwarded_addresses_do_not_dodge_the_address_lock(db: PgPool) {
 
 async fn flash_after(app: &mut TestApp, res: TestResponse) -> String {
     let back = res.location().to_string();
-    assert!(!back.is_empty(), "{} {:?} {}", res.status, res.headers, res.body);
+    assert!(
+        !back.is_empty(),
+        "{} {:?} {}",
+        res.status,
+        res.headers,
+        res.body
+    );
     app.get(&back).await.body
 }
 
@@ -151,21 +177,30 @@ async fn sign_ups_and_password_resets_are_throttled_per_address(db: PgPool) {
     }
     let mut visitor = app.other_browser();
     visitor.ip = "192.0.2.50".into();
-    let res = visitor.sign_up("Eve", "eve-more@example.com", PASSWORD).await;
+    let res = visitor
+        .sign_up("Eve", "eve-more@example.com", PASSWORD)
+        .await;
     let page = flash_after(&mut visitor, res).await;
     assert!(page.contains("Too many sign-ups"), "{page}");
     assert!(page.contains(SLOW), "{page}");
-    assert!(page.contains("eve-more@example.com"), "what was typed is kept");
-    let none: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'eve-more@example.com'")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    assert!(
+        page.contains("eve-more@example.com"),
+        "what was typed is kept"
+    );
+    let none: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'eve-more@example.com'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(none, 0);
     // Another address is not affected.
     let mut elsewhere = app.other_browser();
     elsewhere.ip = "192.0.2.51".into();
     assert_eq!(
-        elsewhere.sign_up("Fay", "fay@example.com", PASSWORD).await.location(),
+        elsewhere
+            .sign_up("Fay", "fay@example.com", PASSWORD)
+            .await
+            .location(),
         "/account"
     );
 
@@ -175,13 +210,20 @@ async fn sign_ups_and_password_resets_are_throttled_per_address(db: PgPool) {
     for i in 0..5 {
         let csrf = asker.csrf().await;
         asker
-            .post_form("/api/password_forgot", &[("csrf", &csrf), ("email", &format!("x{i}@example.com"))])
+            .post_form(
+                "/api/password_forgot",
+                &[("csrf", &csrf), ("email", &format!("x{i}@example.com"))],
+            )
             .await;
         let csrf = asker.csrf().await;
         let res = asker
             .post_form(
                 "/api/password_reset",
-                &[("csrf", &csrf), ("token", "made-up-token"), ("password", "a brand new password")],
+                &[
+                    ("csrf", &csrf),
+                    ("token", "made-up-token"),
+                    ("password", "a brand new password"),
+                ],
             )
             .await;
         let page = flash_after(&mut asker, res).await;
@@ -189,11 +231,17 @@ async fn sign_ups_and_password_resets_are_throttled_per_address(db: PgPool) {
     }
     let csrf = asker.csrf().await;
     let res = asker
-        .post_form("/api/password_forgot", &[("csrf", &csrf), ("email", "eve0@example.com")])
+        .post_form(
+            "/api/password_forgot",
+            &[("csrf", &csrf), ("email", "eve0@example.com")],
+        )
         .await;
     let page = flash_after(&mut asker, res).await;
     assert!(page.contains("Too many password reset attempts"), "{page}");
-    assert!(last_email(&db, "eve0@example.com").await.is_none(), "no email sent");
+    assert!(
+        last_email(&db, "eve0@example.com").await.is_none(),
+        "no email sent"
+    );
 }
 
 /// An SMTP server on a real port that accepts every message and keeps it.
@@ -261,16 +309,25 @@ async fn a_sent_emails_token_cannot_be_read_back(db: PgPool) {
     let csrf = extract_csrf(&app.get("/account/members").await.body);
     app.post_form(
         "/api/invite_member",
-        &[("csrf", &csrf), ("email", "bo@example.com"), ("role", "developer")],
+        &[
+            ("csrf", &csrf),
+            ("email", "bo@example.com"),
+            ("role", "developer"),
+        ],
     )
     .await;
-    let shutdown = tollgate::jobs::Shutdown::default();
-    let sender = tokio::spawn(tollgate::email::run_sender(db.clone(), smtp, shutdown.clone()));
+    let shutdown = tollgate::shutdown::Shutdown::default();
+    let sender = tokio::spawn(tollgate::email::run_sender(
+        db.clone(),
+        smtp,
+        shutdown.clone(),
+    ));
     for _ in 0..300 {
-        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE sent_at IS NULL")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+        let unsent: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE sent_at IS NULL")
+                .fetch_one(&db)
+                .await
+                .unwrap();
         if unsent == 0 {
             break;
         }
@@ -341,11 +398,15 @@ async fn invitation_tokens_stay_out_of_the_request_log(db: PgPool) {
     let _guard = tracing::subscriber::set_default(subscriber);
     let mut owner = TestApp::new(db.clone()).await;
     owner.sign_up("Olive", "olive@example.com", PASSWORD).await;
-    let joiner = owner.invite_and_join("bo@example.com", "developer", "Bo").await;
+    let joiner = owner
+        .invite_and_join("bo@example.com", "developer", "Bo")
+        .await;
     drop(joiner);
     let token: String = {
         let (_, body) = last_email(&db, "bo@example.com").await.unwrap();
-        link_path(&body).trim_start_matches("/invitations/").to_string()
+        link_path(&body)
+            .trim_start_matches("/invitations/")
+            .to_string()
     };
     let mut visitor = owner.other_browser();
     visitor.get(&format!("/invitations/{token}")).await;
@@ -392,18 +453,24 @@ async fn behind_https_the_new_key_cookie_is_secure(db: PgPool) {
         .into_iter()
         .find(|c| c.starts_with("tollgate_new_key="))
         .expect("the cookie is cleared");
-    assert!(cleared.contains("Max-Age=0") && cleared.contains("; Secure"), "{cleared}");
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("; Secure"),
+        "{cleared}"
+    );
 }
 
 #[sqlx::test]
 async fn a_key_created_during_its_creators_removal_does_not_survive_it(db: PgPool) {
     let mut owner = TestApp::new(db.clone()).await;
     owner.sign_up("Olive", "olive@example.com", PASSWORD).await;
-    let mut dev = owner.invite_and_join("dev@example.com", "developer", "Dev").await;
-    let dev_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'dev@example.com'")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let mut dev = owner
+        .invite_and_join("dev@example.com", "developer", "Dev")
+        .await;
+    let dev_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'dev@example.com'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     let org = owner.org_of("olive@example.com").await;
     let csrf = extract_csrf(&dev.get("/account/keys").await.body);
     // The removal is under way: the membership is gone and the member's keys
@@ -433,7 +500,10 @@ async fn a_key_created_during_its_creators_removal_does_not_survive_it(db: PgPoo
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let creating = tokio::spawn(async move {
-        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         dev.post_form("/api/create_api_key", &pairs).await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;

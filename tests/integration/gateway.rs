@@ -1,6 +1,7 @@
 use crate::helpers::*;
 use axum::http::StatusCode;
 use sqlx::PgPool;
+use tollgate::billing::ledger::{Account, Kind, Posting};
 use tollgate::gateway::catalogue::{Code, ALL};
 use uuid::Uuid;
 
@@ -21,12 +22,14 @@ async fn adjust_included(db: &PgPool, org: Uuid, amount: i64, key: &str) {
     let now = time::OffsetDateTime::now_utc();
     tollgate::billing::ledger::post(
         &mut conn,
-        org,
-        "adjustment",
-        key,
-        &[("included", amount), ("adjustments", -amount)],
+        Posting {
+            org,
+            kind: Kind::Adjustment,
+            key,
+            entries: &[(Account::Included, amount), (Account::Adjustments, -amount)],
+            memo: "test",
+        },
         now,
-        "test",
     )
     .await
     .unwrap();
@@ -544,8 +547,8 @@ async fn concurrent_calls_on_two_instances_never_overspend(db: PgPool) {
         "credits charged = starting balance - final balance"
     );
     assert_ledger_balanced(&db).await;
-    first.state.usage.flush().await;
-    second.state.usage.flush().await;
+    first.state.gateway.usage.flush().await;
+    second.state.gateway.usage.flush().await;
     // Every charged call has its usage event.
     let missing: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM ledger_transactions t WHERE t.kind = 'usage'
@@ -564,7 +567,7 @@ async fn usage_events_record_every_call_with_the_402_body(db: PgPool) {
     let refused = app
         .call("POST", "/v1/text/summarize", Some(&key), Some(TEXT), &[])
         .await;
-    app.state.usage.flush().await;
+    app.state.gateway.usage.flush().await;
     let rows: Vec<(String, i16, Option<String>, i64, Option<serde_json::Value>)> =
         sqlx::query_as("SELECT endpoint, status, problem_code, credits, problem_body FROM usage_events WHERE org_id = $1 ORDER BY at, endpoint")
             .bind(org)
@@ -586,7 +589,7 @@ async fn lost_usage_events_of_charged_calls_are_rebuilt_from_the_ledger(db: PgPo
     let (mut app, key, org) = customer(&db).await;
     app.call("POST", "/v1/text/sentiment", Some(&key), Some(TEXT), &[])
         .await;
-    app.state.usage.flush().await;
+    app.state.gateway.usage.flush().await;
     // Simulate a crash that lost the batch.
     sqlx::query("DELETE FROM usage_events")
         .execute(&db)
@@ -705,7 +708,7 @@ async fn the_gateway_commits_without_waiting_and_charged_calls_wait_for_the_flus
             .await
             .unwrap()
     };
-    assert_eq!(setting(app.state.gateway_db.clone()).await, "off");
+    assert_eq!(setting(app.state.gateway.db.clone()).await, "off");
     assert_eq!(
         setting(db.clone()).await,
         "on",
@@ -713,7 +716,7 @@ async fn the_gateway_commits_without_waiting_and_charged_calls_wait_for_the_flus
     );
     // The shared flush answers every waiter, however many arrive at once.
     let waits = (0..50).map(|_| {
-        let durable = app.state.durable.clone();
+        let durable = app.state.gateway.durable.clone();
         tokio::spawn(async move { durable.wait().await })
     });
     for w in waits {
@@ -735,19 +738,29 @@ async fn the_gateway_commits_without_waiting_and_charged_calls_wait_for_the_flus
     // When the flush cannot be confirmed, a charged call is not served (and
     // gets its credits back); a free call, which moved nothing, is.
     let mut unconfirmed = app.state.clone();
-    unconfirmed.durable = tollgate::gateway::durable::Durability::unconfirmed();
+    unconfirmed.gateway.durable = tollgate::gateway::durable::Durability::unconfirmed();
     app.router = tollgate::startup::router(unconfirmed);
     app.clock.advance(time::Duration::seconds(1));
     let refused = app
         .call("POST", "/v1/text/sentiment", Some(&key), Some(TEXT), &[])
         .await;
-    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.body);
-    assert!(refused.body.contains("you were not charged"), "{}", refused.body);
-    let balance: i64 = sqlx::query_scalar("SELECT included + purchased FROM org_meters WHERE org_id = $1")
-        .bind(org)
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("you were not charged"),
+        "{}",
+        refused.body
+    );
+    let balance: i64 =
+        sqlx::query_scalar("SELECT included + purchased FROM org_meters WHERE org_id = $1")
+            .bind(org)
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(balance, 99, "the unconfirmed charge went back");
     let free = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
     assert_eq!(free.status, StatusCode::OK);
@@ -821,7 +834,13 @@ async fn an_oversized_body_is_413_after_the_key_check_and_never_charged(db: PgPo
     );
     // Without a valid key, the body is never read: the key's problem comes first.
     let anonymous = app
-        .call("POST", "/v1/text/sentiment", Some("tg_live_00000000000000000000000000000000"), Some(&huge), &[])
+        .call(
+            "POST",
+            "/v1/text/sentiment",
+            Some("tg_live_00000000000000000000000000000000"),
+            Some(&huge),
+            &[],
+        )
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(anonymous.json()["code"], "invalid_api_key");
@@ -838,5 +857,9 @@ async fn an_oversized_body_is_413_after_the_key_check_and_never_charged(db: PgPo
     let summarize = app
         .call("POST", "/v1/text/summarize", Some(&key), Some(&huge), &[])
         .await;
-    assert_eq!(summarize.json()["code"], "plan_upgrade_required", "the plan comes first too");
+    assert_eq!(
+        summarize.json()["code"],
+        "plan_upgrade_required",
+        "the plan comes first too"
+    );
 }

@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tollgate::billing::ledger::{Account, Kind, Posting};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -46,9 +47,7 @@ impl Recorder {
         let r = Recorder::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new()
-            .fallback(any(any_path))
-            .with_state(r.clone());
+        let app = Router::new().fallback(any(any_path)).with_state(r.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (r, format!("http://{addr}"))
     }
@@ -76,7 +75,11 @@ async fn route(ops: &mut TestApp, prefix: &str, upstream: &str, price: &str, pla
 }
 
 /// Starts a call in its own task, as a client whose request is in flight.
-fn call_in_flight(app: &TestApp, path: &str, key: &str) -> tokio::task::JoinHandle<(StatusCode, axum::http::HeaderMap, String)> {
+fn call_in_flight(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+) -> tokio::task::JoinHandle<(StatusCode, axum::http::HeaderMap, String)> {
     let router = app.router.clone();
     let req = axum::http::Request::get(path)
         .header("authorization", format!("Bearer {key}"))
@@ -111,12 +114,17 @@ async fn add_purchased(db: &PgPool, org: Uuid, amount: i64) {
     let mut conn = db.acquire().await.unwrap();
     tollgate::billing::ledger::post(
         &mut conn,
-        org,
-        "adjustment",
-        &format!("purchase:{org}:{amount}"),
-        &[("purchased", amount), ("adjustments", -amount)],
+        Posting {
+            org,
+            kind: Kind::Adjustment,
+            key: &format!("purchase:{org}:{amount}"),
+            entries: &[
+                (Account::Purchased, amount),
+                (Account::Adjustments, -amount),
+            ],
+            memo: "test",
+        },
         time::OffsetDateTime::now_utc(),
-        "test",
     )
     .await
     .unwrap();
@@ -130,7 +138,14 @@ async fn path_tricks_never_reach_another_route_or_another_upstream_path(db: PgPo
     // A cheap route on the Free plan and a pricey one for Pro only, on the
     // same upstream host.
     route(&mut ops, "/v1/cheap", &format!("{up}/cheap"), "1", &[]).await;
-    route(&mut ops, "/v1/pricey", &format!("{up}/pricey"), "50", &["pro"]).await;
+    route(
+        &mut ops,
+        "/v1/pricey",
+        &format!("{up}/pricey"),
+        "50",
+        &["pro"],
+    )
+    .await;
     let before = balance(&db, org).await;
 
     let tricks = [
@@ -156,7 +171,11 @@ async fn path_tricks_never_reach_another_route_or_another_upstream_path(db: PgPo
         assert_eq!(res.status, StatusCode::BAD_REQUEST, "{trick}: {}", res.body);
         assert_eq!(res.json()["code"], "invalid_path", "{trick}");
     }
-    assert_eq!(rec.seen(), Vec::<String>::new(), "no trick reached the upstream");
+    assert_eq!(
+        rec.seen(),
+        Vec::<String>::new(),
+        "no trick reached the upstream"
+    );
     assert_eq!(balance(&db, org).await, before, "and none was charged");
 
     // Plain paths still go where they belong, and the Pro route stays Pro's.
@@ -165,7 +184,9 @@ async fn path_tricks_never_reach_another_route_or_another_upstream_path(db: PgPo
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     assert_eq!(ok.body, "reached /cheap/run/a.b");
-    let pro = app.call("GET", "/v1/pricey/run", Some(&key), None, &[]).await;
+    let pro = app
+        .call("GET", "/v1/pricey/run", Some(&key), None, &[])
+        .await;
     assert_eq!(pro.json()["code"], "plan_upgrade_required");
     assert_eq!(rec.seen(), vec!["/cheap/run/a.b".to_string()]);
     assert_eq!(balance(&db, org).await, before - 1);
@@ -189,9 +210,12 @@ async fn a_release_after_the_period_ended_goes_to_expired_and_the_ledger_agrees(
             .fetch_one(&db)
             .await
             .unwrap();
-    app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
+    app.clock
+        .advance(end - app.clock.now() + time::Duration::minutes(1));
     let text = Some(r#"{"text": "fine"}"#);
-    let second = app.call("POST", "/v1/text/sentiment", Some(&key), text, &[]).await;
+    let second = app
+        .call("POST", "/v1/text/sentiment", Some(&key), text, &[])
+        .await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
     // The first call's upstream fails: its 10 credits come back, to expired.
     rec.gate.notify_one();
@@ -205,7 +229,9 @@ async fn a_release_after_the_period_ended_goes_to_expired_and_the_ledger_agrees(
     assert_eq!(included, 0, "credits of an ended period do not come back");
     assert_ledger_balanced(&db).await;
     app.clock.advance(time::Duration::seconds(1));
-    let third = app.call("POST", "/v1/text/sentiment", Some(&key), text, &[]).await;
+    let third = app
+        .call("POST", "/v1/text/sentiment", Some(&key), text, &[])
+        .await;
     assert_eq!(third.status, StatusCode::OK, "{}", third.body);
 
     let (included, purchased): (i64, i64) =
@@ -222,7 +248,10 @@ async fn a_release_after_the_period_ended_goes_to_expired_and_the_ledger_agrees(
     .fetch_one(&db)
     .await
     .unwrap();
-    assert_eq!(expired, 100, "90 lapsed at the end, 10 more with the release");
+    assert_eq!(
+        expired, 100,
+        "90 lapsed at the end, 10 more with the release"
+    );
     assert_ledger_balanced(&db).await;
 }
 
@@ -266,7 +295,7 @@ async fn a_reservation_whose_call_never_settled_is_given_back_by_the_job(db: PgP
     let (status, _, _) = call.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     settling_works(&db, true).await;
-    app.state.usage.flush().await;
+    app.state.gateway.usage.flush().await;
     assert_eq!(balance(&db, org).await, before - 60, "still held");
     assert_eq!(open_holds(&db).await, 1);
 
@@ -284,13 +313,18 @@ async fn a_reservation_whose_call_never_settled_is_given_back_by_the_job(db: PgP
     assert_eq!(balance(&db, org).await, before);
     assert_eq!(open_holds(&db).await, 0);
     // The usage event ends up saying what the call finally cost: nothing.
-    tollgate::gateway::usage::recover(&db, later + time::Duration::minutes(10), time::Duration::minutes(5))
-        .await
-        .unwrap();
-    let credits: Vec<i64> = sqlx::query_scalar("SELECT credits FROM usage_events WHERE endpoint = 'llm'")
-        .fetch_all(&db)
-        .await
-        .unwrap();
+    tollgate::gateway::usage::recover(
+        &db,
+        later + time::Duration::minutes(10),
+        time::Duration::minutes(5),
+    )
+    .await
+    .unwrap();
+    let credits: Vec<i64> =
+        sqlx::query_scalar("SELECT credits FROM usage_events WHERE endpoint = 'llm'")
+            .fetch_all(&db)
+            .await
+            .unwrap();
     assert_eq!(credits, vec![0]);
     assert_ledger_balanced(&db).await;
 }
@@ -307,7 +341,9 @@ async fn a_call_that_outlives_its_hold_is_settled_once_and_charged_nothing(db: P
     // The job, run long after the deadline, settles first ...
     let later = app.clock.now() + time::Duration::hours(1);
     assert_eq!(
-        tollgate::gateway::holds::settle_lapsed(&db, later).await.unwrap(),
+        tollgate::gateway::holds::settle_lapsed(&db, later)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(balance(&db, org).await, before);
@@ -350,7 +386,12 @@ async fn test_keys_never_spend_the_live_rate_limit(db: PgPool) {
         assert_eq!(sandbox, 5, "{path}");
         for n in 0..5 {
             let res = app.call(method, path, Some(&live), body, &[]).await;
-            assert_eq!(res.status, StatusCode::OK, "live call {n} on {path}: {}", res.body);
+            assert_eq!(
+                res.status,
+                StatusCode::OK,
+                "live call {n} on {path}: {}",
+                res.body
+            );
         }
         let over = app.call(method, path, Some(&live), body, &[]).await;
         assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
@@ -361,7 +402,7 @@ async fn test_keys_never_spend_the_live_rate_limit(db: PgPool) {
 #[sqlx::test]
 async fn usage_events_still_queued_at_shutdown_are_written_before_the_server_stops(db: PgPool) {
     let (app, key, org) = customer(&db).await;
-    let state = tollgate::state::AppState::new(
+    let state = tollgate::state::AppState::start(
         db.clone(),
         tollgate::config::Config::for_tests(),
         app.clock.clone(),
@@ -398,10 +439,12 @@ async fn usage_events_still_queued_at_shutdown_are_written_before_the_server_sto
         busy.commit().await.unwrap();
     });
     server.await.unwrap().unwrap();
-    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_events WHERE org_id = $1 AND endpoint = 'ping'")
-        .bind(org)
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let written: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM usage_events WHERE org_id = $1 AND endpoint = 'ping'",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
     assert_eq!(written, 3, "the server stopped only after writing them");
 }

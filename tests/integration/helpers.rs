@@ -102,7 +102,7 @@ impl TestApp {
             .await
             .unwrap();
         let clock = Clock::manual(datetime!(2026-11-21 12:00 UTC));
-        let state = AppState::new(db.clone(), config, clock.clone());
+        let state = AppState::start(db.clone(), config, clock.clone());
         let router = tollgate::startup::router(state.clone());
         Self {
             db,
@@ -120,7 +120,7 @@ impl TestApp {
     pub fn restarted(&self) -> Self {
         // Its own connection pool, as a separate process would have.
         let pool = PgPool::connect_lazy_with((*self.db.connect_options()).clone());
-        let state = AppState::new(pool, Config::for_tests(), self.clock.clone());
+        let state = AppState::start(pool, Config::for_tests(), self.clock.clone());
         let router = tollgate::startup::router(state.clone());
         Self {
             db: self.db.clone(),

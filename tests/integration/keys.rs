@@ -37,7 +37,7 @@ async fn a_key_is_shown_once_and_stored_only_as_its_hash(db: PgPool) {
 
     let ping = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
     assert_eq!(ping.status, StatusCode::OK);
-    app.state.usage.flush().await;
+    app.state.gateway.usage.flush().await;
     let used: Option<time::OffsetDateTime> =
         sqlx::query_scalar("SELECT last_used_at FROM api_keys")
             .fetch_one(&db)

@@ -141,10 +141,21 @@ async fn every_page_forbids_framing_sniffing_and_injected_script(db: PgPool) {
         let scripts = res.body.matches("<script").count();
         let nonced = res.body.matches(&format!("nonce=\"{nonce}\"")).count();
         assert!(scripts > 0, "{path} hydrates");
-        assert!(nonced >= scripts, "{path}: every inline script has the nonce");
+        assert!(
+            nonced >= scripts,
+            "{path}: every inline script has the nonce"
+        );
     }
-    let again = app.get("/").await.header("content-security-policy").unwrap();
-    let first = app.get("/").await.header("content-security-policy").unwrap();
+    let again = app
+        .get("/")
+        .await
+        .header("content-security-policy")
+        .unwrap();
+    let first = app
+        .get("/")
+        .await
+        .header("content-security-policy")
+        .unwrap();
     assert_ne!(again, first, "a new nonce for every page");
     // API answers and files get the fallback policy.
     let api = app.call("GET", "/v1/ping", None, None, &[]).await;

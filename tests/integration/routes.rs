@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::time::Duration;
+use tollgate::billing::ledger::{Account, Kind, Posting};
 use uuid::Uuid;
 
 /// A provider's API on a real port: echoes what reaches it, reports costs,
@@ -80,10 +81,16 @@ async fn upstream() -> String {
     };
     // Scheme-relative locations: elsewhere on the host, and below the route.
     let schemeless = move || async move {
-        (StatusCode::FOUND, [("location", format!("//{addr}/internal/admin"))])
+        (
+            StatusCode::FOUND,
+            [("location", format!("//{addr}/internal/admin"))],
+        )
     };
     let schemeless_below = move || async move {
-        (StatusCode::FOUND, [("location", format!("//{addr}/api/echo/y"))])
+        (
+            StatusCode::FOUND,
+            [("location", format!("//{addr}/api/echo/y"))],
+        )
     };
     let app = Router::new()
         .route("/api/echo/{*rest}", any(echo))
@@ -225,7 +232,7 @@ async fn an_admin_adds_a_route_and_calls_are_proxied_and_charged(db: PgPool) {
     assert!(res.header("ratelimit").is_some());
     assert_eq!(balance(&db, org).await, before - 3);
 
-    app.state.usage.flush().await;
+    app.state.gateway.usage.flush().await;
     let (endpoint, status, credits): (String, i16, i64) =
         sqlx::query_as("SELECT endpoint, status, credits FROM usage_events WHERE org_id = $1")
             .bind(org)
@@ -344,12 +351,17 @@ async fn metered_routes_capture_what_the_upstream_reports_and_release_the_rest(d
     let mut conn = db.acquire().await.unwrap();
     tollgate::billing::ledger::post(
         &mut conn,
-        org,
-        "adjustment",
-        "drain",
-        &[("included", -(spent - 5)), ("adjustments", spent - 5)],
+        Posting {
+            org,
+            kind: Kind::Adjustment,
+            key: "drain",
+            entries: &[
+                (Account::Included, -(spent - 5)),
+                (Account::Adjustments, spent - 5),
+            ],
+            memo: "test",
+        },
         time::OffsetDateTime::now_utc(),
-        "test",
     )
     .await
     .unwrap();
@@ -428,7 +440,7 @@ async fn upstream_failures_are_502_or_504_and_cost_nothing(db: PgPool) {
     assert_eq!(bad.header("tollgate-credits-charged").as_deref(), Some("0"));
     assert_eq!(balance(&db, org).await, start);
 
-    app.state.usage.flush().await;
+    app.state.gateway.usage.flush().await;
     let rows: Vec<(String, i16, Option<String>, i64)> = sqlx::query_as(
         "SELECT endpoint, status, problem_code, credits FROM usage_events WHERE org_id = $1 ORDER BY endpoint",
     )
@@ -636,10 +648,10 @@ async fn the_route_form_explains_bad_input_and_keeps_it(db: PgPool) {
 async fn a_route_added_elsewhere_reaches_a_running_instance(db: PgPool) {
     let up = upstream().await;
     let (mut app, key, _) = customer(&db).await;
-    let shutdown = tollgate::jobs::Shutdown::default();
+    let shutdown = tollgate::shutdown::Shutdown::default();
     let follower = tokio::spawn(tollgate::gateway::routes::follow(
         db.clone(),
-        app.state.routes.clone(),
+        app.state.gateway.routes.clone(),
         shutdown.clone(),
     ));
     // Added by the command line (another process, as far as this instance knows).
@@ -706,7 +718,9 @@ async fn upstream_redirects_and_headers_cannot_speak_for_the_gateway(db: PgPool)
     );
     assert!(moved.header("request-id").unwrap().starts_with("req_"));
     assert_eq!(moved.header("tollgate-warning"), None);
-    let ratelimit = moved.header("ratelimit").expect("the gateway's own RateLimit");
+    let ratelimit = moved
+        .header("ratelimit")
+        .expect("the gateway's own RateLimit");
     assert!(ratelimit.starts_with("\"plan\";r="), "{ratelimit}");
     let schemeless = app
         .call("GET", "/v1/up/schemeless", Some(&key), None, &[])

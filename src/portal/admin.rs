@@ -1,0 +1,173 @@
+//! The `Admin` port: counts, the email outbox, provider routes. Every method
+//! is for platform admins only.
+
+use super::{date_time, errors, Portal};
+use crate::accounts::AccountsError;
+use crate::gateway::routes;
+use app::backend::{Admin, Caller, FormError, RouteForm};
+use app::error::AppError;
+use app::types::{AdminOverview, OutboxEntry, RouteView, RoutesPage};
+use uuid::Uuid;
+
+impl Portal {
+    /// The admin's user id, or why not.
+    fn admin_id(&self, caller: &Caller) -> Result<Uuid, AppError> {
+        let user = caller.admin()?;
+        Uuid::parse_str(&user.id).map_err(|e| errors::internal(caller, e))
+    }
+
+    fn form_admin(&self, caller: &Caller) -> Result<Uuid, FormError> {
+        self.admin_id(caller)
+            .map_err(|e| FormError::message(e.to_string()))
+    }
+
+    /// This instance sees a route change at once; the others when the
+    /// database announces it.
+    async fn reload_routes(&self) {
+        if let Err(e) = self.state.gateway.routes.reload(&self.state.db).await {
+            tracing::warn!(error = %e, "cannot reload the provider routes");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Admin for Portal {
+    async fn overview(&self, caller: &Caller) -> Result<AdminOverview, AppError> {
+        self.admin_id(caller)?;
+        let (users, organizations, platform_admins, unsent_emails): (i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM organizations),
+                    (SELECT count(*) FROM users WHERE is_platform_admin),
+                    (SELECT count(*) FROM email_outbox WHERE sent_at IS NULL)",
+            )
+            .fetch_one(&self.state.db)
+            .await
+            .map_err(|e| errors::page(caller, e))?;
+        Ok(AdminOverview {
+            users,
+            organizations,
+            platform_admins,
+            unsent_emails,
+        })
+    }
+
+    async fn outbox(&self, caller: &Caller) -> Result<Vec<OutboxEntry>, AppError> {
+        self.admin_id(caller)?;
+        let rows = crate::email::recent(&self.state.db, 200)
+            .await
+            .map_err(|e| errors::page(caller, e))?;
+        // Without SMTP the outbox is how emails reach people, so unsent
+        // bodies show whole; with SMTP, admins never see a token.
+        let delivers = self.state.config.smtp.is_none();
+        Ok(rows
+            .into_iter()
+            .map(|r| OutboxEntry {
+                id: r.id.to_string(),
+                to: r.to_address,
+                subject: r.subject,
+                body: match r.body_secret {
+                    Some(whole) if delivers && r.sent_at.is_none() => whole,
+                    _ => r.body_text,
+                },
+                kind: r.kind,
+                created: date_time(r.created_at),
+                sent: r.sent_at.map(date_time),
+                last_error: r.last_error,
+            })
+            .collect())
+    }
+
+    async fn routes(&self, caller: &Caller) -> Result<RoutesPage, AppError> {
+        self.admin_id(caller)?;
+        let db = &self.state.db;
+        let list = routes::list(db)
+            .await
+            .map_err(|e| errors::page(caller, e))?;
+        let plans: Vec<(String, String)> =
+            sqlx::query_as("SELECT code, name FROM plans ORDER BY sort_order, price_minor")
+                .fetch_all(db)
+                .await
+                .map_err(|e| errors::page(caller, e))?;
+        Ok(RoutesPage {
+            routes: list
+                .into_iter()
+                .map(|r| RouteView {
+                    id: r.id.to_string(),
+                    price: r.price_label(),
+                    pricing: r.pricing.as_str().to_string(),
+                    credits: r.price,
+                    rate_per_1k: r.rate_per_1k,
+                    path_prefix: r.path_prefix,
+                    upstream_url: r.upstream_url,
+                    endpoint: r.endpoint,
+                    scope: r.scope,
+                    plans: r.plans,
+                    timeout_ms: r.timeout_ms,
+                    active: r.active,
+                    description: r.description,
+                })
+                .collect(),
+            plans,
+        })
+    }
+
+    async fn save_route(&self, caller: &Caller, form: RouteForm) -> Result<String, FormError> {
+        let admin = self.form_admin(caller)?;
+        let editing = match form.route_id.trim() {
+            "" => None,
+            id => Some(
+                Uuid::parse_str(id).map_err(|_| errors::form(caller, AccountsError::NotFound))?,
+            ),
+        };
+        let input = routes::NewRoute {
+            path_prefix: form.path_prefix,
+            upstream_url: form.upstream_url,
+            endpoint: form.endpoint,
+            scope: form.scope,
+            pricing: form.pricing,
+            price: form.price,
+            rate_per_1k: form.rate_per_1k,
+            plans: form.plans,
+            timeout_ms: form.timeout_ms,
+            description: form.description,
+        };
+        let (db, who, now) = (&self.state.db, Some(admin), self.now());
+        let saved = match editing {
+            Some(id) => routes::update(db, who, id, input, now).await,
+            None => routes::create(db, who, input, now).await,
+        };
+        let route = saved.map_err(|e| errors::form(caller, e))?;
+        self.reload_routes().await;
+        Ok(format!(
+            "Calls to {} now go to {}{}.",
+            route.path_prefix,
+            route.upstream_url,
+            if editing.is_some() {
+                ", with the new settings"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    async fn set_route_active(
+        &self,
+        caller: &Caller,
+        route_id: String,
+        active: bool,
+    ) -> Result<String, FormError> {
+        let admin = self.form_admin(caller)?;
+        let result = match Uuid::parse_str(&route_id) {
+            Ok(id) => routes::set_active(&self.state.db, Some(admin), id, active, self.now()).await,
+            Err(_) => Err(AccountsError::NotFound),
+        };
+        result.map_err(|e| errors::form(caller, e))?;
+        self.reload_routes().await;
+        Ok(if active {
+            "The route is on: its calls go upstream again."
+        } else {
+            "The route is off: its calls now answer 404."
+        }
+        .into())
+    }
+}

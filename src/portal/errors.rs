@@ -1,0 +1,72 @@
+//! Domain errors as the UI shows them, in one place: a form error with a
+//! message (and messages next to fields), or an [`AppError`]. Internal causes
+//! never reach the UI; they are logged with the request id, which the
+//! message quotes.
+
+use crate::accounts::AccountsError;
+use app::backend::{Caller, FormError};
+use app::error::AppError;
+use std::fmt::Display;
+
+/// Logs an internal failure and says which request it was.
+pub fn internal(caller: &Caller, e: impl Display) -> AppError {
+    tracing::error!(request_id = %caller.request_id, error = %e, "portal request failed");
+    AppError::Internal {
+        request_id: caller.request_id.clone(),
+    }
+}
+
+/// "only owners …" → "Only owners ….".
+fn sentence(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => format!("{}{}.", f.to_uppercase(), c.as_str()),
+        None => String::new(),
+    }
+}
+
+fn minutes(secs: i64) -> String {
+    let m = (secs + 59) / 60;
+    format!("{m} minute{}", if m == 1 { "" } else { "s" })
+}
+
+/// What a form says when the domain refused it.
+pub fn form(caller: &Caller, err: AccountsError) -> FormError {
+    let message = |m: &str| FormError::message(m);
+    match err {
+        AccountsError::Invalid(fields) => FormError {
+            message: "Please correct the highlighted fields.".into(),
+            fields: fields.into_iter().map(|(f, m)| (f.to_string(), m)).collect(),
+        },
+        AccountsError::InvalidCredentials => message("Wrong email or password."),
+        AccountsError::Throttled { retry_after_secs } => FormError::message(format!(
+            "Too many failed sign-ins. Sign-in is paused for this account: try again in {}, or reset your password.",
+            minutes(retry_after_secs)
+        )),
+        AccountsError::AddressThrottled {
+            action,
+            retry_after_secs,
+        } => FormError::message(format!(
+            "Too many {action} from your network. This is paused for your address: try again in {}.",
+            minutes(retry_after_secs)
+        )),
+        AccountsError::InvalidToken => {
+            message("This link is invalid, already used, or expired. Ask for a new one.")
+        }
+        AccountsError::Forbidden(why) => FormError::message(sentence(why)),
+        AccountsError::NotFound => message("That no longer exists. The page shows what is there now."),
+        e @ (AccountsError::Db(_) | AccountsError::Hashing(_)) => {
+            let AppError::Internal { request_id } = internal(caller, e) else {
+                unreachable!("internal() is always Internal")
+            };
+            FormError::message(format!(
+                "Something went wrong on our side (request {request_id}). Please try again."
+            ))
+        }
+    }
+}
+
+/// A database failure behind a page.
+pub fn page(caller: &Caller, e: sqlx::Error) -> AppError {
+    internal(caller, e)
+}

@@ -1,0 +1,110 @@
+//! The implementation of the UI's ports (`app::backend`), one file per
+//! area; `errors` turns domain errors into what the UI shows, in one place.
+//!
+//! Every method takes the [`Caller`] the web layer resolved, checks what the
+//! caller may do, calls the domain once, and returns data or a form error.
+//! Nothing here touches the session: that is [`web`]'s.
+
+pub mod accounts;
+pub mod admin;
+pub mod billing;
+pub mod docs;
+pub mod errors;
+pub mod keys;
+pub mod usage;
+pub mod web;
+
+use crate::state::AppState;
+use app::backend::{Backend, Caller, FormError, Role};
+use app::error::AppError;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The ports' implementation: one value shared by all of them.
+#[derive(Clone)]
+pub struct Portal {
+    state: AppState,
+}
+
+impl Portal {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// Every port, for Leptos context.
+    pub fn backend(state: AppState) -> Backend {
+        let portal = Arc::new(Portal::new(state));
+        Backend {
+            web: portal.clone(),
+            accounts: portal.clone(),
+            keys: portal.clone(),
+            billing: portal.clone(),
+            usage: portal.clone(),
+            docs: portal.clone(),
+            admin: portal,
+        }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.state.clock.now()
+    }
+}
+
+/// The domain's role as the UI names it, and back.
+pub fn ui_role(role: crate::accounts::Role) -> Role {
+    use crate::accounts::Role as R;
+    match role {
+        R::Owner => Role::Owner,
+        R::Admin => Role::Admin,
+        R::Developer => Role::Developer,
+        R::Billing => Role::Billing,
+    }
+}
+
+pub fn domain_role(role: Role) -> crate::accounts::Role {
+    use crate::accounts::Role as R;
+    match role {
+        Role::Owner => R::Owner,
+        Role::Admin => R::Admin,
+        Role::Developer => R::Developer,
+        Role::Billing => R::Billing,
+    }
+}
+
+/// A signed-in member acting in their organization, with ids parsed.
+pub struct Member {
+    pub user: Uuid,
+    pub org: Uuid,
+    pub org_name: String,
+    pub role: crate::accounts::Role,
+}
+
+/// The caller as a member, or why not.
+pub fn member(caller: &Caller) -> Result<Member, AppError> {
+    let (user, org) = caller.member()?;
+    let parse = |s: &str| {
+        Uuid::parse_str(s).map_err(|_| AppError::Internal {
+            request_id: caller.request_id.clone(),
+        })
+    };
+    Ok(Member {
+        user: parse(&user.id)?,
+        org: parse(&org.id)?,
+        org_name: org.name.clone(),
+        role: domain_role(org.role),
+    })
+}
+
+/// [`member`], for a form.
+pub fn form_member(caller: &Caller) -> Result<Member, FormError> {
+    member(caller).map_err(|e| FormError::message(e.to_string()))
+}
+
+fn date(t: OffsetDateTime) -> String {
+    format!("{} {}, {}", t.month(), t.day(), t.year())
+}
+
+fn date_time(t: OffsetDateTime) -> String {
+    format!("{} {:02}:{:02} UTC", date(t), t.hour(), t.minute())
+}
