@@ -204,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                     Ok(())
                 }
-                Err(crate::accounts::AccountsError::Invalid(errors)) => {
+                Err(crate::gateway::routes::RouteError::Invalid(errors)) => {
                     for (field, message) in errors {
                         eprintln!("{field}: {message}");
                     }

@@ -49,6 +49,26 @@ impl Mode {
     }
 }
 
+/// Why a key could not be created, revoked or rotated.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// (field, message) pairs.
+    #[error("invalid input")]
+    Invalid(Vec<(&'static str, String)>),
+    #[error("not allowed: {0}")]
+    Forbidden(&'static str),
+    #[error("no such key")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl KeyError {
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        KeyError::Invalid(vec![(field, message.into())])
+    }
+}
+
 crate::text_sqlx!(Mode);
 
 /// A whole API key. Only its creator ever sees it, once.

@@ -1,8 +1,9 @@
 //! Creating, listing, revoking and rotating keys. Only members with the
 //! developer role or above manage keys; revoking takes effect on the next call.
 
+use super::KeyError;
 use super::{Mode, Secret, SCOPES};
-use crate::accounts::{AccountsError, Role};
+use crate::accounts::Role;
 use sqlx::{PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -41,7 +42,7 @@ pub struct NewKey {
 pub fn validate(
     input: &NewKey,
     route_scopes: &[String],
-) -> Result<(String, Mode, Vec<String>, Option<Duration>), AccountsError> {
+) -> Result<(String, Mode, Vec<String>, Option<Duration>), KeyError> {
     let mut errors = Vec::new();
     let name = input.name.trim().to_string();
     if name.is_empty() {
@@ -85,7 +86,7 @@ pub fn validate(
     };
     match (errors.is_empty(), mode) {
         (true, Some(mode)) => Ok((name, mode, scopes, expiry)),
-        _ => Err(AccountsError::Invalid(errors)),
+        _ => Err(KeyError::Invalid(errors)),
     }
 }
 
@@ -93,11 +94,7 @@ pub fn validate(
 /// the rest of `tx`: a removal (which deletes the row, then revokes the
 /// member's keys) waits for this transaction, or this one sees the member
 /// gone. So a key written here cannot outlive its creator's removal.
-async fn locked_manager(
-    tx: &mut PgConnection,
-    org: Uuid,
-    user: Uuid,
-) -> Result<Role, AccountsError> {
+async fn locked_manager(tx: &mut PgConnection, org: Uuid, user: Uuid) -> Result<Role, KeyError> {
     let role: Option<Role> = sqlx::query_scalar(
         "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE",
     )
@@ -107,7 +104,7 @@ async fn locked_manager(
     .await?;
     match role {
         Some(role) if may_manage(role) => Ok(role),
-        _ => Err(AccountsError::Forbidden(
+        _ => Err(KeyError::Forbidden(
             "only developers, admins and owners manage API keys",
         )),
     }
@@ -155,7 +152,7 @@ pub async fn create(
     user: Uuid,
     input: NewKey,
     now: OffsetDateTime,
-) -> Result<(Uuid, Secret), AccountsError> {
+) -> Result<(Uuid, Secret), KeyError> {
     let route_scopes: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT scope FROM routes WHERE active")
             .fetch_all(db)
@@ -206,7 +203,7 @@ pub async fn revoke(
     user: Uuid,
     id: Uuid,
     now: OffsetDateTime,
-) -> Result<(), AccountsError> {
+) -> Result<(), KeyError> {
     let mut tx = db.begin().await?;
     locked_manager(&mut tx, org, user).await?;
     let r = sqlx::query(
@@ -219,7 +216,7 @@ pub async fn revoke(
     .execute(&mut *tx)
     .await?;
     if r.rows_affected() == 0 {
-        return Err(AccountsError::NotFound);
+        return Err(KeyError::NotFound);
     }
     crate::audit::record(
         &mut tx,
@@ -243,11 +240,11 @@ pub async fn rotate(
     id: Uuid,
     overlap_hours: i64,
     now: OffsetDateTime,
-) -> Result<(Uuid, Secret), AccountsError> {
+) -> Result<(Uuid, Secret), KeyError> {
     let mut tx = db.begin().await?;
     locked_manager(&mut tx, org, user).await?;
     if !(0..=720).contains(&overlap_hours) {
-        return Err(AccountsError::field(
+        return Err(KeyError::field(
             "overlap_hours",
             "Choose an overlap between 0 and 720 hours.",
         ));
@@ -259,7 +256,7 @@ pub async fn rotate(
     .bind(org)
     .fetch_optional(&mut *tx)
     .await?;
-    let old = old.ok_or(AccountsError::NotFound)?;
+    let old = old.ok_or(KeyError::NotFound)?;
     let mode = old.mode;
     let (new_id, secret) = insert(
         &mut tx,

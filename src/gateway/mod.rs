@@ -245,10 +245,7 @@ impl Ctx<'_> {
         };
         let d = match decision {
             Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "gateway could not reach the database");
-                return Err(unavailable(&self.state.config, &self.facts.request_id));
-            }
+            Err(e) => return Err(failed(&self.state.config, &self.facts.request_id, e)),
         };
         self.decided(d, cost, simulate).await
     }
@@ -306,10 +303,7 @@ impl Ctx<'_> {
             .await
         {
             Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "gateway could not reach the database");
-                return Err(unavailable(&self.state.config, &self.facts.request_id));
-            }
+            Err(e) => return Err(failed(&self.state.config, &self.facts.request_id, e)),
         };
         self.decided(d, 0, None).await
     }
@@ -656,6 +650,33 @@ async fn release(
         tracing::error!(request_id = %id, amount, "credits to release are still held; release them with adjust-credits");
     });
     None
+}
+
+/// The answer when the decision could not be had: 500 when the database
+/// answered something the gateway cannot read (an unknown outcome or mode,
+/// logged with the request id), else 503 (the database is out of reach).
+/// Either way nothing was decided or charged.
+fn failed(config: &crate::config::Config, request_id: &str, e: sqlx::Error) -> Response {
+    match e {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::Protocol(_) => {
+            tracing::error!(request_id, error = %e, "the gateway could not read its decision");
+            let body = serde_json::json!({
+                "type": "about:blank", "title": "Internal error", "status": 500,
+                "detail": "The gateway could not read its own decision; you were not charged. Quote the request id to support.",
+                "request_id": request_id, "support": config.support_contact,
+            });
+            let mut res = (StatusCode::INTERNAL_SERVER_ERROR, body.to_string()).into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            res
+        }
+        e => {
+            tracing::error!(request_id, error = %e, "gateway could not reach the database");
+            unavailable(config, request_id)
+        }
+    }
 }
 
 /// 503 when the database is out of reach: nothing was decided or charged.

@@ -7,7 +7,6 @@
 //! `tollgate_routes` channel (a trigger on the table), so a route goes live or
 //! stops on every instance at once, without a query per call.
 
-use crate::accounts::AccountsError;
 use crate::gateway::catalogue;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -15,6 +14,24 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// Why a route could not be saved or switched.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// (field, message) pairs.
+    #[error("invalid input")]
+    Invalid(Vec<(&'static str, String)>),
+    #[error("no such route")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl RouteError {
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        RouteError::Invalid(vec![(field, message.into())])
+    }
+}
 
 pub const CHANNEL: &str = "tollgate_routes";
 /// The most a route may reserve per call.
@@ -241,7 +258,7 @@ pub async fn create(
     actor: Option<Uuid>,
     input: NewRoute,
     now: OffsetDateTime,
-) -> Result<Route, AccountsError> {
+) -> Result<Route, RouteError> {
     save(db, actor, None, input, now).await
 }
 
@@ -253,7 +270,7 @@ pub async fn update(
     id: Uuid,
     input: NewRoute,
     now: OffsetDateTime,
-) -> Result<Route, AccountsError> {
+) -> Result<Route, RouteError> {
     save(db, actor, Some(id), input, now).await
 }
 
@@ -263,7 +280,7 @@ async fn save(
     id: Option<Uuid>,
     input: NewRoute,
     now: OffsetDateTime,
-) -> Result<Route, AccountsError> {
+) -> Result<Route, RouteError> {
     let mut errors: Vec<(&'static str, String)> = Vec::new();
     let prefix = input.path_prefix.trim().trim_end_matches('/').to_string();
     let prefix_ok =
@@ -369,7 +386,7 @@ async fn save(
         errors.push(("description", "Use at most 500 characters.".into()));
     }
     if !errors.is_empty() {
-        return Err(AccountsError::Invalid(errors));
+        return Err(RouteError::Invalid(errors));
     }
     let taken: Option<(String, String)> = sqlx::query_as(
         "SELECT path_prefix, endpoint FROM routes
@@ -382,9 +399,9 @@ async fn save(
     .await?;
     if let Some((p, _)) = taken {
         return Err(if p == prefix {
-            AccountsError::field("path_prefix", "Another route already uses this prefix.")
+            RouteError::field("path_prefix", "Another route already uses this prefix.")
         } else {
-            AccountsError::field("endpoint", "Another route already uses this name.")
+            RouteError::field("endpoint", "Another route already uses this name.")
         });
     }
     let mut tx = db.begin().await?;
@@ -418,15 +435,15 @@ async fn save(
             // Another admin added the same prefix or name a moment ago.
             sqlx::Error::Database(d) if d.is_unique_violation() => {
                 if d.constraint().is_some_and(|c| c.contains("endpoint")) {
-                    AccountsError::field("endpoint", "Another route already uses this name.")
+                    RouteError::field("endpoint", "Another route already uses this name.")
                 } else {
-                    AccountsError::field("path_prefix", "Another route already uses this prefix.")
+                    RouteError::field("path_prefix", "Another route already uses this prefix.")
                 }
             }
-            _ => AccountsError::Db(e),
+            _ => RouteError::Db(e),
         })?;
     let Some(route) = route else {
-        return Err(AccountsError::NotFound);
+        return Err(RouteError::NotFound);
     };
     let details = serde_json::json!({
         "route_id": route.id, "path_prefix": route.path_prefix, "endpoint": route.endpoint,
@@ -458,7 +475,7 @@ pub async fn set_active(
     id: Uuid,
     active: bool,
     now: OffsetDateTime,
-) -> Result<(), AccountsError> {
+) -> Result<(), RouteError> {
     let mut tx = db.begin().await?;
     let prefix: Option<String> = sqlx::query_scalar(
         "UPDATE routes SET active = $2, updated_at = $3 WHERE id = $1 RETURNING path_prefix",
@@ -469,7 +486,7 @@ pub async fn set_active(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(prefix) = prefix else {
-        return Err(AccountsError::NotFound);
+        return Err(RouteError::NotFound);
     };
     let action = if active {
         "route.enabled"

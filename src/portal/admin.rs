@@ -2,8 +2,8 @@
 //! is for platform admins only.
 
 use super::{date_time, errors, Portal};
-use crate::accounts::AccountsError;
 use crate::gateway::routes;
+use crate::gateway::routes::RouteError;
 use app::backend::{Admin, Caller, FormError, RouteForm};
 use app::error::AppError;
 use app::types::{AdminOverview, OutboxEntry, RouteView, RoutesPage};
@@ -115,9 +115,9 @@ impl Admin for Portal {
         let admin = self.form_admin(caller)?;
         let editing = match form.route_id.trim() {
             "" => None,
-            id => Some(
-                Uuid::parse_str(id).map_err(|_| errors::form(caller, AccountsError::NotFound))?,
-            ),
+            id => {
+                Some(Uuid::parse_str(id).map_err(|_| errors::form(caller, RouteError::NotFound))?)
+            }
         };
         let input = routes::NewRoute {
             path_prefix: form.path_prefix,
@@ -159,7 +159,7 @@ impl Admin for Portal {
         let admin = self.form_admin(caller)?;
         let result = match Uuid::parse_str(&route_id) {
             Ok(id) => routes::set_active(&self.state.db, Some(admin), id, active, self.now()).await,
-            Err(_) => Err(AccountsError::NotFound),
+            Err(_) => Err(RouteError::NotFound),
         };
         result.map_err(|e| errors::form(caller, e))?;
         self.reload_routes().await;

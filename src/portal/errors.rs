@@ -4,6 +4,8 @@
 //! message quotes.
 
 use crate::accounts::AccountsError;
+use crate::api_keys::KeyError;
+use crate::gateway::routes::RouteError;
 use app::backend::{Caller, FormError};
 use app::error::AppError;
 use std::fmt::Display;
@@ -30,14 +32,70 @@ fn minutes(secs: i64) -> String {
     format!("{m} minute{}", if m == 1 { "" } else { "s" })
 }
 
+/// Every domain error a form can meet, as one.
+pub enum Refusal {
+    Accounts(AccountsError),
+    Keys(KeyError),
+    Routes(RouteError),
+}
+
+impl From<AccountsError> for Refusal {
+    fn from(e: AccountsError) -> Self {
+        Refusal::Accounts(e)
+    }
+}
+
+impl From<KeyError> for Refusal {
+    fn from(e: KeyError) -> Self {
+        Refusal::Keys(e)
+    }
+}
+
+impl From<RouteError> for Refusal {
+    fn from(e: RouteError) -> Self {
+        Refusal::Routes(e)
+    }
+}
+
+fn invalid(fields: Vec<(&'static str, String)>) -> FormError {
+    FormError {
+        message: "Please correct the highlighted fields.".into(),
+        fields: fields
+            .into_iter()
+            .map(|(f, m)| (f.to_string(), m))
+            .collect(),
+    }
+}
+
+const GONE: &str = "That no longer exists. The page shows what is there now.";
+
+fn went_wrong(caller: &Caller, e: impl Display) -> FormError {
+    let AppError::Internal { request_id } = internal(caller, e) else {
+        unreachable!("internal() is always Internal")
+    };
+    FormError::message(format!(
+        "Something went wrong on our side (request {request_id}). Please try again."
+    ))
+}
+
 /// What a form says when the domain refused it.
-pub fn form(caller: &Caller, err: AccountsError) -> FormError {
+pub fn form(caller: &Caller, err: impl Into<Refusal>) -> FormError {
+    match err.into() {
+        Refusal::Accounts(e) => accounts(caller, e),
+        Refusal::Keys(KeyError::Invalid(fields)) => invalid(fields),
+        Refusal::Keys(KeyError::Forbidden(why)) => FormError::message(sentence(why)),
+        Refusal::Keys(KeyError::NotFound) => FormError::message(GONE),
+        Refusal::Keys(KeyError::Db(e)) => went_wrong(caller, e),
+        Refusal::Routes(RouteError::Invalid(fields)) => invalid(fields),
+        Refusal::Routes(RouteError::NotFound) => FormError::message(GONE),
+        Refusal::Routes(RouteError::Db(e)) => went_wrong(caller, e),
+    }
+}
+
+fn accounts(caller: &Caller, err: AccountsError) -> FormError {
     let message = |m: &str| FormError::message(m);
     match err {
-        AccountsError::Invalid(fields) => FormError {
-            message: "Please correct the highlighted fields.".into(),
-            fields: fields.into_iter().map(|(f, m)| (f.to_string(), m)).collect(),
-        },
+        AccountsError::Invalid(fields) => invalid(fields),
         AccountsError::InvalidCredentials => message("Wrong email or password."),
         AccountsError::Throttled { retry_after_secs } => FormError::message(format!(
             "Too many failed sign-ins. Sign-in is paused for this account: try again in {}, or reset your password.",
@@ -54,15 +112,8 @@ pub fn form(caller: &Caller, err: AccountsError) -> FormError {
             message("This link is invalid, already used, or expired. Ask for a new one.")
         }
         AccountsError::Forbidden(why) => FormError::message(sentence(why)),
-        AccountsError::NotFound => message("That no longer exists. The page shows what is there now."),
-        e @ (AccountsError::Db(_) | AccountsError::Hashing(_)) => {
-            let AppError::Internal { request_id } = internal(caller, e) else {
-                unreachable!("internal() is always Internal")
-            };
-            FormError::message(format!(
-                "Something went wrong on our side (request {request_id}). Please try again."
-            ))
-        }
+        AccountsError::NotFound => message(GONE),
+        e @ (AccountsError::Db(_) | AccountsError::Hashing(_)) => went_wrong(caller, e),
     }
 }
 

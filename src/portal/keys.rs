@@ -1,8 +1,8 @@
 //! The `Keys` port: list, create, revoke, rotate.
 
 use super::{date_time, errors, form_member, member, Portal};
-use crate::accounts::AccountsError;
 use crate::api_keys::store;
+use crate::api_keys::KeyError;
 use app::backend::{Caller, CreateKeyForm, FormError, Keys, NewSecret};
 use app::error::AppError;
 use app::types::{ApiKeyView, KeysPage};
@@ -75,7 +75,7 @@ impl Keys for Portal {
         let m = form_member(caller)?;
         let result = match Uuid::parse_str(&key_id) {
             Ok(id) => store::revoke(&self.state.db, m.org, m.user, id, self.now()).await,
-            Err(_) => Err(AccountsError::NotFound),
+            Err(_) => Err(KeyError::NotFound),
         };
         result.map_err(|e| errors::form(caller, e))?;
         Ok("Key revoked. Calls with it are refused from now on.".into())
@@ -91,7 +91,7 @@ impl Keys for Portal {
         let overlap = overlap_hours.trim().parse::<i64>().unwrap_or(-1);
         let result = match Uuid::parse_str(&key_id) {
             Ok(id) => store::rotate(&self.state.db, m.org, m.user, id, overlap, self.now()).await,
-            Err(_) => Err(AccountsError::NotFound),
+            Err(_) => Err(KeyError::NotFound),
         };
         result
             .map(|(_, secret)| NewSecret(secret.expose().to_string()))

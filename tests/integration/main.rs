@@ -9,6 +9,7 @@ mod helpers;
 mod keys;
 mod organizations;
 mod pages;
+mod ports;
 mod routes;
 mod sessions;
 mod throttling;

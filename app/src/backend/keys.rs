@@ -13,8 +13,14 @@ pub struct CreateKeyForm {
     pub expires_in_days: String,
 }
 
-/// A key just made, to show once: deliberately not `Debug`.
+/// A key just made, to show once. Its `Debug` is redacted.
 pub struct NewSecret(pub String);
+
+impl std::fmt::Debug for NewSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewSecret([redacted])")
+    }
+}
 
 #[async_trait::async_trait]
 pub trait Keys: Send + Sync + 'static {
