@@ -62,6 +62,16 @@ ensure_rust_tools() {
   fi
 }
 
+# The test runner: cargo-nextest (a process per test), at the version this
+# toolchain is known to build.
+CARGO_NEXTEST_VERSION=0.9.143
+ensure_test_runner() {
+  if ! cargo nextest --version 2>/dev/null | grep -q "$CARGO_NEXTEST_VERSION"; then
+    log "installing cargo-nextest $CARGO_NEXTEST_VERSION (a few minutes, once)"
+    cargo install cargo-nextest --version "$CARGO_NEXTEST_VERSION" --locked
+  fi
+}
+
 # Playwright and wasm-opt (npm's binaryen 132; Debian's is too old).
 ensure_npm_packages() {
   if [ ! -f end2end/node_modules/.package-lock.json ] ||

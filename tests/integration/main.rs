@@ -6,6 +6,7 @@ mod accounts;
 mod gateway;
 mod gateway_holes;
 mod helpers;
+mod jobs;
 mod keys;
 mod organizations;
 mod pages;

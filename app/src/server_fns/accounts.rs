@@ -10,6 +10,17 @@ use super::form::{safe_return_to, submit, Form, Needs, Success};
 #[cfg(feature = "ssr")]
 use crate::components::encode_component;
 
+/// Signs the browser in as `signed`: a new session id and token. `false`
+/// when the session could not be written (the form then goes elsewhere).
+#[cfg(feature = "ssr")]
+async fn start_session(c: &super::form::Ctx, signed: &crate::backend::SignedIn) -> bool {
+    c.backend
+        .web
+        .start_session(&c.parts, &signed.user_id, signed.org_id.as_deref())
+        .await
+        .is_ok()
+}
+
 #[server(endpoint = "viewer")]
 pub async fn get_viewer() -> Result<Viewer, AppError> {
     let (backend, parts) = super::ssr::ctx().await?;
@@ -69,12 +80,7 @@ pub async fn sign_up(
     };
     submit(form, &csrf, |c| async move {
         let signed = c.backend.accounts.sign_up(&c.caller, input).await?;
-        let web = &c.backend.web;
-        if web
-            .start_session(&c.parts, &signed.user_id, signed.org_id.as_deref())
-            .await
-            .is_err()
-        {
+        if !start_session(&c, &signed).await {
             return Ok(Success::to("/login"));
         }
         Ok(Success::to("/account").notice("", "Welcome to Tollgate! Your account is ready."))
@@ -107,12 +113,7 @@ pub async fn sign_in(
             .accounts
             .sign_in(&c.caller, SignInForm { email, password })
             .await?;
-        let web = &c.backend.web;
-        if web
-            .start_session(&c.parts, &signed.user_id, signed.org_id.as_deref())
-            .await
-            .is_err()
-        {
+        if !start_session(&c, &signed).await {
             return Ok(Success::to(back));
         }
         Ok(Success::to(return_to.unwrap_or_else(|| "/account".into())))
@@ -171,12 +172,7 @@ pub async fn reset_password(csrf: String, token: String, password: String) -> Re
             .accounts
             .reset_password(&c.caller, ResetPasswordForm { token, password })
             .await?;
-        let web = &c.backend.web;
-        if web
-            .start_session(&c.parts, &signed.user_id, signed.org_id.as_deref())
-            .await
-            .is_err()
-        {
+        if !start_session(&c, &signed).await {
             return Ok(Success::to("/login"));
         }
         let text = "Your password was changed, and every other session was signed out.";
