@@ -696,6 +696,23 @@ fn unavailable(config: &crate::config::Config, request_id: &str) -> Response {
     res
 }
 
+/// The next plan up from `plan` (by price), for a simulated
+/// `plan_upgrade_required`; the dearest plan when there is none above.
+async fn plan_above(state: &AppState, plan: Option<&str>) -> String {
+    let above: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+        "SELECT code FROM plans WHERE active
+           AND price_minor > coalesce((SELECT price_minor FROM plans WHERE code = $1), -1)
+         ORDER BY price_minor, sort_order LIMIT 1",
+    )
+    .bind(plan)
+    .fetch_optional(&state.db)
+    .await;
+    match above {
+        Ok(Some(code)) => code,
+        _ => plan.unwrap_or_default().to_string(),
+    }
+}
+
 /// `Tollgate-Simulate: <code>` on a test key: that code's exact body, built
 /// by the same code as a real refusal, with this key's real balance.
 async fn simulated(ctx: &Ctx<'_>, d: &Decision, name: &str, facts: Facts) -> Response {
@@ -714,11 +731,7 @@ async fn simulated(ctx: &Ctx<'_>, d: &Decision, name: &str, facts: Facts) -> Res
     let facts = Facts {
         balance: Some(balance),
         required: Some(balance + 1),
-        suggested_plan: Some(if d.plan_code.as_deref() == Some("pro") {
-            "enterprise".into()
-        } else {
-            "pro".into()
-        }),
+        suggested_plan: Some(plan_above(ctx.state, d.plan_code.as_deref()).await),
         plan: d.plan_code.clone(),
         retry_after_ms: Some(1000),
         spend_cap: Some(1000),

@@ -276,3 +276,194 @@ async fn a_state_the_code_does_not_know_is_an_error_never_a_default(db: PgPool) 
         res.header("request-id").unwrap().as_str()
     );
 }
+
+/// Invites `email` as `role` from `inviter` and signs them up through the
+/// emailed link, all at the port; returns them as a caller.
+async fn joined(
+    backend: &Backend,
+    db: &PgPool,
+    inviter: &Caller,
+    email: &str,
+    role: Role,
+) -> Caller {
+    let form = app::backend::InviteForm {
+        email: email.into(),
+        role: role.as_str().into(),
+    };
+    backend.accounts.invite(inviter, form).await.unwrap();
+    let (_, body) = last_email(db, email).await.expect("an invitation email");
+    let token = link_path(&body)
+        .trim_start_matches("/invitations/")
+        .to_string();
+    let form = SignUpForm {
+        display_name: "Member".into(),
+        email: email.into(),
+        password: PASSWORD.into(),
+        organization: String::new(),
+        invitation: Some(token),
+    };
+    let signed = backend.accounts.sign_up(&anonymous(), form).await.unwrap();
+    Caller {
+        user: Some(CallerUser {
+            id: signed.user_id,
+            email: email.into(),
+            display_name: "Member".into(),
+        }),
+        org: Some(CallerOrg {
+            role,
+            ..inviter.org.clone().unwrap()
+        }),
+        ..anonymous()
+    }
+}
+
+#[sqlx::test]
+async fn member_rules_hold_at_the_port(db: PgPool) {
+    let (_app, backend) = ports(&db).await;
+    let olive = owner(&backend, "olive@example.com").await;
+    let olive_id = olive.user.clone().unwrap().id;
+    let dev = joined(&backend, &db, &olive, "dev@example.com", Role::Developer).await;
+    let adam = joined(&backend, &db, &olive, "adam@example.com", Role::Admin).await;
+    let adam_id = adam.user.clone().unwrap().id;
+
+    // Developers do not invite; admins neither grant nor take ownership.
+    let invite = |email: &str, role: &str| app::backend::InviteForm {
+        email: email.into(),
+        role: role.into(),
+    };
+    assert_eq!(
+        backend
+            .accounts
+            .invite(&dev, invite("friend@example.com", "owner"))
+            .await
+            .unwrap_err()
+            .message,
+        "Only owners and admins invite members."
+    );
+    assert!(last_email(&db, "friend@example.com").await.is_none());
+    let demote_owner = MemberRoleForm {
+        user_id: olive_id.clone(),
+        role: "developer".into(),
+    };
+    assert_eq!(
+        backend
+            .accounts
+            .change_role(&adam, demote_owner)
+            .await
+            .unwrap_err()
+            .message,
+        "Only owners can grant or remove the owner role."
+    );
+    assert!(backend
+        .accounts
+        .remove_member(&adam, olive_id.clone())
+        .await
+        .is_err());
+    assert_eq!(
+        backend
+            .accounts
+            .remove_member(&olive, olive_id)
+            .await
+            .unwrap_err()
+            .message,
+        "You cannot remove yourself."
+    );
+
+    // Invitations are checked, and can be taken back.
+    let bad = backend
+        .accounts
+        .invite(&olive, invite("not-an-email", "developer"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.fields,
+        vec![(
+            "email".to_string(),
+            "Enter an email address like name@example.com.".to_string()
+        )]
+    );
+    let again = backend
+        .accounts
+        .invite(&olive, invite("dev@example.com", "developer"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.fields,
+        vec![(
+            "email".to_string(),
+            "This person is already a member.".to_string()
+        )]
+    );
+    backend
+        .accounts
+        .invite(&olive, invite("temp@example.com", "billing"))
+        .await
+        .unwrap();
+    let page = backend.accounts.members(&olive).await.unwrap();
+    let temp = page
+        .invitations
+        .iter()
+        .find(|i| i.email == "temp@example.com")
+        .unwrap();
+    assert_eq!(temp.role, "billing");
+    assert_eq!(
+        backend
+            .accounts
+            .revoke_invitation(&olive, temp.id.clone())
+            .await
+            .unwrap(),
+        "Invitation revoked."
+    );
+    assert!(backend
+        .accounts
+        .members(&olive)
+        .await
+        .unwrap()
+        .invitations
+        .is_empty());
+
+    // The owner re-roles, then removes the admin: the admin's next request
+    // finds no organization.
+    let change = MemberRoleForm {
+        user_id: adam_id.clone(),
+        role: "developer".into(),
+    };
+    assert_eq!(
+        backend.accounts.change_role(&olive, change).await.unwrap(),
+        "Role changed."
+    );
+    assert_eq!(
+        backend
+            .accounts
+            .remove_member(&olive, adam_id)
+            .await
+            .unwrap(),
+        "Member removed. Their access ended at once."
+    );
+    let roles: Vec<String> = backend
+        .accounts
+        .members(&olive)
+        .await
+        .unwrap()
+        .members
+        .into_iter()
+        .map(|m| m.role)
+        .collect();
+    assert_eq!(roles, vec!["owner", "developer"]);
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    for expected in [
+        "member.invited",
+        "member.joined",
+        "member.role_changed",
+        "member.removed",
+        "invitation.revoked",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} in {actions:?}"
+        );
+    }
+}
