@@ -55,11 +55,14 @@ pub async fn exclusive(
     name: &str,
     work: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<bool> {
-    let mut conn = db.acquire().await?;
+    // The lock lives on a connection of its own, outside the pool, so a job
+    // that needs the pool's connections cannot starve on the one holding it.
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(&db.connect_options()).await?;
     let key = lock_key(name);
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(key)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut conn)
         .await?;
     if !locked {
         return Ok(false);
@@ -67,8 +70,9 @@ pub async fn exclusive(
     let result = work.await;
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(key)
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await?;
+    let _ = conn.close().await;
     result.map(|()| true)
 }
 

@@ -863,3 +863,28 @@ async fn an_oversized_body_is_413_after_the_key_check_and_never_charged(db: PgPo
         "the plan comes first too"
     );
 }
+
+#[sqlx::test]
+async fn the_low_balance_warning_follows_the_organizations_threshold(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    // 100 credits, above the default threshold of 10: no warning.
+    let ping = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(ping.header("tollgate-warning"), None);
+    sqlx::query("UPDATE org_meters SET low_balance_at = 150 WHERE org_id = $1")
+        .bind(org)
+        .execute(&db)
+        .await
+        .unwrap();
+    for (method, body) in [("GET", None), ("POST", Some(TEXT))] {
+        app.clock.advance(time::Duration::seconds(1));
+        let path = if method == "GET" {
+            "/v1/ping"
+        } else {
+            "/v1/text/sentiment"
+        };
+        let res = app.call(method, path, Some(&key), body, &[]).await;
+        assert_eq!(res.status, StatusCode::OK);
+        let warning = res.header("tollgate-warning").expect("below the threshold");
+        assert!(warning.starts_with("low_balance; remaining="), "{warning}");
+    }
+}

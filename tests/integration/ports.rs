@@ -467,3 +467,33 @@ async fn member_rules_hold_at_the_port(db: PgPool) {
         );
     }
 }
+
+#[sqlx::test]
+async fn billing_docs_and_usage_answer_for_the_callers_organization(db: PgPool) {
+    let (_app, backend) = ports(&db).await;
+    let olive = owner(&backend, "olive@example.com").await;
+    let plans = backend.billing.plans().await.unwrap();
+    let codes: Vec<&str> = plans.iter().map(|p| p.code.as_str()).collect();
+    assert_eq!(codes, vec!["free", "pro", "enterprise"]);
+    assert_eq!(plans[1].price, "$29.00");
+    let overview = backend.billing.overview(&olive).await.unwrap();
+    assert_eq!(overview.plan.code, "free");
+    assert_eq!(overview.status, "active");
+    assert_eq!(
+        backend.billing.overview(&anonymous()).await.unwrap_err(),
+        AppError::NotSignedIn
+    );
+    let doc = backend
+        .docs
+        .page("errors/insufficient_credits".into())
+        .await
+        .unwrap();
+    assert!(doc.html.contains("Top up"), "{}", doc.html);
+    assert!(!doc.nav.is_empty());
+    assert_eq!(
+        backend.docs.page("../Cargo.toml".into()).await.unwrap_err(),
+        AppError::NotFound
+    );
+    let usage = backend.usage.balances(&olive).await.unwrap();
+    assert_eq!((usage.live, usage.sandbox), (100, 1000));
+}
