@@ -217,14 +217,6 @@ async fn read_up_to(res: reqwest::Response, limit: usize) -> Result<Metered, Fai
     Ok(Metered::Whole(Bytes::from(buf)))
 }
 
-/// Turns the upstream's answer into the customer's, and prices it.
-///
-/// - 2xx/3xx: a fixed route costs its price; a metered route costs what the
-///   upstream reports, capped at the reservation, or the whole reservation
-///   when it reports nothing.
-/// - 4xx: the call was refused upstream; it costs nothing unless a metered
-///   upstream reports a cost.
-/// - 5xx is not an answer: the caller turns it into `upstream_failed`.
 /// Whether an upstream's response header may reach the customer. The
 /// gateway's own headers (request id, rate limit, credits, warnings) are the
 /// gateway's to set, and an upstream must not set cookies on the portal's
@@ -270,6 +262,15 @@ fn relocated(
         .flatten()
 }
 
+/// Turns the upstream's answer into the customer's, and prices it.
+///
+/// - 2xx/3xx: a fixed route costs its price; a metered route costs what the
+///   upstream reports, capped at the reservation, or the whole reservation
+///   when it reports nothing.
+/// - 4xx: the call was refused upstream; it costs nothing unless a metered
+///   upstream reports a cost.
+/// - 5xx is not an answer: the caller turns it into `upstream_failed`.
+///
 /// `public_prefix`: the route's prefix as customers reach it (absolute URL).
 pub async fn answer(
     route: &Route,
