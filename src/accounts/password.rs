@@ -37,6 +37,15 @@ fn permits() -> &'static Semaphore {
     PERMITS.get_or_init(|| Semaphore::new(max_concurrent()))
 }
 
+/// Gives a hash's permit back when the hash ends (on the blocking thread).
+struct Slot;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        permits().add_permits(1);
+    }
+}
+
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
@@ -50,11 +59,16 @@ pub fn peak_concurrent() -> usize {
 async fn bounded<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AccountsError> + Send + 'static,
 ) -> Result<T, AccountsError> {
-    let _permit = permits()
+    // The permit goes with the hash, not with the request: a client that
+    // hangs up does not free a slot while its hash still runs.
+    let permit = permits()
         .acquire()
         .await
         .map_err(|e| AccountsError::Hashing(e.to_string()))?;
+    permit.forget();
+    let slot = Slot;
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
         PEAK.fetch_max(now, Ordering::SeqCst);
         let out = work();

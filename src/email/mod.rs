@@ -134,9 +134,11 @@ pub async fn run_sender(db: PgPool, smtp: SmtpConfig, shutdown: crate::shutdown:
                     }
                     Err(e) => {
                         tracing::warn!(email_id = %row.id, error = %e, "email delivery failed");
-                        sqlx::query("UPDATE email_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+                        // An email that will not be tried again keeps no token either.
+                        sqlx::query("UPDATE email_outbox SET attempts = attempts + 1, last_error = $2, body_secret = CASE WHEN attempts + 1 >= $3 THEN NULL ELSE body_secret END WHERE id = $1")
                             .bind(row.id)
                             .bind(e)
+                            .bind(MAX_ATTEMPTS)
                             .execute(&mut *tx)
                             .await?;
                     }

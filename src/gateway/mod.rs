@@ -279,11 +279,13 @@ impl Ctx<'_> {
             tracing::error!("could not confirm a charge on disk; giving it back");
             let amount = d.charged.unwrap_or(0);
             match holds::settle(self.state, &self.facts.request_id, amount, self.now).await {
-                // A built-in endpoint's charge has no hold.
-                holds::Settled::Before => {
+                // A built-in endpoint's charge has no hold; when the database
+                // could not say, release anyway (idempotent, retried in the
+                // background) rather than leave a charge no job will find.
+                holds::Settled::Before | holds::Settled::Unknown => {
                     release(self.state, &self.facts.request_id, amount, self.now).await;
                 }
-                holds::Settled::Now(_) | holds::Settled::Unknown => {}
+                holds::Settled::Now(_) => {}
             }
             return Err(unavailable(&self.state.config, &self.facts.request_id));
         }

@@ -28,6 +28,23 @@ pub fn check(path: &str) -> Result<(), &'static str> {
     if path.bytes().any(|b| b.is_ascii_control()) || lower.contains("%00") {
         return Err("a control character");
     }
+    // `;` (path parameters: `..;` is a dot segment to Tomcat and Jetty) and
+    // empty segments (merged by many servers) read differently upstream.
+    if path.contains(';') || path.contains("//") {
+        return Err("a semicolon or an empty segment");
+    }
+    // A `%` must start an escape, and an escape must not spell a character
+    // that needs none (`%34` is `4` to the upstream, not to the router).
+    let b = path.as_bytes();
+    for (i, _) in path.match_indices('%') {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(c) if !(c.is_ascii_alphanumeric() || b"-._~".contains(&c)) => {}
+            _ => return Err("a malformed or needless percent escape"),
+        }
+    }
     Ok(())
 }
 
@@ -68,6 +85,13 @@ mod tests {
             "/v1/cheap/..",
             "/v1/cheap/%252e%252e/pricey",
             "/v1/cheap/%00",
+            "/v1/cheap/..;/pricey/run",
+            "/v1/cheap;x/run",
+            "/v1/llm//gpt4/chat",
+            "/v1/llm/gpt%34/chat",
+            "/v1/cheap/%%32%65%%32%65/pricey",
+            "/v1/cheap/%zz",
+            "/v1/cheap/%4",
         ] {
             assert!(check(p).is_err(), "{p}");
         }

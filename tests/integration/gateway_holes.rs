@@ -165,6 +165,11 @@ async fn path_tricks_never_reach_another_route_or_another_upstream_path(db: PgPo
         "/v1/cheap/%252e%252e/pricey",
         "/v1/cheap/%252f",
         "/v1/cheap/..",
+        "/v1/cheap/..;/pricey/run",
+        "/v1/cheap;x/../pricey",
+        "/v1/cheap//pricey",
+        "/v1/cheap/%70ricey",
+        "/v1/cheap/%%32%65%%32%65/pricey",
     ];
     for trick in tricks {
         let res = app.call("GET", trick, Some(&key), None, &[]).await;
