@@ -123,7 +123,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(&config).await?;
             crate::db::migrate(&db).await?;
             crate::billing::plans::ensure_defaults(&db).await?;
-            let clock = Clock::System;
+            let clock = config.clock();
+            if let Some(by) = config.clock_offset {
+                tracing::warn!(
+                    offset = %by,
+                    now = %clock.now(),
+                    "TOLLGATE_CLOCK_OFFSET IS SET: THIS SERVER'S CLOCK RUNS {by} AHEAD OF REAL TIME. \
+                     RENEWALS, GRACE PERIODS AND TRIALS FOLLOW IT. FOR DEMOS AND TESTS ONLY."
+                );
+            }
             if demo {
                 crate::demo::seed(&db, clock.now()).await?;
                 crate::demo::print_credentials(config.public_url.as_str());

@@ -8,6 +8,10 @@ use time::{Duration, OffsetDateTime};
 pub enum Clock {
     #[default]
     System,
+    /// The system clock moved forward by a fixed duration
+    /// (`TOLLGATE_CLOCK_OFFSET`, for demos and tests of time-driven
+    /// journeys: renewals, grace periods, trials).
+    Offset(Duration),
     Manual(Arc<Mutex<OffsetDateTime>>),
 }
 
@@ -19,6 +23,7 @@ impl Clock {
     pub fn now(&self) -> OffsetDateTime {
         match self {
             Clock::System => OffsetDateTime::now_utc(),
+            Clock::Offset(by) => OffsetDateTime::now_utc() + *by,
             Clock::Manual(t) => *t.lock().expect("clock lock"),
         }
     }
@@ -29,5 +34,57 @@ impl Clock {
             let mut t = t.lock().expect("clock lock");
             *t += by;
         }
+    }
+}
+
+/// Parses a duration such as "31d", "12h", "90m", "45s" or "1d12h".
+pub fn parse_offset(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits
+            .parse()
+            .map_err(|_| format!("\"{text}\": a number must come before each unit"))?;
+        digits.clear();
+        total += match c {
+            'd' => Duration::days(n),
+            'h' => Duration::hours(n),
+            'm' => Duration::minutes(n),
+            's' => Duration::seconds(n),
+            _ => return Err(format!("\"{text}\": units are d, h, m and s")),
+        };
+    }
+    if !digits.is_empty() {
+        return Err(format!("\"{text}\": the last number has no unit (d, h, m or s)"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_parse_from_days_hours_minutes_and_seconds() {
+        assert_eq!(parse_offset("31d"), Ok(Duration::days(31)));
+        assert_eq!(parse_offset("1d12h"), Ok(Duration::hours(36)));
+        assert_eq!(parse_offset("90m"), Ok(Duration::minutes(90)));
+        assert!(parse_offset("31").is_err());
+        assert!(parse_offset("3w").is_err());
+        assert!(parse_offset("").is_err());
+    }
+
+    #[test]
+    fn an_offset_clock_runs_ahead_of_the_system_clock() {
+        let ahead = Clock::Offset(Duration::days(31)).now() - OffsetDateTime::now_utc();
+        assert!(ahead > Duration::days(30) && ahead <= Duration::days(31));
     }
 }

@@ -37,6 +37,24 @@ impl std::fmt::Debug for SmtpConfig {
     }
 }
 
+/// The webhook signing secret; `Debug` never shows it.
+#[derive(Clone)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret([redacted])")
+    }
+}
+
+impl WebhookSecret {
+    pub fn random() -> Self {
+        use rand::Rng;
+        let bytes: [u8; 32] = rand::thread_rng().gen();
+        WebhookSecret(format!("whsec_{}", hex::encode(bytes)))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Unset: the embedded PostgreSQL under `data_dir` is used.
@@ -61,6 +79,19 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub support_contact: String,
     pub session_idle_days: i64,
+    /// Signs and verifies the payment processor's webhooks
+    /// (`TOLLGATE_WEBHOOK_SECRET`; a random one per process when unset,
+    /// which is enough for the sandbox processor delivering to itself).
+    pub webhook_secret: WebhookSecret,
+    /// Where the sandbox processor delivers its webhooks
+    /// (`TOLLGATE_SANDBOX_WEBHOOK_URL`); unset: this instance's own address.
+    pub sandbox_webhook_url: Option<Url>,
+    /// Days a subscription whose renewal failed keeps working
+    /// (`TOLLGATE_GRACE_DAYS`, default 3).
+    pub grace_days: i64,
+    /// Moves the whole server's clock forward (`TOLLGATE_CLOCK_OFFSET`,
+    /// for demos and tests only).
+    pub clock_offset: Option<time::Duration>,
     /// Serves `/bench/unmetered/ping` (the ping handler without the gateway),
     /// for the benchmarks only.
     pub bench_routes: bool,
@@ -141,6 +172,24 @@ impl Config {
                 .unwrap_or_else(|| "support@example.com".into()),
             session_idle_days: parsed("TOLLGATE_SESSION_IDLE_DAYS", 14)?,
             bench_routes: var("TOLLGATE_BENCH").is_some_and(|v| v == "1"),
+            webhook_secret: var("TOLLGATE_WEBHOOK_SECRET")
+                .map(WebhookSecret)
+                .unwrap_or_else(WebhookSecret::random),
+            sandbox_webhook_url: match var("TOLLGATE_SANDBOX_WEBHOOK_URL") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|e: url::ParseError| ConfigError {
+                    name: "TOLLGATE_SANDBOX_WEBHOOK_URL",
+                    message: e.to_string(),
+                })?),
+            },
+            grace_days: parsed("TOLLGATE_GRACE_DAYS", 3)?,
+            clock_offset: match var("TOLLGATE_CLOCK_OFFSET") {
+                None => None,
+                Some(v) => Some(crate::clock::parse_offset(&v).map_err(|message| ConfigError {
+                    name: "TOLLGATE_CLOCK_OFFSET",
+                    message,
+                })?),
+            },
         })
     }
 
@@ -162,6 +211,19 @@ impl Config {
             support_contact: "support@example.com".into(),
             session_idle_days: 14,
             bench_routes: false,
+            webhook_secret: WebhookSecret("whsec_tests".into()),
+            sandbox_webhook_url: None,
+            grace_days: 3,
+            clock_offset: None,
+        }
+    }
+
+    /// The clock the server runs on: the system's, moved forward by
+    /// `TOLLGATE_CLOCK_OFFSET` when set.
+    pub fn clock(&self) -> crate::clock::Clock {
+        match self.clock_offset {
+            Some(by) => crate::clock::Clock::Offset(by),
+            None => crate::clock::Clock::System,
         }
     }
 

@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .layer(sessions)
         .merge(health::router())
         .merge(crate::gateway::router())
+        .merge(crate::billing::webhooks::router())
         .merge(bench)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -107,6 +108,13 @@ pub async fn serve_on(
     state.gateway.routes.reload(&state.db).await?;
     let jobs = crate::jobs::spawn_all(&state, &shutdown);
     let addr = listener.local_addr()?;
+    // The sandbox processor delivers its webhooks to this instance (unless
+    // configured to deliver elsewhere).
+    let ip = if addr.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
+    let own = std::net::SocketAddr::new(ip, addr.port());
+    if let Ok(url) = format!("http://{own}/webhooks/sandbox").parse() {
+        state.processor.listening_at(url);
+    }
     tracing::info!(%addr, public_url = %state.config.public_url, "Tollgate is listening");
     let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let signal = {

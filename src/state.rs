@@ -3,6 +3,8 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::billing::processor::sandbox::Sandbox;
+use crate::billing::processor::Processor;
 use crate::gateway::Gateway;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -13,6 +15,11 @@ use std::sync::Arc;
 pub struct AppState {
     pub db: PgPool,
     pub gateway: Gateway,
+    /// The payment processor billing charges through.
+    pub processor: Arc<dyn Processor>,
+    /// The sandbox processor (the default), whose webhook deliveries a job
+    /// retries.
+    pub sandbox: Arc<Sandbox>,
     pub config: Arc<Config>,
     pub clock: Clock,
     pub leptos_options: LeptosOptions,
@@ -35,7 +42,14 @@ impl AppState {
                 _ => leptos::config::Env::PROD,
             })
             .build();
+        let sandbox = Sandbox::new(
+            db.clone(),
+            config.webhook_secret.clone(),
+            config.sandbox_webhook_url.clone(),
+        );
         Self {
+            processor: sandbox.clone(),
+            sandbox,
             db,
             gateway,
             config: Arc::new(config),

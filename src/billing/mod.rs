@@ -1,10 +1,60 @@
-//! Billing: plans, subscriptions and the credit ledger. Top-ups, the payment
-//! processor and dunning build on these tables.
+//! Billing: plans, subscriptions, the credit ledger, and the customer's
+//! self-service on top of them: cards ([`cards`]), top-ups and limits
+//! ([`topups`]), plan changes and approvals ([`changes`]), invoices and the
+//! charges that collect them ([`payments`]), renewals and dunning
+//! ([`renewals`]), notifications ([`notices`]). Payment goes through a
+//! [`processor::Processor`] (the sandbox by default); outcomes arrive only as
+//! signed webhooks ([`webhooks`]).
 
+pub mod cards;
+pub mod changes;
 pub mod ledger;
+pub mod notices;
+pub mod payments;
 pub mod plans;
 pub mod policy;
+pub mod processor;
+pub mod renewals;
 pub mod subscriptions;
+pub mod topups;
+pub mod webhooks;
+
+use processor::Refused;
+
+/// Why a billing action could not be done, for the portal to word.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    /// Fields to fix: (field, message).
+    #[error("invalid input")]
+    Invalid(Vec<(&'static str, String)>),
+    #[error("a card is needed first")]
+    NoCard,
+    /// The processor declined (or refused the card).
+    #[error("refused: {0}")]
+    Refused(Refused),
+    /// Not possible in the subscription's state; the message says why.
+    #[error("{0}")]
+    State(String),
+    /// The price differs from the one shown: the new one, to confirm.
+    #[error("the price changed to {0}")]
+    PriceChanged(i64),
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<payments::CollectError> for BillingError {
+    fn from(e: payments::CollectError) -> Self {
+        match e {
+            payments::CollectError::NoCard => BillingError::NoCard,
+            payments::CollectError::NotCollectable(s) => {
+                BillingError::State(format!("This invoice is {s} and cannot be paid."))
+            }
+            payments::CollectError::Db(e) => BillingError::Db(e),
+        }
+    }
+}
 
 /// Formats integer minor units for display, for example 2900 USD → "$29.00".
 pub fn format_money(amount_minor: i64, currency: &str) -> String {

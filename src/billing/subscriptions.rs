@@ -1,8 +1,11 @@
 //! Subscriptions: one current subscription per organization, with a
 //! half-open billing period [start, end).
 
+use super::ledger::{post, Account, Kind, Posting};
+use super::payments::Invoice;
 use super::plans::{Plan, COLUMNS};
-use sqlx::{PgConnection, PgPool};
+use crate::state::AppState;
+use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -66,28 +69,209 @@ pub struct Current {
     pub status: Status,
     pub period_start: OffsetDateTime,
     pub period_end: OffsetDateTime,
+    pub trial_end: Option<OffsetDateTime>,
+    pub trial_used: bool,
+    pub grace_until: Option<OffsetDateTime>,
+    /// A downgrade waiting for the period's end.
+    pub next_plan: Option<Plan>,
+    /// While pending approval: the plan that keeps serving.
+    pub fallback_plan: Option<Plan>,
+    pub requested_at: Option<OffsetDateTime>,
+    pub decision_note: Option<String>,
+}
+
+async fn plan_by_id(conn: &mut PgConnection, id: Uuid) -> Result<Plan, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1"))
+        .bind(id)
+        .fetch_one(conn)
+        .await
 }
 
 pub async fn current(db: &PgPool, org: Uuid) -> Result<Option<Current>, sqlx::Error> {
-    let row: Option<(Uuid, Status, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
-        "SELECT plan_id, status, current_period_start, current_period_end FROM subscriptions WHERE org_id = $1",
-    )
-    .bind(org)
-    .fetch_optional(db)
-    .await?;
-    let Some((plan_id, status, period_start, period_end)) = row else {
+    let mut conn = db.acquire().await?;
+    current_in(&mut conn, org, false).await
+}
+
+/// The organization's subscription, locked for update when `lock`.
+pub async fn current_in(conn: &mut PgConnection, org: Uuid, lock: bool) -> Result<Option<Current>, sqlx::Error> {
+    let sql = format!(
+        "SELECT plan_id, status, current_period_start, current_period_end, trial_end, trial_used, grace_until,
+                next_plan_id, fallback_plan_id, requested_at, decision_note
+           FROM subscriptions WHERE org_id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let Some(r) = sqlx::query(&sql).bind(org).fetch_optional(&mut *conn).await? else {
         return Ok(None);
     };
-    let plan: Plan = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1"))
-        .bind(plan_id)
-        .fetch_one(db)
-        .await?;
+    let plan = plan_by_id(conn, r.get("plan_id")).await?;
+    let next_plan = match r.get::<Option<Uuid>, _>("next_plan_id") {
+        Some(id) => Some(plan_by_id(conn, id).await?),
+        None => None,
+    };
+    let fallback_plan = match r.get::<Option<Uuid>, _>("fallback_plan_id") {
+        Some(id) => Some(plan_by_id(conn, id).await?),
+        None => None,
+    };
     Ok(Some(Current {
         plan,
-        status,
-        period_start,
-        period_end,
+        status: r.try_get("status")?,
+        period_start: r.get("current_period_start"),
+        period_end: r.get("current_period_end"),
+        trial_end: r.get("trial_end"),
+        trial_used: r.get("trial_used"),
+        grace_until: r.get("grace_until"),
+        next_plan,
+        fallback_plan,
+        requested_at: r.get("requested_at"),
+        decision_note: r.get("decision_note"),
     }))
+}
+
+/// Moves the organization's meters to a new period: whatever included
+/// credits are left lapse (to `expired`, through the ledger), this period's
+/// spending starts at zero, and included credits granted from now on expire
+/// at `end`.
+pub async fn roll_meters(
+    conn: &mut PgConnection,
+    org: Uuid,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let included: i64 = sqlx::query_scalar("SELECT included FROM org_meters WHERE org_id = $1 FOR UPDATE")
+        .bind(org)
+        .fetch_one(&mut *conn)
+        .await?;
+    if included > 0 {
+        let key = format!("expiry:{org}:roll:{start}");
+        post(
+            conn,
+            Posting {
+                org,
+                kind: Kind::Expiry,
+                key: &key,
+                entries: &[(Account::Included, -included), (Account::Expired, included)],
+                memo: "included credits of the period that ended",
+            },
+            now,
+        )
+        .await?;
+    }
+    sqlx::query("UPDATE org_meters SET period_start = $2, period_spent = 0, included_expires_at = $3 WHERE org_id = $1")
+        .bind(org)
+        .bind(start)
+        .bind(end)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Grants a period's included credits, once per `key`.
+async fn grant(conn: &mut PgConnection, org: Uuid, credits: i64, key: &str, memo: &str, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    if credits <= 0 {
+        return Ok(());
+    }
+    post(
+        conn,
+        Posting {
+            org,
+            kind: Kind::Grant,
+            key,
+            entries: &[(Account::Grants, -credits), (Account::Included, credits)],
+            memo,
+        },
+        now,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Opens a period [start, end) on `plan`: active, nothing scheduled, the
+/// meters rolled, and (when `grant_now`) its included credits granted.
+pub async fn open_period(
+    conn: &mut PgConnection,
+    org: Uuid,
+    plan: Uuid,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    grant_now: bool,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE subscriptions SET plan_id = $2, status = 'active', current_period_start = $3, current_period_end = $4,
+                cancel_at_period_end = false, grace_until = NULL, next_plan_id = NULL, fallback_plan_id = NULL,
+                updated_at = $5
+          WHERE org_id = $1",
+    )
+    .bind(org)
+    .bind(plan)
+    .bind(start)
+    .bind(end)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    roll_meters(conn, org, start, end, now).await?;
+    if grant_now {
+        let p = plan_by_id(conn, plan).await?;
+        let key = format!("grant:{org}:{start}");
+        grant(conn, org, p.included_credits, &key, &format!("included credits of the {} plan", p.name), now).await?;
+    }
+    Ok(())
+}
+
+/// A paid upgrade: the new plan at once, and its extra included credits for
+/// the rest of the period.
+pub async fn upgraded(conn: &mut PgConnection, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let plan = inv.plan.expect("an upgrade names its plan");
+    sqlx::query(
+        "UPDATE subscriptions SET plan_id = $2, next_plan_id = NULL, cancel_at_period_end = false,
+                status = CASE WHEN status = 'canceled' THEN 'active' ELSE status END, updated_at = $3
+          WHERE org_id = $1",
+    )
+    .bind(inv.org)
+    .bind(plan)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let key = format!("grant:{}:upgrade:{}", inv.org, inv.id);
+    grant(conn, inv.org, inv.credits, &key, &format!("included credits added by upgrade (invoice {})", inv.number), now).await
+}
+
+/// A renewal (or approval, or trial's end) paid: active again, and the
+/// period's included credits, if the period is still the one it paid for.
+pub async fn renewal_paid(conn: &mut PgConnection, _state: &AppState, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let Some(cur) = current_in(conn, inv.org, true).await? else {
+        return Ok(());
+    };
+    if matches!(cur.status, Status::PastDue | Status::Unpaid | Status::Trialing | Status::Active) {
+        sqlx::query("UPDATE subscriptions SET status = 'active', grace_until = NULL, updated_at = $2 WHERE org_id = $1")
+            .bind(inv.org)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        super::notices::forget(conn, inv.org, "grace_ending").await?;
+    }
+    if inv.period_start == Some(cur.period_start) {
+        let plan = plan_by_id(conn, inv.plan.unwrap_or(cur.plan.id)).await?;
+        let key = format!("grant:{}:{}", inv.org, cur.period_start);
+        grant(conn, inv.org, plan.included_credits, &key, &format!("included credits of the {} plan", plan.name), now).await?;
+    }
+    Ok(())
+}
+
+/// A renewal's charge failed: past due, with a grace period from the first
+/// failure.
+pub async fn renewal_failed(conn: &mut PgConnection, state: &AppState, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE subscriptions SET status = 'past_due', grace_until = coalesce(grace_until, $2), updated_at = $3
+          WHERE org_id = $1 AND status IN ('active', 'trialing', 'past_due')",
+    )
+    .bind(org)
+    .bind(now + time::Duration::days(state.config.grace_days))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

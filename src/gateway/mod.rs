@@ -209,7 +209,16 @@ impl Ctx<'_> {
         self.state.gateway.usage.record(event).await;
     }
 
-    async fn refuse(&self, code: Code, d: &Decision, facts: Facts) -> Response {
+    async fn refuse(&self, code: Code, d: &Decision, mut facts: Facts) -> Response {
+        // A payment that failed says how, as the processor reported it.
+        if code == Code::SubscriptionPastDue && facts.payment_error.is_none() {
+            if let Some(org) = d.org_id {
+                match crate::billing::payments::last_failure(&self.state.db, org).await {
+                    Ok(found) => facts.payment_error = found,
+                    Err(e) => tracing::warn!(error = %e, "could not read the failed payment"),
+                }
+            }
+        }
         let problem = Problem::new(code, &facts, &self.state.config);
         self.record(d, code.status(), Some(&problem)).await;
         let mut res = problem.into_response();
@@ -740,6 +749,7 @@ async fn simulated(ctx: &Ctx<'_>, d: &Decision, name: &str, facts: Facts) -> Res
         period_spent: Some(1000),
         scope: Some(ctx.scope.clone()),
         errors: vec![("text".into(), "Is required.".into())],
+        payment_error: Some(("card_declined".into(), Some("insufficient_funds".into()))),
         ..facts
     };
     let d = Decision {

@@ -26,6 +26,9 @@ pub struct Facts {
     /// (field, message) for validation_failed.
     pub errors: Vec<(String, String)>,
     pub detail: Option<String>,
+    /// The processor's (code, decline code) of the failed payment behind a
+    /// 402, when there is one.
+    pub payment_error: Option<(String, Option<String>)>,
 }
 
 pub struct Problem {
@@ -202,6 +205,13 @@ impl Problem {
                 body.insert("errors".into(), Value::Array(errors));
             }
             _ => {}
+        }
+        if let Some((pcode, decline)) = facts
+            .payment_error
+            .as_ref()
+            .filter(|_| matches!(code, Code::SubscriptionPastDue | Code::PaymentMethodRequired))
+        {
+            body.insert("payment_error".into(), json!({"code": pcode, "decline_code": decline}));
         }
         if let Some(ms) = facts.retry_after_ms.filter(|_| code == Code::RateLimited) {
             body.insert("retry_after".into(), json!(((ms + 999) / 1000).max(1)));

@@ -6,6 +6,7 @@
 //!
 //! Jobs log their failures and carry on; they never stop the server.
 
+pub mod billing;
 pub mod email;
 pub mod holds;
 pub mod sessions;
@@ -83,6 +84,9 @@ pub fn spawn_all(state: &AppState, shutdown: &Shutdown) -> Vec<tokio::task::Join
         tokio::spawn(sessions::run(state.clone(), shutdown.clone())),
         tokio::spawn(throttles::run(state.clone(), shutdown.clone())),
         tokio::spawn(usage::run(state.clone(), shutdown.clone())),
+        tokio::spawn(billing::renewals(state.clone(), shutdown.clone())),
+        tokio::spawn(billing::auto_top_ups(state.clone(), shutdown.clone())),
+        tokio::spawn(billing::sandbox_deliveries(state.clone(), shutdown.clone())),
     ];
     handles.extend(
         state

@@ -35,6 +35,7 @@ fn example(code: Code, config: &Config, path: &str) -> Value {
         scope: Some("text".into()),
         errors: vec![("text".into(), "Is required.".into())],
         detail: None,
+        payment_error: Some(("card_declined".into(), Some("insufficient_funds".into()))),
     };
     Problem::new(code, &facts, config).body
 }

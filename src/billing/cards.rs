@@ -1,0 +1,187 @@
+//! Saved cards: added through the processor (Tollgate keeps brand, last 4,
+//! expiry and the processor's reference), one default per organization,
+//! removed softly (charges keep pointing at the card they used). Adding a
+//! card or changing the default charges every owed invoice again at once.
+
+use super::processor::{check_card, CardInput, ProcessorError};
+use super::renewals::retry_owed;
+use super::payments::Collected;
+use super::BillingError;
+use crate::state::AppState;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SavedCard {
+    pub id: Uuid,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i16,
+    pub exp_year: i16,
+    pub is_default: bool,
+}
+
+pub async fn list(db: &sqlx::PgPool, org: Uuid) -> Result<Vec<SavedCard>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, brand, last4, exp_month, exp_year, is_default FROM payment_methods
+          WHERE org_id = $1 AND removed_at IS NULL ORDER BY is_default DESC, created_at DESC",
+    )
+    .bind(org)
+    .fetch_all(db)
+    .await
+}
+
+/// Adds a card (the default when asked, or when it is the first), then
+/// retries what is owed. Returns the retries' outcomes.
+pub async fn add(
+    state: &AppState,
+    org: Uuid,
+    user: Uuid,
+    input: &CardInput,
+    make_default: bool,
+    now: OffsetDateTime,
+) -> Result<Vec<Collected>, BillingError> {
+    let card = check_card(input, now).map_err(BillingError::Invalid)?;
+    let saved = match state.processor.save_card(&card, now).await {
+        Ok(s) => s,
+        Err(ProcessorError::Refused(r)) if r.code == "test_card_required" => {
+            return Err(BillingError::Invalid(vec![(
+                "number",
+                "The sandbox processor accepts test cards only, such as 4242 4242 4242 4242.".into(),
+            )]))
+        }
+        Err(ProcessorError::Refused(r)) => return Err(BillingError::Refused(r)),
+        Err(ProcessorError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "processor unavailable while saving a card");
+            return Err(BillingError::State("The payment processor is unavailable; try again in a moment.".into()));
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    // Serializes card changes of one organization.
+    sqlx::query("SELECT 1 FROM org_meters WHERE org_id = $1 FOR UPDATE")
+        .bind(org)
+        .execute(&mut *tx)
+        .await?;
+    let has_default: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)",
+    )
+    .bind(org)
+    .fetch_one(&mut *tx)
+    .await?;
+    let default = make_default || !has_default;
+    if default {
+        sqlx::query("UPDATE payment_methods SET is_default = false WHERE org_id = $1 AND is_default")
+            .bind(org)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO payment_methods (id, org_id, brand, last4, exp_month, exp_year, is_default, created_at, processor, processor_ref)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(&saved.brand)
+    .bind(&saved.last4)
+    .bind(saved.exp_month)
+    .bind(saved.exp_year)
+    .bind(default)
+    .bind(now)
+    .bind(state.processor.name())
+    .bind(&saved.reference)
+    .execute(&mut *tx)
+    .await?;
+    let details = serde_json::json!({"card": id, "brand": saved.brand, "last4": saved.last4, "default": default});
+    crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.card_added", details).await?;
+    tx.commit().await?;
+    if default {
+        retry_owed(state, org, now, super::payments::WAIT).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+fn parse(id: &str) -> Result<Uuid, BillingError> {
+    Uuid::parse_str(id.trim()).map_err(|_| BillingError::NotFound)
+}
+
+/// Makes one of the organization's cards the default, then retries what is
+/// owed.
+pub async fn make_default(state: &AppState, org: Uuid, user: Uuid, id: &str, now: OffsetDateTime) -> Result<Vec<Collected>, BillingError> {
+    let id = parse(id)?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("SELECT 1 FROM org_meters WHERE org_id = $1 FOR UPDATE")
+        .bind(org)
+        .execute(&mut *tx)
+        .await?;
+    let mine: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE id = $1 AND org_id = $2 AND removed_at IS NULL)",
+    )
+    .bind(id)
+    .bind(org)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !mine {
+        return Err(BillingError::NotFound);
+    }
+    sqlx::query("UPDATE payment_methods SET is_default = false WHERE org_id = $1 AND is_default")
+        .bind(org)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE payment_methods SET is_default = true WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.card_default", serde_json::json!({"card": id})).await?;
+    tx.commit().await?;
+    retry_owed(state, org, now, super::payments::WAIT).await
+}
+
+/// Removes a card; the newest other card becomes the default. The only card
+/// of a paid plan stays until another is added.
+pub async fn remove(state: &AppState, org: Uuid, user: Uuid, id: &str, now: OffsetDateTime) -> Result<(), BillingError> {
+    let id = parse(id)?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("SELECT 1 FROM org_meters WHERE org_id = $1 FOR UPDATE")
+        .bind(org)
+        .execute(&mut *tx)
+        .await?;
+    let removed = sqlx::query(
+        "UPDATE payment_methods SET removed_at = $3, is_default = false WHERE id = $1 AND org_id = $2 AND removed_at IS NULL",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if removed == 0 {
+        return Err(BillingError::NotFound);
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE org_id = $1 AND removed_at IS NULL")
+        .bind(org)
+        .fetch_one(&mut *tx)
+        .await?;
+    let paid: bool = sqlx::query_scalar(
+        "SELECT p.price_minor > 0 AND s.status NOT IN ('expired', 'canceled')
+           FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.org_id = $1",
+    )
+    .bind(org)
+    .fetch_one(&mut *tx)
+    .await?;
+    if left == 0 && paid {
+        return Err(BillingError::State("Your paid plan renews on this card: add another card before removing it.".into()));
+    }
+    sqlx::query(
+        "UPDATE payment_methods SET is_default = true
+          WHERE id = (SELECT id FROM payment_methods WHERE org_id = $1 AND removed_at IS NULL ORDER BY created_at DESC LIMIT 1)
+            AND NOT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)",
+    )
+    .bind(org)
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.card_removed", serde_json::json!({"card": id})).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! Plan changes: upgrades at once with a prorated charge (the preview and
+//! the charge come from the same [`quote`]), downgrades and cancellations at
+//! the period's end (reversible until then), renewing after expiry, a trial
+//! without a card, and plans that need an admin's approval.
+
+use super::payments::{self, Collected, Line, NewInvoice, Purpose};
+use super::plans::{Plan, COLUMNS};
+use super::policy::{prorate, TRIAL_DAYS};
+use super::subscriptions::{add_month, current_in, open_period, Current, Status};
+use super::{notices, BillingError};
+use crate::state::AppState;
+use sqlx::PgConnection;
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const DAY: i64 = 86_400;
+
+/// What an upgrade costs now, line by line, and the included credits it adds
+/// for the rest of the period.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quote {
+    pub lines: Vec<Line>,
+    pub total_minor: i64,
+    pub credits: i64,
+    pub remaining_days: i64,
+    pub period_days: i64,
+}
+
+/// The prorated difference of moving from `from` to `to` at `now` in the
+/// period [start, end), counted in started days (so a preview stays valid
+/// for the rest of its day): the new plan's price for the days left, less
+/// what the old plan was paid for them.
+pub fn quote(from: &Plan, paid_from: bool, to: &Plan, start: OffsetDateTime, end: OffsetDateTime, now: OffsetDateTime) -> Quote {
+    let whole = ((end - start).whole_seconds() + DAY / 2) / DAY;
+    let whole = whole.max(1);
+    let left = ((end - now).whole_seconds().max(0) + DAY - 1) / DAY;
+    let left = left.min(whole);
+    let mut lines = vec![Line::one(
+        format!("{} plan, {left} of {whole} days", to.name),
+        prorate(to.price_minor, left, whole),
+    )];
+    if paid_from && from.price_minor > 0 {
+        lines.push(Line::one(
+            format!("Unused {} plan, {left} of {whole} days", from.name),
+            -prorate(from.price_minor, left, whole),
+        ));
+    }
+    let total_minor = lines.iter().map(|l| l.quantity * l.unit_minor).sum::<i64>().max(0);
+    let extra = (to.included_credits - from.included_credits).max(0);
+    Quote {
+        lines,
+        total_minor,
+        credits: i64::try_from(i128::from(extra) * i128::from(left) / i128::from(whole)).unwrap_or(0),
+        remaining_days: left,
+        period_days: whole,
+    }
+}
+
+pub async fn plan_by_code(conn: &mut PgConnection, code: &str) -> Result<Option<Plan>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE code = $1 AND active"))
+        .bind(code)
+        .fetch_optional(conn)
+        .await
+}
+
+/// What choosing a plan does, for the page to say before the customer
+/// confirms.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Current,
+    Upgrade(Quote),
+    /// At the end of the period.
+    Downgrade(OffsetDateTime),
+    NeedsApproval,
+    /// Renewing after expiry: a new period, paid now.
+    Renew(i64),
+    Unavailable(String),
+}
+
+/// Whether the current period's price was paid (a trial's was not).
+fn paid(sub: &Current) -> bool {
+    !matches!(sub.status, Status::Trialing | Status::Expired)
+}
+
+pub fn change(sub: &Current, to: &Plan, now: OffsetDateTime) -> Change {
+    match sub.status {
+        Status::PendingApproval => {
+            return Change::Unavailable("Your subscription is waiting for approval; plans can change after the decision.".into())
+        }
+        Status::Expired => return Change::Renew(to.price_minor),
+        Status::Canceled if now >= sub.period_end => return Change::Renew(to.price_minor),
+        Status::Unpaid | Status::PastDue => {
+            return Change::Unavailable("Pay the failed renewal first: update your card on the payment methods page.".into())
+        }
+        _ => {}
+    }
+    if to.id == sub.plan.id {
+        return Change::Current;
+    }
+    if to.requires_approval {
+        return Change::NeedsApproval;
+    }
+    if to.price_minor > sub.plan.price_minor || (to.price_minor == sub.plan.price_minor && to.included_credits > sub.plan.included_credits) {
+        if sub.status == Status::Trialing {
+            return Change::Unavailable("Add a card to keep your trial's plan; other upgrades are possible after the trial.".into());
+        }
+        return Change::Upgrade(quote(&sub.plan, paid(sub), to, sub.period_start, sub.period_end, now));
+    }
+    Change::Downgrade(sub.period_end)
+}
+
+/// What happened when a plan was chosen.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Changed {
+    Upgraded,
+    /// The charge has not settled yet; the plan changes when it does.
+    Processing,
+    DowngradeScheduled(OffsetDateTime),
+    ApprovalRequested,
+    Renewed,
+    /// Already on it; a scheduled cancellation or downgrade was undone.
+    Kept,
+}
+
+fn outcome(c: Collected, done: Changed) -> Result<Changed, BillingError> {
+    match c {
+        Collected::Paid => Ok(done),
+        Collected::Pending => Ok(Changed::Processing),
+        Collected::Failed(r) => Err(BillingError::Refused(r)),
+    }
+}
+
+async fn has_card(conn: &mut PgConnection, org: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)")
+        .bind(org)
+        .fetch_one(conn)
+        .await
+}
+
+/// Chooses `code` for the organization. `expected_minor` is the amount the
+/// customer saw and confirmed: if the charge now differs, nothing happens
+/// and the new amount is returned to confirm. `key` names the request.
+pub async fn choose(
+    state: &AppState,
+    org: Uuid,
+    user: Uuid,
+    code: &str,
+    expected_minor: Option<i64>,
+    key: &str,
+    now: OffsetDateTime,
+    wait: Duration,
+) -> Result<Changed, BillingError> {
+    let mut tx = state.db.begin().await?;
+    let to = plan_by_code(&mut tx, code).await?.ok_or(BillingError::Invalid(vec![("plan", "Choose one of the plans shown.".into())]))?;
+    let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
+    let change = change(&sub, &to, now);
+    let details = serde_json::json!({"from": sub.plan.code, "to": to.code});
+    match change {
+        Change::Unavailable(why) => Err(BillingError::State(why)),
+        Change::Current => {
+            sqlx::query(
+                "UPDATE subscriptions SET status = CASE WHEN status = 'canceled' THEN 'active' ELSE status END,
+                        cancel_at_period_end = false, next_plan_id = NULL, updated_at = $2 WHERE org_id = $1",
+            )
+            .bind(org)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.kept", details).await?;
+            tx.commit().await?;
+            Ok(Changed::Kept)
+        }
+        Change::Downgrade(at) => {
+            sqlx::query(
+                "UPDATE subscriptions SET next_plan_id = $2, cancel_at_period_end = false,
+                        status = CASE WHEN status = 'canceled' THEN 'active' ELSE status END, updated_at = $3
+                  WHERE org_id = $1",
+            )
+            .bind(org)
+            .bind(to.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.downgrade_scheduled", details).await?;
+            tx.commit().await?;
+            Ok(Changed::DowngradeScheduled(at))
+        }
+        Change::NeedsApproval => {
+            if !has_card(&mut tx, org).await? {
+                return Err(BillingError::NoCard);
+            }
+            sqlx::query(
+                "UPDATE subscriptions SET status = 'pending_approval', fallback_plan_id = plan_id, plan_id = $2,
+                        requested_at = $3, decision_note = NULL, next_plan_id = NULL, cancel_at_period_end = false,
+                        updated_at = $3
+                  WHERE org_id = $1",
+            )
+            .bind(org)
+            .bind(to.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let org_name: String = sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1")
+                .bind(org)
+                .fetch_one(&mut *tx)
+                .await?;
+            notices::approval_requested(&mut tx, state, &org_name, &to.name, now).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.approval_requested", details).await?;
+            tx.commit().await?;
+            Ok(Changed::ApprovalRequested)
+        }
+        Change::Renew(price) => {
+            if let Some(e) = expected_minor.filter(|e| *e != price) {
+                let _ = e;
+                return Err(BillingError::PriceChanged(price));
+            }
+            if price == 0 {
+                open_period(&mut tx, org, to.id, now, add_month(now), true, now).await?;
+                crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.renewed", details).await?;
+                tx.commit().await?;
+                return Ok(Changed::Renewed);
+            }
+            if !has_card(&mut tx, org).await? {
+                return Err(BillingError::NoCard);
+            }
+            let invoice = NewInvoice {
+                org,
+                purpose: Purpose::Subscription,
+                currency: to.currency.trim().to_string(),
+                lines: vec![Line::one(format!("{} plan, one month from {}", to.name, now.date()), price)],
+                credits: 0,
+                plan: Some(to.id),
+                period: None,
+                key: format!("renew:{org}:{key}"),
+                owed: false,
+                created_by: Some(user),
+            };
+            let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.renewal_started", details).await?;
+            tx.commit().await?;
+            outcome(payments::collect(state, id, now, wait).await?, Changed::Renewed)
+        }
+        Change::Upgrade(q) => {
+            if expected_minor != Some(q.total_minor) {
+                return Err(BillingError::PriceChanged(q.total_minor));
+            }
+            if q.total_minor == 0 {
+                let inv = payments::Invoice {
+                    id: Uuid::now_v7(),
+                    org,
+                    number: String::new(),
+                    purpose: Purpose::Proration,
+                    status: payments::InvoiceStatus::Paid,
+                    currency: to.currency.clone(),
+                    total_minor: 0,
+                    credits: q.credits,
+                    plan: Some(to.id),
+                    period_start: None,
+                    period_end: None,
+                    owed: false,
+                };
+                super::subscriptions::upgraded(&mut tx, &inv, now).await?;
+                crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.upgraded", details).await?;
+                tx.commit().await?;
+                return Ok(Changed::Upgraded);
+            }
+            if !has_card(&mut tx, org).await? {
+                return Err(BillingError::NoCard);
+            }
+            let invoice = NewInvoice {
+                org,
+                purpose: Purpose::Proration,
+                currency: to.currency.trim().to_string(),
+                lines: q.lines,
+                credits: q.credits,
+                plan: Some(to.id),
+                period: Some((sub.period_start, sub.period_end)),
+                key: format!("upgrade:{org}:{key}"),
+                owed: false,
+                created_by: Some(user),
+            };
+            let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.upgrade_started", details).await?;
+            tx.commit().await?;
+            outcome(payments::collect(state, id, now, wait).await?, Changed::Upgraded)
+        }
+    }
+}
+
+/// Cancels at the period's end (reversible until then by choosing the plan
+/// again).
+pub async fn cancel(state: &AppState, org: Uuid, user: Uuid, now: OffsetDateTime) -> Result<OffsetDateTime, BillingError> {
+    let mut tx = state.db.begin().await?;
+    let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
+    match sub.status {
+        Status::Active | Status::Trialing | Status::PastDue if sub.plan.price_minor > 0 => {}
+        Status::Canceled => return Err(BillingError::State("Your subscription is already canceled at the end of the period.".into())),
+        _ if sub.plan.price_minor == 0 => return Err(BillingError::State("The free plan has nothing to cancel.".into())),
+        _ => return Err(BillingError::State("This subscription cannot be canceled now.".into())),
+    }
+    sqlx::query(
+        "UPDATE subscriptions SET status = 'canceled', cancel_at_period_end = true, next_plan_id = NULL, updated_at = $2
+          WHERE org_id = $1",
+    )
+    .bind(org)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.canceled", serde_json::json!({"plan": sub.plan.code})).await?;
+    tx.commit().await?;
+    Ok(sub.period_end)
+}
+
+/// Starts a trial of `code` (once per organization, from a free plan).
+pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, now: OffsetDateTime) -> Result<OffsetDateTime, BillingError> {
+    let mut tx = state.db.begin().await?;
+    let to = plan_by_code(&mut tx, code).await?.ok_or(BillingError::Invalid(vec![("plan", "Choose one of the plans shown.".into())]))?;
+    let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
+    if sub.trial_used {
+        return Err(BillingError::State("Your organization has had its trial already.".into()));
+    }
+    if sub.status != Status::Active || sub.plan.price_minor != 0 || to.price_minor == 0 || to.requires_approval {
+        return Err(BillingError::State("A trial starts from the free plan, for a plan without approval.".into()));
+    }
+    let end = now + time::Duration::days(TRIAL_DAYS);
+    open_period(&mut tx, org, to.id, now, end, true, now).await?;
+    sqlx::query("UPDATE subscriptions SET status = 'trialing', trial_end = $2, trial_used = true WHERE org_id = $1")
+        .bind(org)
+        .bind(end)
+        .execute(&mut *tx)
+        .await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.trial_started", serde_json::json!({"plan": to.code})).await?;
+    tx.commit().await?;
+    Ok(end)
+}
+
+/// A platform admin's decision on a subscription waiting for approval.
+/// Approval opens the plan's period at once and charges it (owed: a
+/// failure goes past due like a renewal); the customer is told either way.
+pub async fn decide(
+    state: &AppState,
+    org: Uuid,
+    admin: Uuid,
+    approve: bool,
+    note: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Collected>, BillingError> {
+    let mut tx = state.db.begin().await?;
+    let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
+    if sub.status != Status::PendingApproval {
+        return Err(BillingError::State("This subscription is not waiting for approval (decided already?).".into()));
+    }
+    let details = serde_json::json!({"plan": sub.plan.code, "note": note});
+    notices::approval_decided(&mut tx, state, org, &sub.plan.name, approve, note, now).await?;
+    if !approve {
+        sqlx::query(
+            "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
+                    status = 'active', decision_note = $2, updated_at = $3 WHERE org_id = $1",
+        )
+        .bind(org)
+        .bind(note)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        crate::audit::record(&mut tx, now, Some(admin), Some(org), "subscription.rejected", details).await?;
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let plan = sub.plan.clone();
+    let end = add_month(now);
+    let mut lines = vec![Line::one(format!("{} plan, {} – {}", plan.name, now.date(), end.date()), plan.price_minor)];
+    if let Some(old) = sub.fallback_plan.as_ref().filter(|p| p.price_minor > 0) {
+        let q = quote(old, true, old, sub.period_start, sub.period_end, now);
+        let unused = q.lines[0].unit_minor;
+        if unused > 0 {
+            lines.push(Line::one(format!("Unused {} plan, {} of {} days", old.name, q.remaining_days, q.period_days), -unused.min(plan.price_minor)));
+        }
+    }
+    let total: i64 = lines.iter().map(|l| l.unit_minor).sum();
+    open_period(&mut tx, org, plan.id, now, end, total == 0, now).await?;
+    sqlx::query("UPDATE subscriptions SET decision_note = $2 WHERE org_id = $1")
+        .bind(org)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+    crate::audit::record(&mut tx, now, Some(admin), Some(org), "subscription.approved", details).await?;
+    if total == 0 {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let invoice = NewInvoice {
+        org,
+        purpose: Purpose::Renewal,
+        currency: plan.currency.trim().to_string(),
+        lines,
+        credits: 0,
+        plan: Some(plan.id),
+        period: Some((now, end)),
+        key: format!("approval:{org}:{now}"),
+        owed: true,
+        created_by: Some(admin),
+    };
+    let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
+    tx.commit().await?;
+    match payments::collect(state, id, now, payments::WAIT).await {
+        Ok(c) => Ok(Some(c)),
+        Err(payments::CollectError::NoCard) => {
+            payments::no_card(state, id, now).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Subscriptions waiting for approval, oldest request first:
+/// (org id, org name, requested plan, plan it replaces, requested at).
+pub async fn pending(db: &sqlx::PgPool) -> Result<Vec<(Uuid, String, String, Option<String>, Option<OffsetDateTime>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.org_id, o.name, p.name, fp.name, s.requested_at
+           FROM subscriptions s JOIN organizations o ON o.id = s.org_id JOIN plans p ON p.id = s.plan_id
+           LEFT JOIN plans fp ON fp.id = s.fallback_plan_id
+          WHERE s.status = 'pending_approval' ORDER BY s.requested_at NULLS FIRST",
+    )
+    .fetch_all(db)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn plan(name: &str, price: i64, included: i64) -> Plan {
+        Plan {
+            id: Uuid::now_v7(),
+            code: name.to_lowercase(),
+            name: name.into(),
+            price_minor: price,
+            currency: "USD".into(),
+            included_credits: included,
+            rate_limit_per_sec: 5,
+            requires_approval: false,
+            endpoints: vec![],
+            sort_order: 0,
+        }
+    }
+
+    #[test]
+    fn an_upgrade_charges_the_difference_for_the_days_left() {
+        let start = datetime!(2026-11-01 00:00 UTC);
+        let end = datetime!(2026-12-01 00:00 UTC);
+        let free = plan("Free", 0, 100);
+        let pro = plan("Pro", 2900, 10_000);
+        let team = plan("Team", 9900, 50_000);
+        // 15 days left of 30, counting the started day.
+        let q = quote(&free, true, &pro, start, end, datetime!(2026-11-16 00:00 UTC));
+        assert_eq!((q.remaining_days, q.period_days, q.total_minor), (15, 30, 1450));
+        assert_eq!(q.credits, 4950);
+        let q = quote(&pro, true, &team, start, end, datetime!(2026-11-16 09:30 UTC));
+        assert_eq!(q.remaining_days, 15);
+        assert_eq!(q.total_minor, 4950 - 1450);
+        assert_eq!(q.lines.iter().map(|l| l.unit_minor).sum::<i64>(), q.total_minor);
+        // The same all day long.
+        let later = quote(&pro, true, &team, start, end, datetime!(2026-11-16 23:59 UTC));
+        assert_eq!(later, q);
+    }
+}

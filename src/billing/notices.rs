@@ -1,0 +1,200 @@
+//! Billing notifications: receipts, failed payments, grace ending, access
+//! suspended, subscription ended, trial ending, low balance, approval
+//! requests and decisions. Each is an email put in the outbox (sent by SMTP
+//! when configured) in the transaction of the change it reports, to the
+//! organization's owners, admins and billing members. Notices that must go
+//! out once per occasion are remembered in `billing_notices`.
+
+use super::format_money;
+use super::payments::{Invoice, Purpose};
+use super::processor::Refused;
+use crate::state::AppState;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+async fn recipients(conn: &mut PgConnection, org: Uuid) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id
+          WHERE m.org_id = $1 AND m.role IN ('owner', 'admin', 'billing') ORDER BY u.email",
+    )
+    .bind(org)
+    .fetch_all(conn)
+    .await
+}
+
+async fn send(
+    conn: &mut PgConnection,
+    org: Uuid,
+    kind: &str,
+    subject: &str,
+    body: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    for to in recipients(conn, org).await? {
+        crate::email::enqueue(conn, now, &to, subject, body, kind, &[]).await?;
+    }
+    Ok(())
+}
+
+/// Sends a notice once per (organization, reason); `false` if sent before.
+async fn once(
+    conn: &mut PgConnection,
+    org: Uuid,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let fresh = sqlx::query(
+        "INSERT INTO billing_notices (org_id, reason, sent_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(org)
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(fresh == 1)
+}
+
+/// Lets a once-only notice go out again on its next occasion.
+pub async fn forget(conn: &mut PgConnection, org: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM billing_notices WHERE org_id = $1 AND reason = $2")
+        .bind(org)
+        .bind(reason)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+fn what(inv: &Invoice) -> &'static str {
+    match inv.purpose {
+        Purpose::TopUp => "credit top-up",
+        Purpose::AutoTopUp => "automatic credit top-up",
+        Purpose::Proration => "plan upgrade",
+        Purpose::Subscription | Purpose::Renewal => "subscription",
+    }
+}
+
+pub async fn receipt(conn: &mut PgConnection, state: &AppState, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let link = state.config.url(&format!("/billing/invoices/{}", inv.id));
+    let body = format!(
+        "Thank you. We received {} for your {} (invoice {}).\n\nThe invoice: {link}\n",
+        format_money(inv.total_minor, &inv.currency),
+        what(inv),
+        inv.number
+    );
+    send(conn, inv.org, "receipt", &format!("Receipt for invoice {}", inv.number), &body, now).await
+}
+
+pub async fn payment_failed(
+    conn: &mut PgConnection,
+    state: &AppState,
+    inv: &Invoice,
+    refused: &Refused,
+    next: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let cards = state.config.url("/billing/payment-methods");
+    let retry = match next {
+        Some(at) => format!("We will try again on {}. ", at.date()),
+        None => String::new(),
+    };
+    let body = format!(
+        "The payment of {} for your {} (invoice {}) did not go through: {}\n\n{retry}Update your card to pay now: {cards}\n",
+        format_money(inv.total_minor, &inv.currency),
+        what(inv),
+        inv.number,
+        refused.message()
+    );
+    send(conn, inv.org, "payment_failed", "Your payment did not go through", &body, now).await
+}
+
+pub async fn grace_ending(conn: &mut PgConnection, state: &AppState, org: Uuid, until: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    if !once(conn, org, "grace_ending", now).await? {
+        return Ok(());
+    }
+    let body = format!(
+        "Your subscription's renewal payment failed, and its grace period ends at {until} (UTC). After that, \
+         API calls are refused until the payment succeeds.\n\nUpdate your card: {}\n",
+        state.config.url("/billing/payment-methods")
+    );
+    send(conn, org, "grace_ending", "Your grace period ends soon", &body, now).await
+}
+
+pub async fn suspended(conn: &mut PgConnection, state: &AppState, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let body = format!(
+        "Your subscription's grace period has ended without a successful payment, so API calls are refused \
+         (402 subscription_past_due). Update your card to pay and restore access at once: {}\n",
+        state.config.url("/billing/payment-methods")
+    );
+    send(conn, org, "suspended", "API access suspended: payment needed", &body, now).await
+}
+
+pub async fn ended(conn: &mut PgConnection, state: &AppState, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let body = format!(
+        "Your subscription has ended, as you asked. Renew it whenever you like: {}\n",
+        state.config.url("/billing/plans?renew=1")
+    );
+    send(conn, org, "subscription_ended", "Your subscription has ended", &body, now).await
+}
+
+pub async fn trial_ending(conn: &mut PgConnection, state: &AppState, org: Uuid, end: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    if !once(conn, org, &format!("trial_ending:{}", end.unix_timestamp()), now).await? {
+        return Ok(());
+    }
+    let body = format!(
+        "Your trial ends at {end} (UTC). Add a card to keep your plan; without one, calls that need it are refused \
+         (402 payment_method_required): {}\n",
+        state.config.url("/billing/payment-methods")
+    );
+    send(conn, org, "trial_ending", "Your trial ends soon", &body, now).await
+}
+
+pub async fn low_balance(conn: &mut PgConnection, state: &AppState, org: Uuid, balance: i64, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    if !once(conn, org, "low_balance", now).await? {
+        return Ok(());
+    }
+    let body = format!(
+        "Your credit balance is low: {balance} credits left. Top up before calls are refused: {}\n",
+        state.config.url("/billing/top-up")
+    );
+    send(conn, org, "low_balance", "Your credit balance is low", &body, now).await
+}
+
+pub async fn approval_requested(conn: &mut PgConnection, state: &AppState, org_name: &str, plan: &str, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let admins: Vec<String> = sqlx::query_scalar("SELECT email FROM users WHERE is_platform_admin ORDER BY email")
+        .fetch_all(&mut *conn)
+        .await?;
+    let body = format!(
+        "{org_name} asks for the {plan} plan. Approve or reject it: {}\n",
+        state.config.url("/admin/approvals")
+    );
+    for to in admins {
+        crate::email::enqueue(conn, now, &to, "A subscription waits for approval", &body, "approval_requested", &[]).await?;
+    }
+    Ok(())
+}
+
+pub async fn approval_decided(
+    conn: &mut PgConnection,
+    state: &AppState,
+    org: Uuid,
+    plan: &str,
+    approved: bool,
+    note: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let note = if note.is_empty() { String::new() } else { format!("\n\nA note from our team: {note}") };
+    let (subject, body) = if approved {
+        (
+            format!("Your {plan} plan is approved"),
+            format!("Your {plan} plan is approved and active; its calls work now.{note}\n\n{}\n", state.config.url("/billing")),
+        )
+    } else {
+        (
+            format!("Your {plan} plan request was declined"),
+            format!("Your request for the {plan} plan was declined; your plan is as it was before.{note}\n\n{}\n", state.config.url("/billing")),
+        )
+    };
+    send(conn, org, "approval_decided", &subject, &body, now).await
+}

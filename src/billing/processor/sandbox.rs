@@ -1,0 +1,252 @@
+//! The sandbox processor: a card processor in test mode, with no network
+//! beyond this server. It accepts the test cards of the product (each with
+//! its outcome), keeps its own records (`sandbox_*` tables: Tollgate's
+//! billing never reads them), and reports every charge's outcome as a signed
+//! webhook over HTTP to the webhook endpoint, like a real processor. An
+//! event that could not be delivered is retried with backoff, by
+//! [`Sandbox::deliver_due`] (a job), until it is.
+
+use super::{Card, ChargeRequest, Processor, ProcessorError, Refused, SavedCard};
+use crate::config::WebhookSecret;
+use serde_json::json;
+use sqlx::PgPool;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+use time::OffsetDateTime;
+use url::Url;
+use uuid::Uuid;
+
+/// What a test card does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    Succeeds,
+    /// Saved, and every charge fails like this.
+    Fails(&'static str, Option<&'static str>),
+}
+
+/// The test cards (product.md), by number.
+const CARDS: &[(&str, &str)] = &[
+    ("4242424242424242", "succeeds"),
+    ("5555555555554444", "succeeds"),
+    ("378282246310005", "succeeds"),
+    ("4000000000000002", "card_declined:generic_decline"),
+    ("4000000000009995", "card_declined:insufficient_funds"),
+    ("4000000000000069", "expired_card"),
+    ("4000000000000127", "incorrect_cvc"),
+    ("4000000000000119", "processing_error"),
+    ("4000000000000341", "card_declined:generic_decline"),
+];
+
+fn behaviour(stored: &str) -> Behaviour {
+    match stored {
+        "succeeds" => Behaviour::Succeeds,
+        "card_declined:generic_decline" => Behaviour::Fails("card_declined", Some("generic_decline")),
+        "card_declined:insufficient_funds" => Behaviour::Fails("card_declined", Some("insufficient_funds")),
+        "expired_card" => Behaviour::Fails("expired_card", None),
+        "incorrect_cvc" => Behaviour::Fails("incorrect_cvc", None),
+        "processing_error" => Behaviour::Fails("processing_error", None),
+        _ => Behaviour::Fails("card_declined", Some("generic_decline")),
+    }
+}
+
+pub struct Sandbox {
+    me: Weak<Sandbox>,
+    db: PgPool,
+    secret: WebhookSecret,
+    target: RwLock<Option<Url>>,
+    http: reqwest::Client,
+}
+
+impl Sandbox {
+    pub fn new(db: PgPool, secret: WebhookSecret, target: Option<Url>) -> Arc<Self> {
+        Arc::new_cyclic(|me| Sandbox {
+            me: me.clone(),
+            db,
+            secret,
+            target: RwLock::new(target),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client"),
+        })
+    }
+
+    fn target(&self) -> Option<Url> {
+        self.target.read().expect("target lock").clone()
+    }
+
+    /// Delivers one event: `true` once the endpoint answered 2xx.
+    async fn deliver(&self, id: &str, payload: &serde_json::Value) -> bool {
+        let Some(target) = self.target() else {
+            return false;
+        };
+        let body = payload.to_string();
+        // Signed with the wall clock, as a real processor signs.
+        let t = OffsetDateTime::now_utc().unix_timestamp();
+        let signature = crate::billing::webhooks::sign(&self.secret.0, t, body.as_bytes());
+        let sent = self
+            .http
+            .post(target)
+            .header("content-type", "application/json")
+            .header(crate::billing::webhooks::SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        let ok = matches!(&sent, Ok(r) if r.status().is_success());
+        let now = OffsetDateTime::now_utc();
+        let recorded = if ok {
+            sqlx::query("UPDATE sandbox_events SET delivered_at = $2, attempts = attempts + 1 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&self.db)
+                .await
+        } else {
+            tracing::info!(event = id, status = ?sent.as_ref().map(|r| r.status()).ok(), "sandbox webhook not accepted; it is retried");
+            sqlx::query(
+                "UPDATE sandbox_events SET attempts = attempts + 1,
+                        next_attempt_at = $2 + least(interval '1 second' * power(2, attempts), interval '10 minutes')
+                  WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&self.db)
+            .await
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "sandbox: could not record a delivery");
+        }
+        ok
+    }
+
+    /// Delivers every event whose time has come (a job calls it).
+    pub async fn deliver_due(&self) -> Result<usize, sqlx::Error> {
+        let due: Vec<(String, serde_json::Value)> = sqlx::query_as(
+            "SELECT id, payload FROM sandbox_events
+              WHERE delivered_at IS NULL AND next_attempt_at <= $1
+              ORDER BY created_at LIMIT 100",
+        )
+        .bind(OffsetDateTime::now_utc())
+        .fetch_all(&self.db)
+        .await?;
+        let mut delivered = 0;
+        for (id, payload) in due {
+            if self.deliver(&id, &payload).await {
+                delivered += 1;
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+#[async_trait::async_trait]
+impl Processor for Sandbox {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    async fn save_card(&self, card: &Card, now: OffsetDateTime) -> Result<SavedCard, ProcessorError> {
+        let Some((_, stored)) = CARDS.iter().find(|(n, _)| *n == card.digits) else {
+            return Err(ProcessorError::Refused(Refused {
+                code: "test_card_required".into(),
+                decline_code: None,
+            }));
+        };
+        let token = format!("card_{}", Uuid::new_v4().simple());
+        sqlx::query("INSERT INTO sandbox_cards (token, behaviour, created_at) VALUES ($1, $2, $3)")
+            .bind(&token)
+            .bind(stored)
+            .bind(now)
+            .execute(&self.db)
+            .await
+            .map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        Ok(SavedCard {
+            reference: token,
+            brand: card.brand().into(),
+            last4: card.last4().into(),
+            exp_month: i16::from(card.exp_month),
+            exp_year: card.exp_year as i16,
+        })
+    }
+
+    async fn charge(&self, request: &ChargeRequest, now: OffsetDateTime) -> Result<String, ProcessorError> {
+        let unavailable = |e: sqlx::Error| ProcessorError::Unavailable(e.to_string());
+        let stored: Option<String> = sqlx::query_scalar("SELECT behaviour FROM sandbox_cards WHERE token = $1")
+            .bind(&request.card)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(unavailable)?;
+        let Some(stored) = stored else {
+            return Err(ProcessorError::Refused(Refused {
+                code: "card_declined".into(),
+                decline_code: Some("generic_decline".into()),
+            }));
+        };
+        let (failure, decline) = match behaviour(&stored) {
+            Behaviour::Succeeds => (None, None),
+            Behaviour::Fails(code, decline) => (Some(code), decline),
+        };
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let id = format!("ch_{}", Uuid::new_v4().simple());
+        let inserted = sqlx::query(
+            "INSERT INTO sandbox_charges (id, idempotency_key, card_token, amount_minor, currency, failure_code, decline_code, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&request.idempotency_key)
+        .bind(&request.card)
+        .bind(request.amount_minor)
+        .bind(&request.currency)
+        .bind(failure)
+        .bind(decline)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        if inserted == 0 {
+            // The same request again: the same charge, and no second event.
+            let first: String = sqlx::query_scalar("SELECT id FROM sandbox_charges WHERE idempotency_key = $1")
+                .bind(&request.idempotency_key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            return Ok(first);
+        }
+        let event_id = format!("evt_{}", Uuid::new_v4().simple());
+        let payload = json!({
+            "id": event_id,
+            "type": if failure.is_none() { "charge.succeeded" } else { "charge.failed" },
+            "created": now.unix_timestamp(),
+            "data": {"object": {
+                "id": id,
+                "idempotency_key": request.idempotency_key,
+                "amount": request.amount_minor,
+                "currency": request.currency,
+                "failure_code": failure,
+                "decline_code": decline,
+            }},
+        });
+        sqlx::query("INSERT INTO sandbox_events (id, payload, created_at, next_attempt_at) VALUES ($1, $2, $3, $3)")
+            .bind(&event_id)
+            .bind(&payload)
+            .bind(OffsetDateTime::now_utc())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        // Delivered at once, off the caller's path, as a processor would.
+        if let Some(me) = self.me.upgrade() {
+            tokio::spawn(async move {
+                me.deliver(&event_id, &payload).await;
+            });
+        }
+        Ok(id)
+    }
+
+    fn listening_at(&self, webhook_url: Url) {
+        let mut target = self.target.write().expect("target lock");
+        if target.is_none() {
+            *target = Some(webhook_url);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Credit top-ups (a pack or a custom amount, charged to the default card,
+//! credited only when the charge succeeds), limits (spend cap, low-balance
+//! alert, auto top-up) and the free sandbox refill.
+//!
+//! A top-up is named by the key its form carried: the same form sent twice
+//! (a double click, a resubmission) finds the first invoice and charges once.
+//! Auto top-up fires when the balance is below its threshold and the setting
+//! is armed; firing disarms it in the same statement that picks it (so one
+//! instance fires, once), and it re-arms once the balance is back at or
+//! above the threshold.
+
+use super::ledger::{post, Account, Kind, Posting};
+use super::payments::{self, Collected, Line, NewInvoice, Purpose};
+use super::policy::{top_up_price, PACK_PRICES, SANDBOX_START};
+use super::{notices, BillingError};
+use crate::state::AppState;
+use sqlx::{PgConnection, Row};
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The currency top-ups are priced in: the plans'.
+pub const CURRENCY: &str = "USD";
+
+fn describe(credits: i64) -> String {
+    if PACK_PRICES.iter().any(|(c, _)| *c == credits) {
+        format!("{} credits (pack)", group(credits))
+    } else {
+        format!("{} credits", group(credits))
+    }
+}
+
+/// 20000 → "20,000".
+pub fn group(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// Buys `credits` on the default card; `key` names the request. Returns the
+/// invoice and how its collection stands.
+pub async fn top_up(
+    state: &AppState,
+    org: Uuid,
+    user: Uuid,
+    credits: i64,
+    key: &str,
+    now: OffsetDateTime,
+    wait: Duration,
+) -> Result<(Uuid, Collected), BillingError> {
+    let price = top_up_price(credits).ok_or_else(|| {
+        BillingError::Invalid(vec![(
+            "credits",
+            format!(
+                "Choose a pack, or between {} and {} credits.",
+                group(super::policy::CUSTOM_MIN),
+                group(super::policy::CUSTOM_MAX)
+            ),
+        )])
+    })?;
+    if key.len() < 16 || key.len() > 100 {
+        return Err(BillingError::State("This form is incomplete; reload the page and send it again.".into()));
+    }
+    let mut tx = state.db.begin().await?;
+    let invoice = NewInvoice {
+        org,
+        purpose: Purpose::TopUp,
+        currency: CURRENCY.into(),
+        lines: vec![Line::one(describe(credits), price)],
+        credits,
+        plan: None,
+        period: None,
+        key: format!("top_up:{org}:{key}"),
+        owed: false,
+        created_by: Some(user),
+    };
+    let (id, created) = payments::create_invoice(&mut tx, &invoice, now).await?;
+    if !created {
+        // The same form again: its invoice, as it stands (charged once).
+        tx.commit().await?;
+        return Ok((id, payments::state_of(&state.db, id, wait).await?));
+    }
+    let has_card: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)",
+    )
+    .bind(org)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !has_card {
+        return Err(BillingError::NoCard);
+    }
+    tx.commit().await?;
+    Ok((id, payments::collect(state, id, now, wait).await?))
+}
+
+/// Arms auto top-up again once the balance is back at its threshold.
+pub async fn rearm(conn: &mut PgConnection, org: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE org_meters SET auto_top_up_armed = true
+          WHERE org_id = $1 AND NOT auto_top_up_armed AND included + purchased >= coalesce(auto_top_up_threshold, 0)",
+    )
+    .bind(org)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Fires every armed auto top-up whose balance is below its threshold (at
+/// most its monthly maximum a period), and sends the low-balance notices.
+pub async fn auto_top_up_due(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
+    let mut tx = state.db.begin().await?;
+    let fired = sqlx::query(
+        "UPDATE org_meters m SET auto_top_up_armed = false
+          WHERE m.auto_top_up_armed AND m.auto_top_up_threshold IS NOT NULL AND m.auto_top_up_pack IS NOT NULL
+            AND m.included + m.purchased < m.auto_top_up_threshold
+            AND EXISTS (SELECT 1 FROM payment_methods p WHERE p.org_id = m.org_id AND p.is_default AND p.removed_at IS NULL)
+            AND (SELECT count(*) FROM invoices i WHERE i.org_id = m.org_id AND i.purpose = 'auto_top_up'
+                    AND i.created_at >= m.period_start) < m.auto_top_up_monthly_max
+         RETURNING m.org_id, m.auto_top_up_pack",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut invoices = Vec::new();
+    for row in &fired {
+        let org: Uuid = row.get("org_id");
+        let credits: i64 = row.get("auto_top_up_pack");
+        let Some(price) = top_up_price(credits) else { continue };
+        let invoice = NewInvoice {
+            org,
+            purpose: Purpose::AutoTopUp,
+            currency: CURRENCY.into(),
+            lines: vec![Line::one(format!("Automatic top-up: {}", describe(credits)), price)],
+            credits,
+            plan: None,
+            period: None,
+            key: format!("auto_top_up:{org}:{}", Uuid::now_v7()),
+            owed: false,
+            created_by: None,
+        };
+        invoices.push(payments::create_invoice(&mut tx, &invoice, now).await?.0);
+    }
+    // Low balance: one notice per crossing below the alert threshold.
+    let low: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT m.org_id, m.included + m.purchased FROM org_meters m
+          WHERE m.included + m.purchased < m.low_balance_at
+            AND NOT EXISTS (SELECT 1 FROM billing_notices n WHERE n.org_id = m.org_id AND n.reason = 'low_balance')",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (org, balance) in low {
+        notices::low_balance(&mut tx, state, org, balance, now).await?;
+    }
+    sqlx::query(
+        "DELETE FROM billing_notices n USING org_meters m
+          WHERE n.reason = 'low_balance' AND m.org_id = n.org_id AND m.included + m.purchased >= m.low_balance_at",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for id in &invoices {
+        if let Err(e) = payments::collect(state, *id, now, Duration::ZERO).await {
+            tracing::warn!(invoice = %id, error = %e, "auto top-up could not be charged");
+        }
+    }
+    Ok(invoices.len())
+}
+
+/// The organization's limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Credits a period may spend; `None`: no cap.
+    pub spend_cap: Option<i64>,
+    pub low_balance_at: i64,
+    /// (threshold, pack, monthly maximum); `None`: off.
+    pub auto_top_up: Option<(i64, i64, i32)>,
+}
+
+pub async fn limits(db: &sqlx::PgPool, org: Uuid) -> Result<Limits, sqlx::Error> {
+    let r = sqlx::query(
+        "SELECT spend_cap, low_balance_at, auto_top_up_threshold, auto_top_up_pack, auto_top_up_monthly_max
+           FROM org_meters WHERE org_id = $1",
+    )
+    .bind(org)
+    .fetch_one(db)
+    .await?;
+    let auto = match (r.get::<Option<i64>, _>("auto_top_up_threshold"), r.get::<Option<i64>, _>("auto_top_up_pack")) {
+        (Some(t), Some(p)) => Some((t, p, r.get("auto_top_up_monthly_max"))),
+        _ => None,
+    };
+    Ok(Limits {
+        spend_cap: r.get("spend_cap"),
+        low_balance_at: r.get("low_balance_at"),
+        auto_top_up: auto,
+    })
+}
+
+pub async fn save_limits(state: &AppState, org: Uuid, user: Uuid, limits: &Limits, now: OffsetDateTime) -> Result<(), BillingError> {
+    let mut tx = state.db.begin().await?;
+    let (threshold, pack, max) = match limits.auto_top_up {
+        Some((t, p, m)) => (Some(t), Some(p), m),
+        None => (None, None, 3),
+    };
+    sqlx::query(
+        "UPDATE org_meters SET spend_cap = $2, low_balance_at = $3, auto_top_up_threshold = $4, auto_top_up_pack = $5,
+                auto_top_up_monthly_max = $6, auto_top_up_armed = true
+          WHERE org_id = $1",
+    )
+    .bind(org)
+    .bind(limits.spend_cap)
+    .bind(limits.low_balance_at)
+    .bind(threshold)
+    .bind(pack)
+    .bind(max)
+    .execute(&mut *tx)
+    .await?;
+    let details = serde_json::json!({
+        "spend_cap": limits.spend_cap, "low_balance_at": limits.low_balance_at,
+        "auto_top_up": limits.auto_top_up.map(|(t, p, m)| serde_json::json!({"threshold": t, "pack": p, "monthly_max": m})),
+    });
+    crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.limits_changed", details).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Refills the sandbox balance to its starting amount, for free. Returns
+/// the credits added.
+pub async fn refill_sandbox(db: &sqlx::PgPool, org: Uuid, now: OffsetDateTime) -> Result<i64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let sandbox: i64 = sqlx::query_scalar("SELECT sandbox FROM org_meters WHERE org_id = $1 FOR UPDATE")
+        .bind(org)
+        .fetch_one(&mut *tx)
+        .await?;
+    let add = SANDBOX_START - sandbox;
+    if add > 0 {
+        let key = format!("sandbox:{org}:refill:{}", Uuid::now_v7());
+        post(
+            &mut tx,
+            Posting {
+                org,
+                kind: Kind::SandboxGrant,
+                key: &key,
+                entries: &[(Account::SandboxSource, -add), (Account::Sandbox, add)],
+                memo: "sandbox refilled",
+            },
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(add.max(0))
+}

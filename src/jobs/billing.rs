@@ -1,0 +1,48 @@
+//! Billing's jobs: renewals and dunning every minute (and at start-up, so a
+//! server started with `TOLLGATE_CLOCK_OFFSET` renews what is due at once),
+//! auto top-ups and low-balance notices every 5 seconds, and the sandbox
+//! processor's webhook deliveries that need retrying every 2 seconds.
+
+use super::{periodic, Periodic};
+use crate::shutdown::Shutdown;
+use crate::state::AppState;
+use std::time::Duration;
+
+pub async fn renewals(state: AppState, shutdown: Shutdown) {
+    let job = Periodic {
+        name: "renewals",
+        every: Duration::from_secs(60),
+    };
+    periodic(job, state, shutdown, |state| async move {
+        let now = state.clock.now();
+        crate::billing::renewals::renew_due(&state, now).await?;
+        crate::billing::renewals::dunning_due(&state, now).await?;
+        crate::billing::payments::resend_pending(&state, now).await?;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn auto_top_ups(state: AppState, shutdown: Shutdown) {
+    let job = Periodic {
+        name: "auto_top_ups",
+        every: Duration::from_secs(5),
+    };
+    periodic(job, state, shutdown, |state| async move {
+        crate::billing::topups::auto_top_up_due(&state, state.clock.now()).await?;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn sandbox_deliveries(state: AppState, shutdown: Shutdown) {
+    let job = Periodic {
+        name: "sandbox_deliveries",
+        every: Duration::from_secs(2),
+    };
+    periodic(job, state, shutdown, |state| async move {
+        state.sandbox.deliver_due().await?;
+        Ok(())
+    })
+    .await
+}
