@@ -58,6 +58,11 @@ impl AppState {
         }
     }
 
+    /// Where the sandbox processor delivers its webhooks.
+    pub fn sandbox_target(&self) -> Option<url::Url> {
+        self.sandbox.target()
+    }
+
     /// A state with its gateway started on `db` (inside a Tokio runtime).
     pub fn start(db: PgPool, config: Config, clock: Clock) -> Self {
         let gateway = Gateway::start(&db);

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "ssr")]
 pub mod backend;
+pub mod card;
 pub mod components;
 pub mod error;
 pub mod pages;
@@ -98,8 +99,14 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/invitations/:token") view=account::InvitationPage ssr=ssr.clone()/>
                     <Route path=path!("/billing") view=billing::BillingPage ssr=ssr.clone()/>
                     <Route path=path!("/billing/plans") view=billing::PlansPage ssr=ssr.clone()/>
+                    <Route path=path!("/billing/top-up") view=billing::TopUpPage ssr=ssr.clone()/>
+                    <Route path=path!("/billing/payment-methods") view=billing::PaymentMethodsPage ssr=ssr.clone()/>
+                    <Route path=path!("/billing/limits") view=billing::LimitsPage ssr=ssr.clone()/>
+                    <Route path=path!("/billing/invoices") view=billing::InvoicesPage ssr=ssr.clone()/>
+                    <Route path=path!("/billing/invoices/:id") view=billing::InvoicePage ssr=ssr.clone()/>
                     <Route path=path!("/admin") view=admin::AdminPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/outbox") view=admin::OutboxPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/approvals") view=admin::ApprovalsPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/routes") view=admin::RoutesAdminPage ssr=ssr.clone()/>
                     <Route path=path!("/docs") view=docs::DocsPage ssr=ssr.clone()/>
                     <Route path=path!("/docs/*slug") view=docs::DocsPage ssr=ssr.clone()/>

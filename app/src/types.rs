@@ -105,6 +105,146 @@ pub struct BillingOverview {
     pub period_start: String,
     pub period_end: String,
     pub plans: Vec<PlanView>,
+    /// Owners, admins and billing members pay and change plans.
+    pub can_manage: bool,
+    pub included_credits: i64,
+    pub included_expires: String,
+    pub purchased_credits: i64,
+    pub sandbox_credits: i64,
+    /// "$29.00 on 2026-12-21", when a charge is coming.
+    pub next_charge: Option<String>,
+    pub default_card: Option<CardView>,
+    pub banners: Vec<Banner>,
+    pub period_spent: i64,
+    pub spend_cap: Option<i64>,
+}
+
+/// A notice at the top of the billing pages: what stands, and the fix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Banner {
+    /// past_due, unpaid, pending_approval, canceled, trial, low_balance, expired, rejected
+    pub kind: String,
+    pub text: String,
+    pub link: Option<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CardView {
+    pub id: String,
+    pub brand: String,
+    pub last4: String,
+    pub expiry: String,
+    pub is_default: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LineView {
+    pub no: i32,
+    pub description: String,
+    pub quantity: i64,
+    pub unit: String,
+    pub amount: String,
+}
+
+/// A plan as the plans page offers it to this organization.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanOption {
+    pub plan: PlanView,
+    /// current, upgrade, downgrade, approval, renew, unavailable
+    pub action: String,
+    /// What choosing it charges now, and its lines (upgrade, renew).
+    pub amount: Option<String>,
+    pub amount_minor: Option<i64>,
+    pub lines: Vec<LineView>,
+    /// Why, or when it takes effect.
+    pub note: String,
+    pub selected: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlansPage {
+    pub can_manage: bool,
+    pub status: String,
+    pub current: String,
+    pub options: Vec<PlanOption>,
+    pub renew: bool,
+    /// The plan a trial can start on, when one can.
+    pub trial: Option<PlanView>,
+    pub has_card: bool,
+    /// A paid plan that can be canceled at the period's end.
+    pub can_cancel: bool,
+    pub period_end: String,
+    /// Names this page's form posts (a double submit charges once).
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackView {
+    pub credits: i64,
+    pub price: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopUpPage {
+    pub can_manage: bool,
+    pub packs: Vec<PackView>,
+    /// The pack chosen (prefilled from `?credits=N`), or 0 for custom.
+    pub selected: i64,
+    /// A custom amount prefilled (when no pack matches).
+    pub custom: Option<i64>,
+    pub custom_min: i64,
+    pub custom_max: i64,
+    pub default_card: Option<CardView>,
+    pub balance: i64,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentMethodsPage {
+    pub can_manage: bool,
+    pub cards: Vec<CardView>,
+    /// Failed invoices a new card would pay now.
+    pub owed: Vec<InvoiceView>,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitsPage {
+    pub can_manage: bool,
+    pub spend_cap: Option<i64>,
+    pub period_spent: i64,
+    pub low_balance_at: i64,
+    pub auto_top_up: Option<(i64, i64, i32)>,
+    pub packs: Vec<PackView>,
+    pub has_card: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceView {
+    pub id: String,
+    pub number: String,
+    pub purpose: String,
+    /// paid, open, failed, void
+    pub status: String,
+    pub total: String,
+    pub currency: String,
+    pub created: String,
+    pub paid: Option<String>,
+    /// The decline, in words, with its codes.
+    pub failure: Option<String>,
+    pub failure_code: Option<String>,
+    pub decline_code: Option<String>,
+    pub lines: Vec<LineView>,
+    pub org_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    pub org_id: String,
+    pub org_name: String,
+    pub plan: String,
+    pub replaces: Option<String>,
+    pub requested: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

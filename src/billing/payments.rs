@@ -610,10 +610,17 @@ pub async fn no_card(state: &AppState, invoice: Uuid, now: OffsetDateTime) -> Re
 /// The last failure of an owed invoice still unpaid: (code, decline code),
 /// for the `payment_error` of a 402.
 pub async fn last_failure(db: &PgPool, org: Uuid) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    // The last declined attempt (a retry may be in flight), else an
+    // invoice that failed for want of a card.
     sqlx::query_as(
-        "SELECT failure_code, decline_code FROM invoices
-          WHERE org_id = $1 AND owed AND status = 'failed' AND failure_code IS NOT NULL
-          ORDER BY updated_at DESC LIMIT 1",
+        "SELECT code, decline FROM (
+             SELECT c.failure_code AS code, c.decline_code AS decline, c.settled_at AS at
+               FROM charges c JOIN invoices i ON i.id = c.invoice_id
+              WHERE c.org_id = $1 AND i.owed AND i.status <> 'paid' AND c.status = 'failed'
+             UNION ALL
+             SELECT failure_code, decline_code, updated_at FROM invoices
+              WHERE org_id = $1 AND owed AND status = 'failed' AND failure_code = 'payment_method_required'
+         ) f WHERE code IS NOT NULL ORDER BY at DESC LIMIT 1",
     )
     .bind(org)
     .fetch_optional(db)

@@ -213,7 +213,7 @@ pub async fn open_period(
     roll_meters(conn, org, start, end, now).await?;
     if grant_now {
         let p = plan_by_id(conn, plan).await?;
-        let key = format!("grant:{org}:{start}");
+        let key = format!("grant:{org}:{start}:{}", p.code);
         grant(conn, org, p.included_credits, &key, &format!("included credits of the {} plan", p.name), now).await?;
     }
     Ok(())
@@ -253,7 +253,7 @@ pub async fn renewal_paid(conn: &mut PgConnection, _state: &AppState, inv: &Invo
     }
     if inv.period_start == Some(cur.period_start) {
         let plan = plan_by_id(conn, inv.plan.unwrap_or(cur.plan.id)).await?;
-        let key = format!("grant:{}:{}", inv.org, cur.period_start);
+        let key = format!("grant:{}:{}:{}", inv.org, cur.period_start, plan.code);
         grant(conn, inv.org, plan.included_credits, &key, &format!("included credits of the {} plan", plan.name), now).await?;
     }
     Ok(())

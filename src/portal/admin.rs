@@ -6,7 +6,7 @@ use crate::gateway::routes;
 use crate::gateway::routes::RouteError;
 use app::backend::{Admin, Caller, FormError, RouteForm};
 use app::error::AppError;
-use app::types::{AdminOverview, OutboxEntry, RouteView, RoutesPage};
+use app::types::{AdminOverview, ApprovalView, OutboxEntry, RouteView, RoutesPage};
 use uuid::Uuid;
 
 impl Portal {
@@ -148,6 +148,53 @@ impl Admin for Portal {
                 ""
             }
         ))
+    }
+
+    async fn approvals(&self, caller: &Caller) -> Result<Vec<ApprovalView>, AppError> {
+        self.admin_id(caller)?;
+        let rows = crate::billing::changes::pending(&self.state.db)
+            .await
+            .map_err(|e| errors::page(caller, e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(org, name, plan, replaces, at)| ApprovalView {
+                org_id: org.to_string(),
+                org_name: name,
+                plan,
+                replaces,
+                requested: at.map(date_time).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn decide_approval(
+        &self,
+        caller: &Caller,
+        org_id: String,
+        approve: bool,
+        note: String,
+    ) -> Result<String, FormError> {
+        let admin = self.form_admin(caller)?;
+        let org = Uuid::parse_str(org_id.trim())
+            .map_err(|_| FormError::message("That request no longer exists."))?;
+        let note = note.trim();
+        if note.chars().count() > 500 {
+            return Err(FormError {
+                message: "Please correct the highlighted fields.".into(),
+                fields: vec![("note".into(), "A note is at most 500 characters.".into())],
+            });
+        }
+        let charged = crate::billing::changes::decide(&self.state, org, admin, approve, note, self.now())
+            .await
+            .map_err(|e| errors::form(caller, e))?;
+        Ok(match (approve, charged) {
+            (false, _) => "Rejected; the customer was told.".into(),
+            (true, Some(crate::billing::payments::Collected::Failed(r))) => format!(
+                "Approved; the customer was told. Its first charge failed ({}), so the subscription is past due.",
+                r.message()
+            ),
+            (true, _) => "Approved and charged; the customer was told.".into(),
+        })
     }
 
     async fn set_route_active(

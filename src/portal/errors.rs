@@ -5,6 +5,7 @@
 
 use crate::accounts::AccountsError;
 use crate::api_keys::KeyError;
+use crate::billing::BillingError;
 use crate::gateway::routes::RouteError;
 use app::backend::{Caller, FormError};
 use app::error::AppError;
@@ -35,6 +36,7 @@ fn minutes(secs: i64) -> String {
 /// Every domain error a form can meet, as one.
 pub enum Refusal {
     Accounts(AccountsError),
+    Billing(BillingError),
     Keys(KeyError),
     Routes(RouteError),
 }
@@ -42,6 +44,12 @@ pub enum Refusal {
 impl From<AccountsError> for Refusal {
     fn from(e: AccountsError) -> Self {
         Refusal::Accounts(e)
+    }
+}
+
+impl From<BillingError> for Refusal {
+    fn from(e: BillingError) -> Self {
+        Refusal::Billing(e)
     }
 }
 
@@ -89,6 +97,25 @@ pub fn form(caller: &Caller, err: impl Into<Refusal>) -> FormError {
         Refusal::Routes(RouteError::Invalid(fields)) => invalid(fields),
         Refusal::Routes(RouteError::NotFound) => FormError::message(GONE),
         Refusal::Routes(RouteError::Db(e)) => went_wrong(caller, e),
+        Refusal::Billing(e) => billing(caller, e),
+    }
+}
+
+fn billing(caller: &Caller, err: BillingError) -> FormError {
+    match err {
+        BillingError::Invalid(fields) => invalid(fields),
+        BillingError::NoCard => FormError::message("Add a card first: there is no card on file to charge."),
+        BillingError::Refused(r) => FormError {
+            message: format!("{} ({}{})", r.message(), r.code, r.decline_code.map(|d| format!(": {d}")).unwrap_or_default()),
+            fields: Vec::new(),
+        },
+        BillingError::State(why) => FormError::message(why),
+        BillingError::PriceChanged(minor) => FormError::message(format!(
+            "The amount due changed to {} since the page was shown. Check it and confirm again.",
+            crate::billing::format_money(minor, "USD")
+        )),
+        BillingError::NotFound => FormError::message(GONE),
+        BillingError::Db(e) => went_wrong(caller, e),
     }
 }
 

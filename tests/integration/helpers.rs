@@ -25,12 +25,18 @@ pub struct TestApp {
     pub ip: String,
     /// Audits the ledger when dropped (the first app of a test does).
     audits: bool,
+    /// The loopback server, stopped when the app drops (it holds the
+    /// database pools, which must be closed before the test database is).
+    server: Option<tokio::task::AbortHandle>,
 }
 
 /// At the end of every test, the ledger is audited: every transaction
 /// balances and every organization's balances equal its ledger accounts.
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
         if !self.audits || std::thread::panicking() {
             return;
         }
@@ -57,6 +63,25 @@ impl Drop for TestApp {
             Err(e) => panic!("could not audit the ledger: {e}"),
         }
     }
+}
+
+/// Serves the router on a loopback port, as the server does, so the sandbox
+/// processor's webhooks reach it over real HTTP.
+pub fn listen(state: &AppState, router: &Router) -> tokio::task::AbortHandle {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let addr = listener.local_addr().unwrap();
+    state
+        .processor
+        .listening_at(format!("http://{addr}/webhooks/sandbox").parse().unwrap());
+    let app = router
+        .clone()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+    .abort_handle()
 }
 
 #[derive(Debug)]
@@ -104,6 +129,7 @@ impl TestApp {
         let clock = Clock::manual(datetime!(2026-11-21 12:00 UTC));
         let state = AppState::start(db.clone(), config, clock.clone());
         let router = tollgate::startup::router(state.clone());
+        let server = Some(listen(&state, &router));
         Self {
             db,
             state,
@@ -112,6 +138,7 @@ impl TestApp {
             cookies: BTreeMap::new(),
             ip: "203.0.113.7".into(),
             audits: true,
+            server,
         }
     }
 
@@ -122,7 +149,9 @@ impl TestApp {
         let pool = PgPool::connect_lazy_with((*self.db.connect_options()).clone());
         let state = AppState::start(pool, Config::for_tests(), self.clock.clone());
         let router = tollgate::startup::router(state.clone());
+        let server = listen(&state, &router);
         Self {
+            server: Some(server),
             db: self.db.clone(),
             state,
             clock: self.clock.clone(),
@@ -234,6 +263,7 @@ impl TestApp {
             cookies: BTreeMap::new(),
             ip: "198.51.100.20".into(),
             audits: false,
+            server: None,
         }
     }
 

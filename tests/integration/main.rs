@@ -2,6 +2,7 @@
 //! test (`#[sqlx::test]`), over HTTP requests a browser would send.
 
 mod account_holes;
+mod billing;
 mod accounts;
 mod gateway;
 mod gateway_holes;

@@ -2,7 +2,7 @@
 
 use super::{Caller, FormError};
 use crate::error::AppError;
-use crate::types::{AdminOverview, OutboxEntry, RoutesPage};
+use crate::types::{AdminOverview, ApprovalView, OutboxEntry, RoutesPage};
 
 /// A provider route, as typed: a new one when `route_id` is empty.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +27,16 @@ pub trait Admin: Send + Sync + 'static {
     async fn routes(&self, caller: &Caller) -> Result<RoutesPage, AppError>;
     /// Adds a route, or (with `route_id`) changes one; returns the notice.
     async fn save_route(&self, caller: &Caller, form: RouteForm) -> Result<String, FormError>;
+    /// Subscriptions waiting for approval.
+    async fn approvals(&self, caller: &Caller) -> Result<Vec<ApprovalView>, AppError>;
+    /// Approves or rejects one, with a note for the customer.
+    async fn decide_approval(
+        &self,
+        caller: &Caller,
+        org_id: String,
+        approve: bool,
+        note: String,
+    ) -> Result<String, FormError>;
     async fn set_route_active(
         &self,
         caller: &Caller,

@@ -29,6 +29,11 @@ impl FormState {
         self.flash.as_ref().is_some_and(|f| !f.values.is_empty())
     }
 
+    /// Whether the last post of this form went through (it left a notice).
+    pub fn succeeded(&self) -> bool {
+        self.flash.as_ref().is_some_and(|f| f.notice.is_some() && f.error.is_none())
+    }
+
     /// The value the user typed last time, if the post failed.
     pub fn value(&self, field: &str) -> String {
         self.flash

@@ -44,6 +44,12 @@ pub fn current_path() -> String {
     }
 }
 
+/// A query parameter of the current page ("" when absent).
+pub fn query_value(name: &'static str) -> String {
+    let q = leptos_router::hooks::use_query_map();
+    q.read_untracked().get(name).unwrap_or_default()
+}
+
 pub fn login_path_returning_here() -> String {
     format!("/login?return_to={}", encode_component(&current_path()))
 }

@@ -1,7 +1,7 @@
 //! The platform admin console (operators of this Tollgate, not customers).
 
 use crate::components::{use_viewer, Csrf, ErrorView, FormState, Loading};
-use crate::server_fns::{get_admin_outbox, get_admin_overview, get_admin_routes};
+use crate::server_fns::{get_admin_approvals, get_admin_outbox, get_admin_overview, get_admin_routes};
 use crate::types::{RouteView, RoutesPage, Viewer};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -264,5 +264,63 @@ fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
                 {editing.is_some().then(|| view! { " " <a href="/admin/routes" rel="external">"Cancel"</a> })}
             </form>
         </section>
+    }
+}
+
+/// The approval queue: subscriptions whose plan needs an admin's decision.
+#[component]
+pub fn ApprovalsPage() -> impl IntoView {
+    let viewer = use_viewer();
+    let queue = Resource::new(|| (), |_| get_admin_approvals());
+    view! {
+        <Title text="Approvals"/>
+        <Suspense fallback=Loading>
+            {move || Suspend::new(async move {
+                let v = viewer.await;
+                match queue.await {
+                    Ok(items) => {
+                        let f = FormState::new(&v, "approvals");
+                        let empty = items.is_empty();
+                        let rows = items
+                            .into_iter()
+                            .map(|a| {
+                                let label = format!("Note for {}", a.org_name);
+                                view! {
+                                    <article class="card approval" data-org=a.org_name.clone()>
+                                        <h2>{a.org_name.clone()}</h2>
+                                        <p>"Asks for " <strong>{a.plan.clone()}</strong>
+                                            {a.replaces.clone().map(|r| view! { " (now on " {r} ")" })}
+                                            " · requested " {a.requested.clone()}</p>
+                                        <form method="post" action="/api/decide_approval">
+                                            <Csrf token=v.csrf.clone()/>
+                                            <input type="hidden" name="org_id" value=a.org_id.clone()/>
+                                            <div class="field">
+                                                <label for=format!("note-{}", a.org_id)>{label}</label>
+                                                <textarea id=format!("note-{}", a.org_id) name="note" rows="2"></textarea>
+                                            </div>
+                                            <button type="submit" name="decision" value="approve" class="button" data-testid="approve">"Approve"</button>
+                                            " "
+                                            <button type="submit" name="decision" value="reject" class="button button-danger" data-testid="reject">"Reject"</button>
+                                        </form>
+                                    </article>
+                                }
+                            })
+                            .collect_view();
+                        view! {
+                            <section class="panel">
+                                <h1>"Approvals"</h1>
+                                <p class="muted">"Plans that need approval wait here. Approving charges the plan and opens its period; the customer is told either way."</p>
+                                {f.banner()}
+                                {f.error("note")}
+                                {empty.then(|| view! { <p>"Nothing is waiting."</p> })}
+                            </section>
+                            <div class="cards">{rows}</div>
+                        }
+                        .into_any()
+                    }
+                    Err(e) => view! { <ErrorView error=e/> }.into_any(),
+                }
+            })}
+        </Suspense>
     }
 }

@@ -1,17 +1,11 @@
 //! Sign up, sign in, and password reset. Plain HTML forms posting to server
 //! functions: they work with JavaScript off and before hydration.
 
-use crate::components::{use_viewer, Csrf, FormState, Loading};
+use crate::components::{query_value, use_viewer, Csrf, FormState, Loading};
 use crate::types::Viewer;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::Redirect;
-use leptos_router::hooks::use_query_map;
-
-fn query_value(name: &'static str) -> String {
-    let q = use_query_map();
-    q.read_untracked().get(name).unwrap_or_default()
-}
 
 /// Renders `form` for signed-out visitors; signed-in ones go to their account.
 fn signed_out_only<V: IntoView + 'static>(

@@ -112,3 +112,34 @@ pub async fn set_route_active(
     })
     .await
 }
+
+#[server(endpoint = "admin_approvals")]
+pub async fn get_admin_approvals() -> Result<Vec<ApprovalView>, AppError> {
+    let (backend, caller) = super::ssr::caller().await?;
+    backend.admin.approvals(&caller).await
+}
+
+#[server(endpoint = "decide_approval")]
+pub async fn decide_approval(
+    csrf: String,
+    org_id: String,
+    decision: String,
+    note: Option<String>,
+) -> Result<(), AppError> {
+    let note = note.unwrap_or_default();
+    let form = Form {
+        name: "approvals",
+        back: "/admin/approvals".into(),
+        values: vec![("note", note.clone())],
+        needs: Needs::Admin,
+    };
+    submit(form, &csrf, |c| async move {
+        let notice = c
+            .backend
+            .admin
+            .decide_approval(&c.caller, org_id, decision == "approve", note)
+            .await?;
+        Ok(Success::to("/admin/approvals").notice("approvals", notice))
+    })
+    .await
+}

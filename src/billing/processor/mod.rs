@@ -78,23 +78,7 @@ pub fn brand(digits: &str) -> &'static str {
     }
 }
 
-/// The Luhn checksum every card number carries.
-pub fn luhn(digits: &str) -> bool {
-    let mut sum = 0;
-    for (i, c) in digits.chars().rev().enumerate() {
-        let Some(mut d) = c.to_digit(10) else {
-            return false;
-        };
-        if i % 2 == 1 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        sum += d;
-    }
-    !digits.is_empty() && sum % 10 == 0
-}
+pub use app::card::luhn;
 
 /// Checks every field at once: (field, message) for each that is wrong.
 pub fn check_card(input: &CardInput, now: OffsetDateTime) -> Result<Card, Vec<(&'static str, String)>> {
@@ -123,6 +107,7 @@ pub fn check_card(input: &CardInput, now: OffsetDateTime) -> Result<Card, Vec<(&
         Some(y) if y > now.year() + 20 => {
             errors.push(("exp_year", "This expiry year is too far ahead.".into()))
         }
+        Some(y) if y < now.year() => errors.push(("exp_year", "This card has expired.".into())),
         Some(y) => {
             if let Some(m) = month {
                 // A card is good through the last day of its expiry month.

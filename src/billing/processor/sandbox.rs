@@ -71,7 +71,8 @@ impl Sandbox {
         })
     }
 
-    fn target(&self) -> Option<Url> {
+    /// Where webhooks go now.
+    pub fn target(&self) -> Option<Url> {
         self.target.read().expect("target lock").clone()
     }
 

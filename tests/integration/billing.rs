@@ -1,0 +1,556 @@
+//! Billing self-service through the pages a customer uses, with the sandbox
+//! processor delivering its outcomes as signed webhooks over real HTTP.
+
+use crate::gateway::customer;
+use crate::helpers::*;
+use crate::routes::admin_of;
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use sqlx::PgPool;
+use std::time::Duration;
+use tollgate::billing::webhooks::sign;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const GOOD: &str = "4242 4242 4242 4242";
+const NO_FUNDS: &str = "4000000000009995";
+const ALWAYS_FAILS: &str = "4000000000000341";
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name}")) + marker.len();
+    let end = html[start..].find('"').unwrap();
+    decode_html(&html[start..start + end])
+}
+
+async fn add_card(app: &mut TestApp, number: &str) -> TestResponse {
+    let csrf = extract_csrf(&app.get("/billing/payment-methods").await.body);
+    app.post_form(
+        "/api/add_card",
+        &[
+            ("csrf", &csrf),
+            ("number", number),
+            ("exp_month", "12"),
+            ("exp_year", "2030"),
+            ("cvc", "123"),
+            ("name", "Ada Lovelace"),
+            ("make_default", "on"),
+        ],
+    )
+    .await
+}
+
+/// The flash a page shows after a post: its banner text.
+async fn banner(app: &mut TestApp, path: &str) -> String {
+    let page = app.get(path).await;
+    let start = page.body.find("class=\"banner").map(|i| &page.body[i..]).unwrap_or("");
+    decode_html(&start[..start.find("</p>").unwrap_or(0)])
+}
+
+async fn count(db: &PgPool, sql: &str, org: Uuid) -> i64 {
+    sqlx::query_scalar(sql).bind(org).fetch_one(db).await.unwrap()
+}
+
+async fn purchased(db: &PgPool, org: Uuid) -> i64 {
+    count(db, "SELECT purchased FROM org_meters WHERE org_id = $1", org).await
+}
+
+async fn status(db: &PgPool, org: Uuid) -> String {
+    sqlx::query_scalar("SELECT status FROM subscriptions WHERE org_id = $1").bind(org).fetch_one(db).await.unwrap()
+}
+
+/// The top-up form as the page renders it for `credits`, posted once.
+async fn top_up(app: &mut TestApp, credits: i64) -> TestResponse {
+    let page = app.get(&format!("/billing/top-up?credits={credits}")).await;
+    let csrf = extract_csrf(&page.body);
+    let key = hidden(&page.body, "idempotency_key");
+    app.post_form(
+        "/api/top_up",
+        &[("csrf", &csrf), ("choice", &credits.to_string()), ("idempotency_key", &key)],
+    )
+    .await
+}
+
+#[sqlx::test]
+async fn a_top_up_adds_credits_once_however_often_the_form_is_sent(db: PgPool) {
+    let (mut app, _, org) = customer(&db).await;
+    let res = add_card(&mut app, GOOD).await;
+    assert_eq!(res.location(), "/billing/payment-methods");
+    assert!(banner(&mut app, "/billing/payment-methods").await.contains("Card added"));
+    let before = purchased(&db, org).await;
+
+    // A double click: the same form twice at once.
+    let page = app.get("/billing/top-up?credits=4200").await;
+    assert!(page.body.contains("id=\"pack-5000\" name=\"choice\" value=\"5000\" checked"), "the smallest covering pack is selected");
+    let csrf = extract_csrf(&page.body);
+    let key = hidden(&page.body, "idempotency_key");
+    let body = serde_urlencoded::to_string([("csrf", csrf.as_str()), ("choice", "5000"), ("idempotency_key", key.as_str())]).unwrap();
+    let cookies = app.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    let post = || {
+        Request::post("/api/top_up")
+            .header(header::ACCEPT, "text/html")
+            .header(header::REFERER, "http://portal.test/billing/top-up")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, "http://portal.test")
+            .header(header::COOKIE, cookies.clone())
+            .header("x-forwarded-for", "203.0.113.7")
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    let (a, b) = tokio::join!(app.router.clone().oneshot(post()), app.router.clone().oneshot(post()));
+    for res in [a.unwrap(), b.unwrap()] {
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(status, StatusCode::FOUND, "{}", String::from_utf8_lossy(&body));
+    }
+    // And once more later, as a resubmitted form.
+    app.post_form("/api/top_up", &[("csrf", &csrf), ("choice", "5000"), ("idempotency_key", &key)]).await;
+
+    assert_eq!(purchased(&db, org).await, before + 5000);
+    assert_eq!(count(&db, "SELECT count(*) FROM invoices WHERE org_id = $1", org).await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM charges WHERE org_id = $1", org).await, 1);
+    let charged: i64 = sqlx::query_scalar("SELECT count(*) FROM sandbox_charges").fetch_one(&db).await.unwrap();
+    assert_eq!(charged, 1, "the processor was asked once");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ledger_transactions WHERE org_id = $1 AND kind = 'purchase'", org).await,
+        1
+    );
+    let invoices = app.get("/billing/invoices").await.body;
+    assert!(invoices.contains("data-status=\"paid\""), "{invoices}");
+    assert!(invoices.contains("$45.00"));
+    // Its receipt went out.
+    let (subject, _) = last_email(&db, "ada@example.com").await.unwrap();
+    assert!(subject.starts_with("Receipt for invoice TG-"), "{subject}");
+}
+
+#[sqlx::test]
+async fn a_declined_card_adds_nothing_and_keeps_the_failed_charge_with_its_decline_code(db: PgPool) {
+    let (mut app, _, org) = customer(&db).await;
+    add_card(&mut app, NO_FUNDS).await;
+    let before = purchased(&db, org).await;
+    let ledger_before = count(&db, "SELECT count(*) FROM ledger_transactions WHERE org_id = $1", org).await;
+
+    let res = top_up(&mut app, 1000).await;
+    assert!(res.location().starts_with("/billing/top-up?credits=1000"), "{}", res.location());
+    let said = banner(&mut app, res.location()).await;
+    assert!(said.contains("Your card has insufficient funds."), "{said}");
+
+    assert_eq!(purchased(&db, org).await, before);
+    assert_eq!(count(&db, "SELECT count(*) FROM ledger_transactions WHERE org_id = $1", org).await, ledger_before);
+    let (status, code, decline): (String, String, String) =
+        sqlx::query_as("SELECT status, failure_code, decline_code FROM charges WHERE org_id = $1")
+            .bind(org)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), code.as_str(), decline.as_str()), ("failed", "card_declined", "insufficient_funds"));
+    let history = app.get("/billing/invoices").await.body;
+    assert!(history.contains("data-status=\"failed\""));
+    assert!(history.contains("insufficient_funds"), "the history names the decline code");
+}
+
+/// Posts an event to the webhook endpoint over HTTP, signed as given.
+async fn deliver(app: &TestApp, body: &str, signature: Option<String>) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(webhook_url(app))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(s) = signature {
+        req = req.header("tollgate-signature", s);
+    }
+    req.send().await.unwrap()
+}
+
+fn webhook_url(app: &TestApp) -> String {
+    app.state.sandbox_target().expect("the test app listens").to_string()
+}
+
+#[sqlx::test]
+async fn forged_replayed_and_duplicated_webhooks_change_nothing(db: PgPool) {
+    let (mut app, _, org) = customer(&db).await;
+    add_card(&mut app, GOOD).await;
+    top_up(&mut app, 1000).await;
+    let after_one = purchased(&db, org).await;
+    let (payload,): (serde_json::Value,) = sqlx::query_as("SELECT payload FROM sandbox_events ORDER BY created_at LIMIT 1")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let body = payload.to_string();
+    let secret = "whsec_tests";
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+
+    // The same event again, freshly signed: a duplicate.
+    let res = deliver(&app, &body, Some(sign(secret, now, body.as_bytes()))).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("duplicate"));
+
+    // A new event id claiming success for the same charge: already settled.
+    let mut again = payload.clone();
+    again["id"] = "evt_another".into();
+    let again = again.to_string();
+    let res = deliver(&app, &again, Some(sign(secret, now, again.as_bytes()))).await;
+    assert_eq!(res.status(), 200);
+
+    // A charge that failed, "succeeding" by a forged or replayed event.
+    add_card(&mut app, NO_FUNDS).await;
+    top_up(&mut app, 5000).await;
+    let key: String = sqlx::query_scalar("SELECT idempotency_key FROM charges WHERE org_id = $1 AND status = 'failed'")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let forged = serde_json::json!({
+        "id": "evt_forged", "type": "charge.succeeded", "created": now,
+        "data": {"object": {"id": "ch_x", "idempotency_key": key, "amount": 4500, "currency": "USD",
+                            "failure_code": null, "decline_code": null}},
+    })
+    .to_string();
+    for (signature, why) in [
+        (None, "unsigned"),
+        (Some(sign("not the secret", now, forged.as_bytes())), "wrong secret"),
+        (Some(sign(secret, now - 301, forged.as_bytes())), "older than 300 s"),
+        (Some(sign(secret, now, b"another body")), "another body"),
+    ] {
+        let res = deliver(&app, &forged, signature).await;
+        assert_eq!(res.status(), 400, "{why}");
+    }
+    // Signed right but about a charge already failed: recorded, nothing moves.
+    let res = deliver(&app, &forged, Some(sign(secret, now, forged.as_bytes()))).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(purchased(&db, org).await, after_one);
+    assert_eq!(count(&db, "SELECT count(*) FROM ledger_transactions WHERE org_id = $1 AND kind = 'purchase'", org).await, 1);
+    let failed: String = sqlx::query_scalar("SELECT status FROM invoices WHERE org_id = $1 AND total_minor = 4500")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(failed, "failed");
+    // An event about a charge we never made is refused for a later retry.
+    let unknown = forged.replace(&key, "charge:nope:1").replace("evt_forged", "evt_unknown");
+    let res = deliver(&app, &unknown, Some(sign(secret, now, unknown.as_bytes()))).await;
+    assert_eq!(res.status(), 409);
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE event_id = 'evt_unknown'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0, "an event not applied is not marked as seen");
+}
+
+/// Upgrades to `plan` from the plans page, paying the amount it previews.
+async fn upgrade(app: &mut TestApp, plan: &str) -> (TestResponse, i64) {
+    let page = app.get(&format!("/billing/plans?plan={plan}")).await;
+    let csrf = extract_csrf(&page.body);
+    let key = hidden(&page.body, "idempotency_key");
+    let start = page.body.find(&format!("data-plan=\"{plan}\"")).unwrap();
+    let card = &page.body[start..];
+    let expected = hidden(card, "expected_minor");
+    let res = app
+        .post_form(
+            "/api/choose_plan",
+            &[("csrf", &csrf), ("plan", plan), ("expected_minor", &expected), ("idempotency_key", &key)],
+        )
+        .await;
+    (res, expected.parse().unwrap_or(0))
+}
+
+#[sqlx::test]
+async fn an_upgrade_charges_exactly_the_previewed_proration(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    add_card(&mut app, GOOD).await;
+    app.clock.advance(time::Duration::days(10));
+    let page = app.get("/billing/plans?plan=pro").await.body;
+    assert!(page.contains("data-testid=\"preview-pro\""), "the upgrade is previewed before paying");
+    let (res, previewed) = upgrade(&mut app, "pro").await;
+    assert!(res.location().starts_with("/billing/plans"));
+    assert!(previewed > 0 && previewed < 2900, "prorated: {previewed}");
+    let (total, lines): (i64, i64) = sqlx::query_as(
+        "SELECT i.total_minor, (SELECT sum(amount_minor) FROM invoice_lines WHERE invoice_id = i.id)::bigint
+           FROM invoices i WHERE i.org_id = $1 AND i.purpose = 'proration'",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(total, previewed);
+    assert_eq!(lines, total, "the lines sum to the total");
+    let plan: String = sqlx::query_scalar("SELECT p.code FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(plan, "pro");
+    // Summarize is Pro's: it answers now.
+    let res = app.call("POST", "/v1/text/summarize", Some(&key), Some(r#"{"text":"one two three"}"#), &[]).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+
+    // A stale amount (the page was open across a price change) charges nothing.
+    let before = count(&db, "SELECT count(*) FROM charges WHERE org_id = $1", org).await;
+    let page = app.get("/billing/plans?plan=enterprise").await.body;
+    let csrf = extract_csrf(&page);
+    let res = app
+        .post_form("/api/choose_plan", &[("csrf", &csrf), ("plan", "pro"), ("expected_minor", "1"), ("idempotency_key", "0123456789abcdef0123")])
+        .await;
+    let _ = res;
+    assert_eq!(count(&db, "SELECT count(*) FROM charges WHERE org_id = $1", org).await, before);
+}
+
+#[sqlx::test]
+async fn a_renewal_is_charged_once_per_period_however_many_jobs_run(db: PgPool) {
+    let (mut app, _, org) = customer(&db).await;
+    add_card(&mut app, GOOD).await;
+    upgrade(&mut app, "pro").await;
+    let end: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
+    let now = app.clock.now();
+    let other = app.restarted();
+    let (a, b) = tokio::join!(
+        tollgate::billing::renewals::renew_due(&app.state, now),
+        tollgate::billing::renewals::renew_due(&other.state, now)
+    );
+    a.unwrap();
+    b.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state, now).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&db, "SELECT count(*) FROM invoices WHERE org_id = $1 AND purpose = 'renewal'", org).await, 1);
+    let charges: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sandbox_charges s JOIN charges c ON c.idempotency_key = s.idempotency_key
+           JOIN invoices i ON i.id = c.invoice_id WHERE i.purpose = 'renewal'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(charges, 1, "the processor was asked once for the period");
+    // Paid: active, the new period's included credits granted once.
+    wait_for(&db, org, "active").await;
+    let included = count(&db, "SELECT included FROM org_meters WHERE org_id = $1", org).await;
+    assert_eq!(included, 10_000);
+    let start: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_start FROM subscriptions WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(start, end, "the next period starts where the last ended");
+}
+
+async fn wait_for(db: &PgPool, org: Uuid, want: &str) {
+    for _ in 0..100 {
+        if status(db, org).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the subscription never became {want}: {}", status(db, org).await);
+}
+
+#[sqlx::test]
+async fn a_failed_renewal_has_a_grace_period_then_402_and_a_new_card_restores_access_at_once(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    add_card(&mut app, GOOD).await;
+    upgrade(&mut app, "pro").await;
+    add_card(&mut app, ALWAYS_FAILS).await;
+    let end: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
+    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    wait_for(&db, org, "past_due").await;
+
+    // In grace: calls work, with a warning; the portal shows a banner.
+    let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(res.status, 200);
+    assert!(res.header("tollgate-warning").is_some_and(|w| w.contains("subscription_past_due; until=")), "{:?}", res.headers);
+    let overview = app.get("/billing").await.body;
+    assert!(overview.contains("data-banner=\"past_due\""));
+
+    // After the grace period: 402 with the processor's words, and a fix link.
+    app.clock.advance(time::Duration::days(3) + time::Duration::minutes(1));
+    tollgate::billing::renewals::dunning_due(&app.state, app.clock.now()).await.unwrap();
+    assert_eq!(status(&db, org).await, "unpaid");
+    let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(res.status, 402);
+    let body = res.json();
+    assert_eq!(body["code"], "subscription_past_due");
+    assert_eq!(body["payment_error"]["code"], "card_declined");
+    assert_eq!(body["payment_error"]["decline_code"], "generic_decline");
+    assert!(body["resolution"][0]["href"].as_str().unwrap().contains("/billing/payment-methods"));
+
+    // A good card: the owed invoice is paid before the page answers.
+    let res = add_card(&mut app, GOOD).await;
+    assert_eq!(res.status, StatusCode::FOUND);
+    assert!(banner(&mut app, "/billing/payment-methods").await.contains("access is restored"));
+    assert_eq!(status(&db, org).await, "active");
+    let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(res.status, 200);
+}
+
+#[sqlx::test]
+async fn card_fields_are_checked_and_what_was_typed_comes_back_but_never_the_cvc(db: PgPool) {
+    let (mut app, _, org) = customer(&db).await;
+    let csrf = extract_csrf(&app.get("/billing/payment-methods").await.body);
+    let res = app
+        .post_form(
+            "/api/add_card",
+            &[("csrf", &csrf), ("number", "4242 4242 4242 4241"), ("exp_month", "13"), ("exp_year", "2020"), ("cvc", "98"), ("name", "Ada Typed")],
+        )
+        .await;
+    assert_eq!(res.location(), "/billing/payment-methods");
+    let page = decode_html(&app.get("/billing/payment-methods").await.body);
+    for message in ["not valid; check it for a typo", "expiry month, 1 to 12", "security code (CVC) is 3 digits"] {
+        assert!(page.contains(message), "{message}");
+    }
+    assert!(page.contains("value=\"Ada Typed\""), "the name typed is kept");
+    assert!(page.contains("value=\"4242 4242 4242 4241\""), "a mistyped number comes back to fix");
+    assert!(!page.contains("value=\"98\""), "the CVC never comes back");
+    // A valid number with a bad expiry: the number is not kept at rest.
+    let csrf = extract_csrf(&page);
+    app.post_form("/api/add_card", &[("csrf", &csrf), ("number", GOOD), ("exp_month", "1"), ("exp_year", "2020"), ("cvc", "123"), ("name", "Ada")]).await;
+    let sessions: Vec<String> = sqlx::query_scalar("SELECT data::text FROM sessions").fetch_all(&db).await.unwrap();
+    assert!(sessions.iter().all(|s| !s.contains("4242 4242 4242 4242")));
+    // A number that is not a test card.
+    let csrf = extract_csrf(&app.get("/billing/payment-methods").await.body);
+    app.post_form("/api/add_card", &[("csrf", &csrf), ("number", "4111 1111 1111 1111"), ("exp_month", "1"), ("exp_year", "2030"), ("cvc", "123"), ("name", "Ada")]).await;
+    assert!(decode_html(&app.get("/billing/payment-methods").await.body).contains("test cards only"));
+    assert_eq!(count(&db, "SELECT count(*) FROM payment_methods WHERE org_id = $1", org).await, 0);
+    // Only brand, last 4 and expiry are stored.
+    add_card(&mut app, GOOD).await;
+    let stored: String = sqlx::query_scalar("SELECT row_to_json(p)::text FROM payment_methods p WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(!stored.contains("424242424242") && !stored.contains("Ada"), "{stored}");
+}
+
+#[sqlx::test]
+async fn another_organizations_invoices_and_cards_are_out_of_reach(db: PgPool) {
+    let (mut ada, _, ada_org) = customer(&db).await;
+    add_card(&mut ada, GOOD).await;
+    top_up(&mut ada, 1000).await;
+    let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE org_id = $1").bind(ada_org).fetch_one(&db).await.unwrap();
+    let card: Uuid = sqlx::query_scalar("SELECT id FROM payment_methods WHERE org_id = $1").bind(ada_org).fetch_one(&db).await.unwrap();
+
+    let mut eve = ada.other_browser();
+    eve.sign_up("Eve", "eve@example.com", PASSWORD).await;
+    for path in [format!("/billing/invoices/{invoice}"), format!("/billing/invoices/{}", invoice.to_string().to_uppercase())] {
+        let res = eve.get(&path).await;
+        assert!(!res.body.contains("TG-"), "{path} shows another organization's invoice");
+    }
+    let csrf = extract_csrf(&eve.get("/billing/payment-methods").await.body);
+    for id in [card.to_string(), format!(" {card} "), card.to_string().to_uppercase()] {
+        eve.post_form("/api/remove_card", &[("csrf", &csrf), ("card_id", &id)]).await;
+        eve.post_form("/api/set_default_card", &[("csrf", &csrf), ("card_id", &id)]).await;
+    }
+    let (removed, default): (Option<time::OffsetDateTime>, bool) =
+        sqlx::query_as("SELECT removed_at, is_default FROM payment_methods WHERE id = $1").bind(card).fetch_one(&db).await.unwrap();
+    assert!(removed.is_none() && default, "Ada's card is untouched");
+}
+
+#[sqlx::test]
+async fn a_plan_that_needs_approval_waits_then_works_once_an_admin_approves(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    add_card(&mut app, GOOD).await;
+    let page = app.get("/billing/plans?plan=enterprise").await.body;
+    let csrf = extract_csrf(&page);
+    let k = hidden(&page, "idempotency_key");
+    app.post_form("/api/choose_plan", &[("csrf", &csrf), ("plan", "enterprise"), ("idempotency_key", &k)]).await;
+    assert_eq!(status(&db, org).await, "pending_approval");
+    // The Free plan keeps serving its endpoints; Enterprise's wait.
+    assert_eq!(app.call("GET", "/v1/ping", Some(&key), None, &[]).await.status, 200);
+    let res = app.call("POST", "/v1/text/summarize", Some(&key), Some(r#"{"text":"a b"}"#), &[]).await;
+    assert_eq!(res.status, 402);
+    assert_eq!(res.json()["code"], "subscription_pending_approval");
+    assert!(app.get("/billing").await.body.contains("data-banner=\"pending_approval\""));
+
+    let mut ops = admin_of(&app).await;
+    let queue = ops.get("/admin/approvals").await.body;
+    assert!(queue.contains("Enterprise"));
+    let csrf = extract_csrf(&queue);
+    ops.post_form("/api/decide_approval", &[("csrf", &csrf), ("org_id", &org.to_string()), ("decision", "approve"), ("note", "Welcome")]).await;
+    assert_eq!(status(&db, org).await, "active");
+    let (subject, _) = last_email(&db, "ada@example.com").await.unwrap();
+    assert!(subject.contains("approved") || subject.starts_with("Receipt"), "{subject}");
+    let res = app.call("POST", "/v1/text/summarize", Some(&key), Some(r#"{"text":"a b"}"#), &[]).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let paid = count(&db, "SELECT count(*) FROM invoices WHERE org_id = $1 AND status = 'paid' AND total_minor = 49900", org).await;
+    assert_eq!(paid, 1, "approval charged the plan");
+}
+
+#[sqlx::test]
+async fn a_canceled_plan_expires_at_period_end_and_can_be_renewed(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    add_card(&mut app, GOOD).await;
+    upgrade(&mut app, "pro").await;
+    let csrf = extract_csrf(&app.get("/billing/plans").await.body);
+    app.post_form("/api/cancel_subscription", &[("csrf", &csrf)]).await;
+    assert_eq!(status(&db, org).await, "canceled");
+    assert_eq!(app.call("GET", "/v1/ping", Some(&key), None, &[]).await.status, 200, "works until the period ends");
+    app.clock.advance(time::Duration::days(31));
+    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    assert_eq!(status(&db, org).await, "expired");
+    let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(res.status, 402);
+    assert_eq!(res.json()["code"], "subscription_expired");
+    let page = app.get("/billing/plans?renew=1").await.body;
+    assert!(page.contains("Renew your subscription"));
+    let csrf = extract_csrf(&page);
+    let k = hidden(&page, "idempotency_key");
+    let start = page.find("data-plan=\"pro\"").unwrap();
+    let expected = hidden(&page[start..], "expected_minor");
+    app.post_form("/api/choose_plan", &[("csrf", &csrf), ("plan", "pro"), ("expected_minor", &expected), ("idempotency_key", &k)]).await;
+    assert_eq!(status(&db, org).await, "active");
+    assert_eq!(app.call("GET", "/v1/ping", Some(&key), None, &[]).await.status, 200);
+}
+
+#[sqlx::test]
+async fn auto_top_up_fires_once_per_crossing_even_from_two_instances(db: PgPool) {
+    let (mut app, _, org) = customer(&db).await;
+    add_card(&mut app, GOOD).await;
+    let csrf = extract_csrf(&app.get("/billing/limits").await.body);
+    app.post_form(
+        "/api/save_limits",
+        &[("csrf", &csrf), ("spend_cap", ""), ("low_balance_at", "10"), ("auto_enabled", "on"), ("auto_threshold", "500"), ("auto_pack", "1000"), ("auto_max", "3")],
+    )
+    .await;
+    assert!(banner(&mut app, "/billing/limits").await.contains("Limits saved"));
+    // The balance (100 included) is below 500: two instances race.
+    let other = app.restarted();
+    let now = app.clock.now();
+    let (a, b) = tokio::join!(
+        tollgate::billing::topups::auto_top_up_due(&app.state, now),
+        tollgate::billing::topups::auto_top_up_due(&other.state, now)
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    for _ in 0..100 {
+        if purchased(&db, org).await == 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(purchased(&db, org).await, 1000);
+    // Back above the threshold: armed again, but nothing to do.
+    assert_eq!(tollgate::billing::topups::auto_top_up_due(&app.state, now).await.unwrap(), 0);
+    // Bad input keeps what was typed, with the message next to the field.
+    let csrf = extract_csrf(&app.get("/billing/limits").await.body);
+    app.post_form("/api/save_limits", &[("csrf", &csrf), ("spend_cap", "lots"), ("low_balance_at", "10")]).await;
+    let page = decode_html(&app.get("/billing/limits").await.body);
+    assert!(page.contains("value=\"lots\"") && page.contains("The spend cap is a whole number"), "{page}");
+}
+
+#[sqlx::test]
+async fn a_spend_cap_from_the_limits_page_stops_calls_with_402(db: PgPool) {
+    let (mut app, key, _) = customer(&db).await;
+    let csrf = extract_csrf(&app.get("/billing/limits").await.body);
+    app.post_form("/api/save_limits", &[("csrf", &csrf), ("spend_cap", "1"), ("low_balance_at", "10")]).await;
+    let body = Some(r#"{"text":"good"}"#);
+    assert_eq!(app.call("POST", "/v1/text/sentiment", Some(&key), body, &[]).await.status, 200);
+    let res = app.call("POST", "/v1/text/sentiment", Some(&key), body, &[]).await;
+    assert_eq!(res.status, 402);
+    assert_eq!(res.json()["code"], "spend_cap_reached");
+    assert!(res.json()["resolution"][0]["href"].as_str().unwrap().contains("/billing/limits"));
+}
