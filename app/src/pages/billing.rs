@@ -223,8 +223,9 @@ pub fn PlansPage() -> impl IntoView {
                 </form>
             </section>
         });
+        let add_card = format!("/billing/payment-methods?return_to={}", crate::components::encode_component(&crate::components::current_path()));
         let no_card = (!p.has_card).then(|| view! {
-            <p class="muted">"Paid plans charge your default card. " <a href="/billing/payment-methods?return_to=/billing/plans">"Add a card"</a> " first."</p>
+            <p class="muted">"Paid plans charge your default card. " <a href=add_card>"Add a card"</a> " first."</p>
         });
         view! {
             <section class="panel">
