@@ -5,7 +5,7 @@ import { ADMIN, expectHydrated, signIn, signUp, uniqueEmail } from "./support";
 async function liveKey(page: Page): Promise<string> {
   await page.goto("/account/keys");
   await page.getByLabel("Name").fill("server");
-  await page.getByLabel(/^Live/).check();
+  await page.locator("input[name=mode][value=live]").check();
   await page.getByRole("button", { name: "Create key" }).click();
   const key = (await page.getByTestId("new-key").textContent())!;
   expect(key).toMatch(/^tg_live_/);
