@@ -1,5 +1,5 @@
 import { APIRequestContext, expect, Page, test } from "@playwright/test";
-import { ADMIN, expectHydrated, signIn, signUp, uniqueEmail } from "./support";
+import { ADMIN, expectHydrated, serverAhead, signIn, signUp, uniqueEmail } from "./support";
 
 /** Creates a live key on the keys page and reads it off the page. */
 async function liveKey(page: Page): Promise<string> {
@@ -167,4 +167,92 @@ test("journey 8: the spend cap's 402 opens the cap setting, raising it lets call
   await page.getByTestId("return").click();
   await expect(page).toHaveURL(/\/explorer$/);
   expect((await call(request, key, "/v1/text/sentiment")).status()).toBe(200);
+});
+
+/** Calls `path` on `base` until it answers `status` (a job may still be running). */
+async function until(request: APIRequestContext, base: string, key: string, status: number, path = "/v1/text/sentiment") {
+  for (let i = 0; i < 60; i++) {
+    const res = await request.post(`${base}${path}`, { headers: { Authorization: `Bearer ${key}` }, data: { text: "fine" } });
+    if (res.status() === status) return res;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${base}${path} never answered ${status}`);
+}
+
+async function onPro(page: Page, card = "4242424242424242") {
+  await page.goto("/billing/payment-methods");
+  await addCard(page, card);
+  await page.goto("/billing/plans?plan=pro");
+  await page.getByTestId("choose-pro").click();
+  await expect(page.getByText("Upgraded: your new plan applies now.")).toBeVisible();
+}
+
+test("journey 6: a failed renewal warns in grace, then 402s, and a new card restores access at once", async ({ page, request }) => {
+  test.setTimeout(90_000);
+  await signUp(page, "Pat Pastdue", uniqueEmail("pat"));
+  const key = await liveKey(page);
+  await onPro(page);
+  await page.goto("/billing/payment-methods");
+  await addCard(page, "4000000000000341");
+
+  // A month on, the renewal fails: past due, calls still work, with a warning.
+  const month = await serverAhead("32d", 3101);
+  try {
+    let warning = "";
+    for (let i = 0; i < 60 && !warning.includes("subscription_past_due"); i++) {
+      const res = await until(request, month.url, key, 200);
+      warning = res.headers()["tollgate-warning"] ?? "";
+      if (!warning.includes("subscription_past_due")) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(warning).toContain("subscription_past_due");
+    await page.goto(`${month.url}/billing`);
+    await expect(page.locator("[data-banner=past_due]")).toBeVisible();
+  } finally {
+    await month.stop();
+  }
+
+  // After the grace period: 402, with the processor's words.
+  const later = await serverAhead("36d", 3102);
+  try {
+    const refused = await until(request, later.url, key, 402);
+    const body = await refused.json();
+    expect(body.code).toBe("subscription_past_due");
+    expect(body.payment_error).toEqual({ code: "card_declined", decline_code: "generic_decline" });
+    await followFix(page, body);
+    await addCard(page, "4242424242424242");
+    await expect(page.getByText("access is restored")).toBeVisible();
+    await page.getByTestId("return").click();
+    await expect(page).toHaveURL(/\/explorer$/);
+    expect((await call(request, key, `${later.url}/v1/text/sentiment`)).status()).toBe(200);
+  } finally {
+    await later.stop();
+  }
+});
+
+test("journey 7: a canceled plan ends at period end with 402 subscription_expired, and renews from its fix", async ({ page, request }) => {
+  test.setTimeout(90_000);
+  await signUp(page, "Cy Cancel", uniqueEmail("cy"));
+  const key = await liveKey(page);
+  await onPro(page);
+  await page.goto("/billing/plans");
+  await page.getByTestId("cancel").click();
+  await expect(page.getByText("Canceled: your plan keeps working until")).toBeVisible();
+  expect((await call(request, key, "/v1/text/sentiment")).status()).toBe(200);
+
+  const ahead = await serverAhead("33d", 3103);
+  try {
+    const refused = await until(request, ahead.url, key, 402);
+    const body = await refused.json();
+    expect(body.code).toBe("subscription_expired");
+    await followFix(page, body);
+    await expect(page.getByRole("heading", { name: "Renew your subscription" })).toBeVisible();
+    await expect(page.locator("article[data-plan=pro]")).toHaveClass(/plan-selected/);
+    await page.getByTestId("choose-pro").click();
+    await expect(page.getByText("Renewed: your subscription is active again.")).toBeVisible();
+    await page.getByTestId("return").click();
+    await expect(page).toHaveURL(/\/explorer$/);
+    expect((await call(request, key, `${ahead.url}/v1/text/sentiment`)).status()).toBe(200);
+  } finally {
+    await ahead.stop();
+  }
 });

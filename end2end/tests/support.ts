@@ -58,3 +58,42 @@ export async function signOut(page: Page) {
 export function navLink(page: Page, name: string) {
   return page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true });
 }
+
+/**
+ * Another Tollgate server on the browser tests' database whose clock runs
+ * `offset` ahead (`TOLLGATE_CLOCK_OFFSET`): its due jobs (renewals, dunning)
+ * run as it starts, so time-driven journeys play out in a browser.
+ */
+export async function serverAhead(offset: string, port: number): Promise<{ url: string; stop: () => Promise<void> }> {
+  const { spawn } = await import("child_process");
+  const bin = process.env.TOLLGATE_BIN;
+  const db = process.env.TOLLGATE_E2E_DB;
+  if (!bin || !db) throw new Error("TOLLGATE_BIN and TOLLGATE_E2E_DB come from .ci/test");
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(bin, ["serve"], {
+    env: {
+      ...process.env,
+      DATABASE_URL: db,
+      TOLLGATE_ADDR: `127.0.0.1:${port}`,
+      TOLLGATE_PUBLIC_URL: url,
+      TOLLGATE_CLOCK_OFFSET: offset,
+      TOLLGATE_TRUSTED_PROXIES: "1",
+      LEPTOS_SITE_ROOT: process.env.TOLLGATE_SITE_ROOT ?? "../target/site",
+    },
+    stdio: "ignore",
+  });
+  const exited = new Promise((r) => child.once("exit", r));
+  for (let i = 0; i < 150; i++) {
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
