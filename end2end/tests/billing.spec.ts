@@ -189,7 +189,8 @@ async function onPro(page: Page, card = "4242424242424242") {
 
 test("journey 6: a failed renewal warns in grace, then 402s, and a new card restores access at once", async ({ page, request }) => {
   test.setTimeout(90_000);
-  await signUp(page, "Pat Pastdue", uniqueEmail("pat"));
+  const email = uniqueEmail("pat");
+  await signUp(page, "Pat Pastdue", email);
   const key = await liveKey(page);
   await onPro(page);
   await page.goto("/billing/payment-methods");
@@ -205,6 +206,8 @@ test("journey 6: a failed renewal warns in grace, then 402s, and a new card rest
       if (!warning.includes("subscription_past_due")) await new Promise((r) => setTimeout(r, 250));
     }
     expect(warning).toContain("subscription_past_due");
+    // A session a month old has lapsed on a server a month ahead: sign in there.
+    await signIn(page, email, undefined, month.url);
     await page.goto(`${month.url}/billing`);
     await expect(page.locator("[data-banner=past_due]")).toBeVisible();
   } finally {
@@ -218,6 +221,7 @@ test("journey 6: a failed renewal warns in grace, then 402s, and a new card rest
     const body = await refused.json();
     expect(body.code).toBe("subscription_past_due");
     expect(body.payment_error).toEqual({ code: "card_declined", decline_code: "generic_decline" });
+    await signIn(page, email, undefined, later.url);
     await followFix(page, body);
     await addCard(page, "4242424242424242");
     await expect(page.getByText("access is restored")).toBeVisible();
@@ -231,7 +235,8 @@ test("journey 6: a failed renewal warns in grace, then 402s, and a new card rest
 
 test("journey 7: a canceled plan ends at period end with 402 subscription_expired, and renews from its fix", async ({ page, request }) => {
   test.setTimeout(90_000);
-  await signUp(page, "Cy Cancel", uniqueEmail("cy"));
+  const email = uniqueEmail("cy");
+  await signUp(page, "Cy Cancel", email);
   const key = await liveKey(page);
   await onPro(page);
   await page.goto("/billing/plans");
@@ -244,6 +249,7 @@ test("journey 7: a canceled plan ends at period end with 402 subscription_expire
     const refused = await until(request, ahead.url, key, 402);
     const body = await refused.json();
     expect(body.code).toBe("subscription_expired");
+    await signIn(page, email, undefined, ahead.url);
     await followFix(page, body);
     await expect(page.getByRole("heading", { name: "Renew your subscription" })).toBeVisible();
     await expect(page.locator("article[data-plan=pro]")).toHaveClass(/plan-selected/);

@@ -42,8 +42,8 @@ export async function signUp(page: Page, name: string, email: string, password =
   await expect(page).toHaveURL(/\/account$/);
 }
 
-export async function signIn(page: Page, email: string, password = PASSWORD) {
-  await page.goto("/login");
+export async function signIn(page: Page, email: string, password = PASSWORD, base = "") {
+  await page.goto(`${base}/login`);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();

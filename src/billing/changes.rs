@@ -378,7 +378,7 @@ pub async fn decide(
         }
     }
     let total: i64 = lines.iter().map(|l| l.unit_minor).sum();
-    open_period(&mut tx, org, plan.id, now, end, total == 0, now).await?;
+    open_period(&mut tx, org, plan.id, now, end, true, now).await?;
     sqlx::query("UPDATE subscriptions SET decision_note = $2 WHERE org_id = $1")
         .bind(org)
         .bind(note)

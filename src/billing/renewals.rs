@@ -5,7 +5,8 @@
 //! period is renewed and charged once.
 //!
 //! States (product.md): at the end of a period an active (or trialing)
-//! subscription opens the next period and charges it; a failed charge makes
+//! subscription opens the next period (with its included credits) and
+//! charges it; a failed charge makes
 //! it `past_due` with a grace period, tried again 1, 3 and 5 days after the
 //! first failure and whenever a card changes; after the grace, `unpaid`.
 //! A canceled subscription becomes `expired` at its period's end; a
@@ -91,7 +92,9 @@ pub async fn renew(
         tx.commit().await?;
         return Ok(Some(None));
     }
-    open_period(&mut tx, org, plan.id, start, end, false, now).await?;
+    // The period's included credits come with it: during a grace period
+    // calls keep working (product.md), and an unpaid period ends in 402s.
+    open_period(&mut tx, org, plan.id, start, end, true, now).await?;
     let invoice = NewInvoice {
         org,
         purpose: Purpose::Renewal,
