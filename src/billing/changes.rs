@@ -151,8 +151,14 @@ pub async fn choose(
     now: OffsetDateTime,
     wait: Duration,
 ) -> Result<Changed, BillingError> {
+    // The form's key names this choice; with the plan in it, one key never
+    // stands for two different purchases.
+    if key.len() < 16 || key.len() > 100 || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(BillingError::State("This form is incomplete; reload the page and choose again.".into()));
+    }
     let mut tx = state.db.begin().await?;
     let to = plan_by_code(&mut tx, code).await?.ok_or(BillingError::Invalid(vec![("plan", "Choose one of the plans shown.".into())]))?;
+    let key = format!("{}:{key}", to.code);
     let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
     let change = change(&sub, &to, now);
     let details = serde_json::json!({"from": sub.plan.code, "to": to.code});

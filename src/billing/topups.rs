@@ -68,7 +68,7 @@ pub async fn top_up(
             ),
         )])
     })?;
-    if key.len() < 16 || key.len() > 100 {
+    if key.len() < 16 || key.len() > 100 || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(BillingError::State("This form is incomplete; reload the page and send it again.".into()));
     }
     let mut tx = state.db.begin().await?;
