@@ -20,12 +20,15 @@ impl Clock {
         Clock::Manual(Arc::new(Mutex::new(start)))
     }
 
+    /// Now, to the microsecond: what PostgreSQL's `timestamptz` keeps, so
+    /// a time written and read back is the same time (keys built from it,
+    /// such as a period's grant, name one thing whichever side built them).
     pub fn now(&self) -> OffsetDateTime {
-        match self {
+        micros(match self {
             Clock::System => OffsetDateTime::now_utc(),
             Clock::Offset(by) => OffsetDateTime::now_utc() + *by,
             Clock::Manual(t) => *t.lock().expect("clock lock"),
-        }
+        })
     }
 
     /// Moves a manual clock forward; a system clock cannot be moved.
@@ -35,6 +38,11 @@ impl Clock {
             *t += by;
         }
     }
+}
+
+/// `t` truncated to the microsecond, as PostgreSQL stores it.
+pub fn micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).expect("a truncated nanosecond is in range")
 }
 
 /// Parses a duration such as "31d", "12h", "90m", "45s" or "1d12h".
@@ -71,6 +79,17 @@ pub fn parse_offset(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_to_the_microsecond_like_the_database() {
+        for clock in [Clock::System, Clock::Offset(Duration::days(31)), Clock::manual(OffsetDateTime::now_utc())] {
+            for _ in 0..20 {
+                assert_eq!(clock.now().nanosecond() % 1_000, 0);
+            }
+        }
+        let t = time::macros::datetime!(2026-11-23 07:46:28.123456789 UTC);
+        assert_eq!(micros(t), time::macros::datetime!(2026-11-23 07:46:28.123456 UTC));
+    }
 
     #[test]
     fn offsets_parse_from_days_hours_minutes_and_seconds() {

@@ -55,6 +55,8 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .merge(crate::portal::explorer::router())
+        .merge(crate::portal::docs::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::same_origin,

@@ -23,6 +23,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Clock,
     pub leptos_options: LeptosOptions,
+    /// The docs, rendered once and again when a file changes.
+    pub docs: Arc<crate::docs::Docs>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -48,6 +50,7 @@ impl AppState {
             config.sandbox_webhook_url.clone(),
         );
         Self {
+            docs: Arc::new(crate::docs::Docs::new(config.content_dir.clone())),
             processor: sandbox.clone(),
             sandbox,
             db,

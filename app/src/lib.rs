@@ -1,7 +1,8 @@
-//! Tollgate's portal UI: a Leptos app rendered on the server and hydrated in
-//! the browser. It reaches the server only through the ports in [`backend`]
-//! (compiled with the `ssr` feature), so nothing server-side can leak into the
-//! wasm bundle.
+//! Tollgate's portal UI: a Leptos app rendered on the server, with islands:
+//! only `#[island]` components (the explorer, the keys page's copy button)
+//! are hydrated in the browser, and only their pages load the wasm. It
+//! reaches the server only through the ports in [`backend`] (compiled with
+//! the `ssr` feature), so nothing server-side can leak into the wasm bundle.
 #![recursion_limit = "256"]
 
 #[cfg(feature = "ssr")]
@@ -33,8 +34,23 @@ pub fn page_csp(nonce: &str) -> String {
     )
 }
 
+/// Whether a page holds an island and so loads the wasm bundle: the
+/// explorer and the keys page (its copy button). Every other page is plain
+/// server-rendered HTML with forms; the docs script (`/docs.js`, a few KB)
+/// adds copy buttons and search-as-you-type where JavaScript runs.
+pub fn needs_script(path: &str) -> bool {
+    matches!(path.trim_end_matches('/'), "/explorer" | "/account/keys")
+}
+
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    let islands = use_context::<http::request::Parts>()
+        .map(|p| needs_script(p.uri.path()))
+        .unwrap_or(false);
+    #[cfg(not(feature = "ssr"))]
+    let islands = true;
+    let nonce = leptos::nonce::use_nonce().map(|n| n.to_string());
     #[cfg(feature = "ssr")]
     if let (Some(res), Some(nonce)) = (
         use_context::<leptos_axum::ResponseOptions>(),
@@ -53,7 +69,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                {islands.then(|| view! { <HydrationScripts options islands=true/> })}
+                <script src="/docs.js" defer nonce=nonce></script>
                 <MetaTags/>
             </head>
             <body>
@@ -72,12 +89,6 @@ pub fn App() -> impl IntoView {
         |_| async { server_fns::get_viewer().await.unwrap_or_default() },
     );
     provide_context(viewer);
-    // Marks the page once the wasm bundle has taken over (tests wait on it).
-    Effect::new(|_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
 
     // Async rendering: each page is sent complete, so it reads without
     // JavaScript and its status code (404, 403, redirects) is exact.
@@ -109,6 +120,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/approvals") view=admin::ApprovalsPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/routes") view=admin::RoutesAdminPage ssr=ssr.clone()/>
                     <Route path=path!("/docs") view=docs::DocsPage ssr=ssr.clone()/>
+                    <Route path=path!("/docs/search") view=docs::SearchPage ssr=ssr.clone()/>
                     <Route path=path!("/docs/*slug") view=docs::DocsPage ssr=ssr.clone()/>
                     <Route path=path!("/explorer") view=explorer::ExplorerPage ssr=ssr.clone()/>
                 </Routes>
@@ -121,5 +133,5 @@ pub fn App() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    leptos::mount::hydrate_islands();
 }

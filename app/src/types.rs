@@ -303,12 +303,83 @@ pub struct DocLink {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NavSection {
+    pub title: String,
+    pub links: Vec<DocLink>,
+}
+
+/// A heading in a page's table of contents.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TocEntry {
+    pub level: u8,
+    pub id: String,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DocPage {
     pub slug: String,
     pub title: String,
-    /// Rendered from the markdown in `content/`, which the operator controls.
+    pub summary: Option<String>,
+    /// Rendered on the server from `content/` (raw HTML and unsafe links
+    /// neutralised, see the root crate's `docs::markdown`) or from the
+    /// OpenAPI document, every value escaped.
     pub html: String,
-    pub nav: Vec<DocLink>,
+    pub toc: Vec<TocEntry>,
+    pub nav: Vec<NavSection>,
+    pub prev: Option<DocLink>,
+    pub next: Option<DocLink>,
+    /// For a signed-in reader: whose key the samples show.
+    pub personal_note: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub href: String,
+    pub title: String,
+    pub heading: String,
+    /// Escaped text with the matched words in `<mark>`.
+    pub snippet_html: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchResults {
+    pub query: String,
+    pub hits: Vec<SearchHit>,
+    pub nav: Vec<NavSection>,
+}
+
+/// An endpoint the explorer can call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplorerEndpoint {
+    pub id: String,
+    pub method: String,
+    /// The path; `{path}` marks the part a provider route passes on.
+    pub path: String,
+    pub summary: String,
+    pub price: String,
+    /// JSON Schema of the body, if it takes one (as JSON text).
+    pub body_schema: Option<String>,
+    pub body_example: Option<String>,
+    pub docs: String,
+}
+
+/// One of the caller's keys (never its secret).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplorerKey {
+    pub id: String,
+    pub label: String,
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplorerSetup {
+    pub endpoints: Vec<ExplorerEndpoint>,
+    pub keys: Vec<ExplorerKey>,
+    /// Problem codes a test key can simulate.
+    pub codes: Vec<String>,
+    pub csrf: String,
+    pub signed_in: bool,
 }
 
 /// The roles an organization member can hold, strongest first.

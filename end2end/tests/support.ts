@@ -19,8 +19,15 @@ export function watchConsole(page: Page): string[] {
   return errors;
 }
 
+/**
+ * Waits until the page is ready: loaded, and if it holds an island (the
+ * explorer, the keys page's copy button), hydrated. Other pages load no wasm.
+ */
 export async function expectHydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+  await page.waitForLoadState("load");
+  if ((await page.locator("leptos-island").count()) > 0) {
+    await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+  }
 }
 
 /**

@@ -6,7 +6,7 @@
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
 use super::plans::{Plan, COLUMNS};
 use super::policy::{prorate, TRIAL_DAYS};
-use super::subscriptions::{add_month, current_in, open_period, Current, Status};
+use super::subscriptions::{add_month, current_in, open_period, Current, Status, UNCANCELED};
 use super::{notices, BillingError};
 use crate::state::AppState;
 use sqlx::PgConnection;
@@ -78,31 +78,47 @@ pub enum Change {
     Unavailable(String),
 }
 
+/// Whether the current period is a trial's (also once canceled, or while a
+/// plan needing approval is requested from it).
+fn in_trial(sub: &Current) -> bool {
+    sub.status == Status::Trialing || (sub.trial_end == Some(sub.period_end) && sub.status != Status::Expired)
+}
+
 /// Whether the current period's price was paid (a trial's was not).
 fn paid(sub: &Current) -> bool {
-    !matches!(sub.status, Status::Trialing | Status::Expired)
+    !in_trial(sub) && sub.status != Status::Expired
 }
 
 pub fn change(sub: &Current, to: &Plan, now: OffsetDateTime) -> Change {
+    let ended = sub.status == Status::Expired || (sub.status == Status::Canceled && now >= sub.period_end);
     match sub.status {
         Status::PendingApproval => {
             return Change::Unavailable("Your subscription is waiting for approval; plans can change after the decision.".into())
         }
-        Status::Expired => return Change::Renew(to.price_minor),
-        Status::Canceled if now >= sub.period_end => return Change::Renew(to.price_minor),
         Status::Unpaid | Status::PastDue => {
             return Change::Unavailable("Pay the failed renewal first: update your card on the payment methods page.".into())
         }
         _ => {}
     }
+    // Approval comes before any purchase: a plan that needs it is never
+    // bought by renewing into it.
+    if to.requires_approval && (ended || to.id != sub.plan.id) {
+        if ended {
+            return Change::Unavailable(format!("Renew another plan first, then ask for {}: it needs our team's approval.", to.name));
+        }
+        if sub.status == Status::Canceled {
+            return Change::Unavailable(format!("Keep your {} plan first, then ask for {}.", sub.plan.name, to.name));
+        }
+        return Change::NeedsApproval;
+    }
+    if ended {
+        return Change::Renew(to.price_minor);
+    }
     if to.id == sub.plan.id {
         return Change::Current;
     }
-    if to.requires_approval {
-        return Change::NeedsApproval;
-    }
     if to.price_minor > sub.plan.price_minor || (to.price_minor == sub.plan.price_minor && to.included_credits > sub.plan.included_credits) {
-        if sub.status == Status::Trialing {
+        if in_trial(sub) {
             return Change::Unavailable("Add a card to keep your trial's plan; other upgrades are possible after the trial.".into());
         }
         return Change::Upgrade(quote(&sub.plan, paid(sub), to, sub.period_start, sub.period_end, now));
@@ -151,24 +167,23 @@ pub async fn choose(
     now: OffsetDateTime,
     wait: Duration,
 ) -> Result<Changed, BillingError> {
-    // The form's key names this choice; with the plan in it, one key never
-    // stands for two different purchases.
+    // The form's key proves a complete form; the invoices below are named
+    // by what they buy, so two forms for one purchase pay once.
     if key.len() < 16 || key.len() > 100 || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(BillingError::State("This form is incomplete; reload the page and choose again.".into()));
     }
     let mut tx = state.db.begin().await?;
     let to = plan_by_code(&mut tx, code).await?.ok_or(BillingError::Invalid(vec![("plan", "Choose one of the plans shown.".into())]))?;
-    let key = format!("{}:{key}", to.code);
     let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
     let change = change(&sub, &to, now);
     let details = serde_json::json!({"from": sub.plan.code, "to": to.code});
     match change {
         Change::Unavailable(why) => Err(BillingError::State(why)),
         Change::Current => {
-            sqlx::query(
-                "UPDATE subscriptions SET status = CASE WHEN status = 'canceled' THEN 'active' ELSE status END,
-                        cancel_at_period_end = false, next_plan_id = NULL, updated_at = $2 WHERE org_id = $1",
-            )
+            sqlx::query(&format!(
+                "UPDATE subscriptions SET status = {UNCANCELED},
+                        cancel_at_period_end = false, next_plan_id = NULL, updated_at = $2 WHERE org_id = $1"
+            ))
             .bind(org)
             .bind(now)
             .execute(&mut *tx)
@@ -178,11 +193,11 @@ pub async fn choose(
             Ok(Changed::Kept)
         }
         Change::Downgrade(at) => {
-            sqlx::query(
+            sqlx::query(&format!(
                 "UPDATE subscriptions SET next_plan_id = $2, cancel_at_period_end = false,
-                        status = CASE WHEN status = 'canceled' THEN 'active' ELSE status END, updated_at = $3
-                  WHERE org_id = $1",
-            )
+                        status = {UNCANCELED}, updated_at = $3
+                  WHERE org_id = $1"
+            ))
             .bind(org)
             .bind(to.id)
             .bind(now)
@@ -217,8 +232,9 @@ pub async fn choose(
             Ok(Changed::ApprovalRequested)
         }
         Change::Renew(price) => {
-            if let Some(e) = expected_minor.filter(|e| *e != price) {
-                let _ = e;
+            // The customer confirms the amount they saw; none, or another,
+            // charges nothing.
+            if price > 0 && expected_minor != Some(price) {
                 return Err(BillingError::PriceChanged(price));
             }
             if price == 0 {
@@ -238,7 +254,9 @@ pub async fn choose(
                 credits: 0,
                 plan: Some(to.id),
                 period: None,
-                key: format!("renew:{org}:{key}"),
+                // Named by what it buys, not by the form: two tabs renewing
+                // the same ended period pay one invoice.
+                key: format!("renew:{org}:{}:{}", crate::clock::micros(sub.period_end), to.code),
                 owed: false,
                 created_by: Some(user),
             };
@@ -274,6 +292,28 @@ pub async fn choose(
             if !has_card(&mut tx, org).await? {
                 return Err(BillingError::NoCard);
             }
+            // Named by what it buys (this period, from this plan to that one,
+            // at this many days left), not by the form: two tabs, a reload or
+            // a back button pay one invoice. Another change still being
+            // charged waits for its outcome.
+            let key = format!(
+                "upgrade:{org}:{}:{}:{}:{}",
+                crate::clock::micros(sub.period_start),
+                sub.plan.code,
+                to.code,
+                q.remaining_days
+            );
+            let busy: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM invoices WHERE org_id = $1 AND purpose = 'proration' AND status = 'open'
+                                   AND idempotency_key <> $2)",
+            )
+            .bind(org)
+            .bind(&key)
+            .fetch_one(&mut *tx)
+            .await?;
+            if busy {
+                return Err(BillingError::State("Another plan change is still being charged; wait for its outcome.".into()));
+            }
             let invoice = NewInvoice {
                 org,
                 purpose: Purpose::Proration,
@@ -282,7 +322,7 @@ pub async fn choose(
                 credits: q.credits,
                 plan: Some(to.id),
                 period: Some((sub.period_start, sub.period_end)),
-                key: format!("upgrade:{org}:{key}"),
+                key,
                 owed: false,
                 created_by: Some(user),
             };
@@ -300,8 +340,13 @@ pub async fn cancel(state: &AppState, org: Uuid, user: Uuid, now: OffsetDateTime
     let mut tx = state.db.begin().await?;
     let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
     match sub.status {
-        Status::Active | Status::Trialing | Status::PastDue if sub.plan.price_minor > 0 => {}
+        Status::Active | Status::Trialing if sub.plan.price_minor > 0 => {}
         Status::Canceled => return Err(BillingError::State("Your subscription is already canceled at the end of the period.".into())),
+        // A failed renewal is paid (or runs out its grace) first: canceling
+        // and keeping again would otherwise make it active unpaid.
+        Status::PastDue | Status::Unpaid => {
+            return Err(BillingError::State("Pay the failed renewal first: update your card on the payment methods page.".into()))
+        }
         _ if sub.plan.price_minor == 0 => return Err(BillingError::State("The free plan has nothing to cancel.".into())),
         _ => return Err(BillingError::State("This subscription cannot be canceled now.".into())),
     }
@@ -362,7 +407,8 @@ pub async fn decide(
     if !approve {
         sqlx::query(
             "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
-                    status = 'active', decision_note = $2, updated_at = $3 WHERE org_id = $1",
+                    status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
+                    decision_note = $2, updated_at = $3 WHERE org_id = $1",
         )
         .bind(org)
         .bind(note)
@@ -376,7 +422,9 @@ pub async fn decide(
     let plan = sub.plan.clone();
     let end = add_month(now);
     let mut lines = vec![Line::one(format!("{} plan, {} – {}", plan.name, now.date(), end.date()), plan.price_minor)];
-    if let Some(old) = sub.fallback_plan.as_ref().filter(|p| p.price_minor > 0) {
+    // The plan it replaces is credited for its unused days, if they were
+    // paid for (a trial's were not).
+    if let Some(old) = sub.fallback_plan.as_ref().filter(|p| p.price_minor > 0 && sub.trial_end != Some(sub.period_end)) {
         let q = quote(old, true, old, sub.period_start, sub.period_end, now);
         let unused = q.lines[0].unit_minor;
         if unused > 0 {
@@ -403,7 +451,7 @@ pub async fn decide(
         credits: 0,
         plan: Some(plan.id),
         period: Some((now, end)),
-        key: format!("approval:{org}:{now}"),
+        key: format!("approval:{org}:{}", crate::clock::micros(now)),
         owed: true,
         created_by: Some(admin),
     };

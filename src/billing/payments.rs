@@ -398,7 +398,16 @@ pub async fn apply_event(state: &AppState, processor: &str, event: &Event, now: 
         .bind(&charge.id)
         .execute(&mut *tx)
         .await?;
-    let applied = if row.get::<String, _>("status") != "pending" {
+    let recorded: String = row.get("status");
+    let applied = if recorded == "failed" && event.kind == "charge.succeeded" {
+        // The processor took the money after all (a late success after a
+        // failure it reported, or a refusal we recorded on the spot): what
+        // the money buys is delivered, or, if the invoice was paid by
+        // another charge meanwhile, a refund is recorded as due.
+        tracing::warn!(charge = %id, "a charge recorded as failed succeeded at the processor");
+        settle(&mut tx, state, id, Ok(()), now).await?;
+        Applied::Settled
+    } else if recorded != "pending" {
         Applied::AlreadySettled
     } else {
         match event.kind.as_str() {
@@ -446,6 +455,20 @@ async fn settle(
     .await?;
     let inv = Invoice::locked(&mut *tx, invoice).await?;
     if inv.status == InvoiceStatus::Paid {
+        if outcome.is_ok() {
+            // Paid twice (two charges of one invoice both succeeded): the
+            // invoice buys once, the second payment is due back.
+            tracing::error!(%charge, invoice = %inv.number, "an invoice was paid twice; refund one charge");
+            crate::audit::record(
+                tx,
+                now,
+                None,
+                Some(inv.org),
+                "billing.refund_due",
+                serde_json::json!({"invoice": inv.number, "charge": charge, "amount_minor": inv.total_minor, "why": "invoice paid twice"}),
+            )
+            .await?;
+        }
         return Ok(());
     }
     match outcome {

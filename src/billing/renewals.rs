@@ -25,7 +25,7 @@ use uuid::Uuid;
 pub async fn renew_due(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
     let due: Vec<Uuid> = sqlx::query_scalar(
         "SELECT org_id FROM subscriptions
-          WHERE current_period_end <= $1 AND status IN ('active', 'trialing', 'canceled')
+          WHERE current_period_end <= $1 AND status IN ('active', 'trialing', 'canceled', 'pending_approval')
           ORDER BY current_period_end LIMIT 500",
     )
     .bind(now)
@@ -51,11 +51,28 @@ pub async fn renew(
     wait: Duration,
 ) -> Result<Option<Option<Collected>>, super::BillingError> {
     let mut tx = state.db.begin().await?;
-    let Some(sub) = current_in(&mut tx, org, true).await? else {
+    let Some(mut sub) = current_in(&mut tx, org, true).await? else {
         return Ok(None);
     };
     if sub.period_end > now {
         return Ok(None);
+    }
+    if sub.status == Status::PendingApproval {
+        // Nobody decided within the period: the request lapses, and the
+        // plan it would have replaced renews as usual.
+        let note = format!("Your request for the {} plan was not decided before your period ended; ask again from the plans page.", sub.plan.name);
+        sqlx::query(
+            "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
+                    status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
+                    decision_note = $2, requested_at = $3, updated_at = $3 WHERE org_id = $1",
+        )
+        .bind(org)
+        .bind(&note)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        notices::approval_decided(&mut tx, state, org, &sub.plan.name, false, &note, now).await?;
+        sub = current_in(&mut tx, org, true).await?.ok_or(super::BillingError::NotFound)?;
     }
     match sub.status {
         Status::Canceled => {

@@ -186,6 +186,17 @@ async fn grant(conn: &mut PgConnection, org: Uuid, credits: i64, key: &str, memo
     .map(|_| ())
 }
 
+/// The key of a period's grant of a plan's included credits: one grant per
+/// organization, period and plan, whoever opens or pays the period.
+fn grant_key(org: Uuid, start: OffsetDateTime, plan: &str) -> String {
+    format!("grant:{org}:{}:{plan}", crate::clock::micros(start))
+}
+
+/// The SQL for a subscription's status once a cancellation is undone: back
+/// to a trial if the period is the trial's, else active.
+pub const UNCANCELED: &str =
+    "CASE WHEN status = 'canceled' THEN (CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END) ELSE status END";
+
 /// Opens a period [start, end) on `plan`: active, nothing scheduled, the
 /// meters rolled, and (when `grant_now`) its included credits granted.
 pub async fn open_period(
@@ -213,21 +224,44 @@ pub async fn open_period(
     roll_meters(conn, org, start, end, now).await?;
     if grant_now {
         let p = plan_by_id(conn, plan).await?;
-        let key = format!("grant:{org}:{start}:{}", p.code);
+        let key = grant_key(org, start, &p.code);
         grant(conn, org, p.included_credits, &key, &format!("included credits of the {} plan", p.name), now).await?;
     }
     Ok(())
 }
 
 /// A paid upgrade: the new plan at once, and its extra included credits for
-/// the rest of the period.
+/// the rest of the period. A payment that arrives after the subscription has
+/// moved on (another period, another plan, ended, waiting for approval) buys
+/// nothing: it is recorded for a refund.
 pub async fn upgraded(conn: &mut PgConnection, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     let plan = inv.plan.expect("an upgrade names its plan");
-    sqlx::query(
+    let cur = current_in(conn, inv.org, true).await?;
+    let stale = match &cur {
+        None => true,
+        Some(c) => {
+            (inv.period_start.is_some() && inv.period_start != Some(c.period_start))
+                || c.plan.id == plan
+                || matches!(c.status, Status::Expired | Status::PendingApproval | Status::Unpaid)
+        }
+    };
+    if stale {
+        tracing::error!(org = %inv.org, invoice = %inv.number, "an upgrade was paid after the subscription changed; refund it");
+        return crate::audit::record(
+            conn,
+            now,
+            None,
+            Some(inv.org),
+            "billing.refund_due",
+            serde_json::json!({"invoice": inv.number, "amount_minor": inv.total_minor, "why": "upgrade paid after the subscription changed"}),
+        )
+        .await;
+    }
+    sqlx::query(&format!(
         "UPDATE subscriptions SET plan_id = $2, next_plan_id = NULL, cancel_at_period_end = false,
-                status = CASE WHEN status = 'canceled' THEN 'active' ELSE status END, updated_at = $3
-          WHERE org_id = $1",
-    )
+                status = {UNCANCELED}, updated_at = $3
+          WHERE org_id = $1"
+    ))
     .bind(inv.org)
     .bind(plan)
     .bind(now)
@@ -253,7 +287,7 @@ pub async fn renewal_paid(conn: &mut PgConnection, _state: &AppState, inv: &Invo
     }
     if inv.period_start == Some(cur.period_start) {
         let plan = plan_by_id(conn, inv.plan.unwrap_or(cur.plan.id)).await?;
-        let key = format!("grant:{}:{}:{}", inv.org, cur.period_start, plan.code);
+        let key = grant_key(inv.org, cur.period_start, &plan.code);
         grant(conn, inv.org, plan.included_credits, &key, &format!("included credits of the {} plan", plan.name), now).await?;
     }
     Ok(())

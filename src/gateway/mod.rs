@@ -231,17 +231,17 @@ impl Ctx<'_> {
     /// refusal, a simulation, or 503 when the database is out of reach).
     async fn admit(
         &self,
-        secret: &Secret,
+        key: &[u8],
         cost: i64,
         route_plans: Option<&[String]>,
         hold_until: Option<OffsetDateTime>,
         simulate: Option<String>,
     ) -> Result<Decision, Response> {
         let decision = if cost == 0 {
-            self.check_free(secret, route_plans).await
+            self.check_free(key, route_plans).await
         } else {
             sqlx::query_as("SELECT * FROM gateway_authorize($1, $2, $3, $4, $5, $6, $7, $8)")
-                .bind(secret.hash())
+                .bind(key)
                 .bind(&self.endpoint_id)
                 .bind(&self.scope)
                 .bind(cost)
@@ -304,9 +304,9 @@ impl Ctx<'_> {
     /// The checks before a built-in endpoint's body is read (key, scope,
     /// subscription, plan), so an unknown key cannot make the gateway read
     /// a body: `Ok` when the call may go on to read it.
-    async fn precheck(&self, secret: &Secret) -> Result<Decision, Response> {
+    async fn precheck(&self, key: &[u8]) -> Result<Decision, Response> {
         let d: Decision = match sqlx::query_as("SELECT * FROM gateway_check($1, $2, $3, $4, NULL)")
-            .bind(secret.hash())
+            .bind(key)
             .bind(&self.endpoint_id)
             .bind(&self.scope)
             .bind(self.now)
@@ -324,11 +324,11 @@ impl Ctx<'_> {
     /// lease (see [`rate`]). There is no spend cap or balance to check.
     async fn check_free(
         &self,
-        secret: &Secret,
+        key: &[u8],
         route_plans: Option<&[String]>,
     ) -> Result<Decision, sqlx::Error> {
         let mut d: Decision = sqlx::query_as("SELECT * FROM gateway_check($1, $2, $3, $4, $5)")
-            .bind(secret.hash())
+            .bind(key)
             .bind(&self.endpoint_id)
             .bind(&self.scope)
             .bind(self.now)
@@ -471,6 +471,21 @@ fn set(h: &mut HeaderMap, name: &'static str, value: String) {
 
 /// Runs each call to completion in its own task: once credits are reserved,
 /// a client that hangs up must not cancel the capture or the release.
+/// A key the portal acts with on a signed-in member's behalf (the
+/// explorer's "one of your keys"): its stored hash and mode, so the portal
+/// never needs the secret. Only set in-process, as a request extension.
+#[derive(Clone, Debug)]
+pub struct ActingKey {
+    pub hash: Vec<u8>,
+    pub mode: Mode,
+}
+
+/// Runs a call through the whole pipeline, as `/v1` would (its own task,
+/// so the caller hanging up cannot cancel a capture or a release).
+pub async fn call(state: AppState, req: Request) -> Response {
+    handle(State(state), req).await
+}
+
 async fn handle(State(state): State<AppState>, req: Request) -> Response {
     match tokio::spawn(pipeline(state, req)).await {
         Ok(res) => res,
@@ -511,8 +526,14 @@ async fn pipeline(state: AppState, req: Request) -> Response {
         (None, Some(r)) => (r.endpoint.clone(), r.scope.clone()),
         (None, None) => return Problem::new(Code::NotFound, &facts, &state.config).into_response(),
     };
-    let Some((secret, mode)) = bearer(&parts.headers).and_then(Secret::parse) else {
-        return Problem::new(Code::InvalidApiKey, &facts, &state.config).into_response();
+    // The key: an `ActingKey` the portal's explorer put on the request (it
+    // cannot come from outside), or the bearer token.
+    let (key, mode) = match parts.extensions.get::<ActingKey>() {
+        Some(k) => (k.hash.clone(), k.mode),
+        None => match bearer(&parts.headers).and_then(Secret::parse) {
+            Some((secret, mode)) => (secret.hash(), mode),
+            None => return Problem::new(Code::InvalidApiKey, &facts, &state.config).into_response(),
+        },
     };
     let simulate = match mode {
         Mode::Test => parts
@@ -536,7 +557,7 @@ async fn pipeline(state: AppState, req: Request) -> Response {
                 axum::body::Bytes::new()
             } else {
                 // The key first, then (at most MAX_BODY of) the body.
-                let d = match ctx.precheck(&secret).await {
+                let d = match ctx.precheck(&key).await {
                     Ok(d) => d,
                     Err(res) => return res,
                 };
@@ -564,7 +585,7 @@ async fn pipeline(state: AppState, req: Request) -> Response {
                 (Ok(c), None) => c.cost(),
                 _ => 0,
             };
-            let d = match ctx.admit(&secret, cost, None, None, simulate).await {
+            let d = match ctx.admit(&key, cost, None, None, simulate).await {
                 Ok(d) => d,
                 Err(res) => return res,
             };
@@ -600,7 +621,7 @@ async fn pipeline(state: AppState, req: Request) -> Response {
             let hold_until = now + route.timeout() * 2 + HOLD_MARGIN;
             let d = match ctx
                 .admit(
-                    &secret,
+                    &key,
                     reserve,
                     Some(&route.plans),
                     Some(hold_until),

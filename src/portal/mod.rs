@@ -10,6 +10,7 @@ pub mod admin;
 pub mod billing;
 pub mod docs;
 pub mod errors;
+pub mod explorer;
 pub mod keys;
 pub mod usage;
 pub mod web;

@@ -21,7 +21,9 @@ fn problems_for(endpoint_id: &str) -> Vec<Code> {
         .collect()
 }
 
-fn example(code: Code, config: &Config, path: &str) -> Value {
+/// An example body of `code` for a call to `path`, as the docs and the
+/// OpenAPI document show it.
+pub fn example(code: Code, config: &Config, path: &str) -> Value {
     let facts = Facts {
         instance: path.to_string(),
         request_id: "req_0193a0b4c5d67e8f9a0b1c2d3e4f5a6b".into(),

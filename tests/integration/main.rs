@@ -3,6 +3,7 @@
 
 mod account_holes;
 mod billing;
+mod docs;
 mod accounts;
 mod gateway;
 mod gateway_holes;

@@ -69,7 +69,7 @@ async fn pages_render_complete_on_the_server(db: PgPool) {
     }
     let quickstart = app.get("/docs/quickstart").await;
     assert_eq!(quickstart.status, StatusCode::OK);
-    assert!(quickstart.body.contains("<h1>Quickstart</h1>"));
+    assert!(quickstart.body.contains("<h1 id=\"quickstart\">Quickstart <a class=\"anchor\""));
     assert!(quickstart.body.contains("<table>"));
     let plans = app.get("/billing/plans").await;
     for plan in ["Free", "Pro", "Enterprise", "$29.00", "$499.00"] {

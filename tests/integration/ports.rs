@@ -485,13 +485,13 @@ async fn billing_docs_and_usage_answer_for_the_callers_organization(db: PgPool) 
     );
     let doc = backend
         .docs
-        .page("errors/insufficient_credits".into())
+        .page(&anonymous(), "errors/insufficient_credits".into())
         .await
         .unwrap();
     assert!(doc.html.contains("Top up"), "{}", doc.html);
     assert!(!doc.nav.is_empty());
     assert_eq!(
-        backend.docs.page("../Cargo.toml".into()).await.unwrap_err(),
+        backend.docs.page(&anonymous(), "../Cargo.toml".into()).await.unwrap_err(),
         AppError::NotFound
     );
     let usage = backend.usage.balances(&olive).await.unwrap();

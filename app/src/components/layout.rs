@@ -13,6 +13,21 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <img class="brand-mark" src="/favicon.svg" alt="" width="22" height="22"/>
                 " Tollgate"
             </a>
+            // A plain GET form: a results page without JavaScript; the docs
+            // script (public/docs.js) adds results as you type.
+            <form class="site-search" role="search" method="get" action="/docs/search">
+                <label for="site-search-q" class="visually-hidden">"Search the docs"</label>
+                <input
+                    type="search"
+                    id="site-search-q"
+                    name="q"
+                    placeholder="Search docs"
+                    autocomplete="off"
+                    aria-controls="site-search-results"
+                    aria-autocomplete="list"
+                />
+                <div id="site-search-results" class="search-suggest" role="listbox" aria-label="Search suggestions" hidden></div>
+            </form>
             <input type="checkbox" id="nav-toggle" class="nav-toggle"/>
             <label for="nav-toggle" class="nav-toggle-label" aria-label="Menu">"☰"</label>
             <nav class="site-nav" aria-label="Main">

@@ -24,10 +24,16 @@ pub fn KeysPage() -> impl IntoView {
     }
 }
 
-/// Copies `text` to the clipboard once the page is hydrated; before that the
-/// key is still there to select by hand.
-#[component]
+/// Copies `text` to the clipboard once the island is hydrated; before that
+/// the key is still there to select by hand.
+#[island]
 fn CopyButton(text: String) -> impl IntoView {
+    #[cfg(feature = "hydrate")]
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
     let copied = RwSignal::new(false);
     let on_click = move |_| {
         #[cfg(feature = "hydrate")]
