@@ -76,7 +76,8 @@ test("the explorer: a test call gives 200; a simulated plan_upgrade_required sho
   await expect(card.getByRole("link", { name: "What this means and how to fix it" })).toHaveAttribute("href", /\/docs\/errors\/plan_upgrade_required$/);
   await expect(card.getByTestId("request-id")).toHaveText(/\S+/);
   await expect(page.locator(".history li")).toHaveCount(2);
-  expect(errors).toEqual([]);
+  // The browser logs each 402 it receives; nothing else may fail.
+  expect(errors.filter((e) => !e.includes("status of 402"))).toEqual([]);
 });
 
 test("the explorer: a live key without credits gets 402, the fix is paid with 4242, back in the explorer Retry gives 200", async ({ page, request }) => {
@@ -124,6 +125,7 @@ test.describe("accessibility", () => {
     const axe = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
     await signUp(page, "Ali Axe", uniqueEmail("ali"));
     await createKey(page, "test", "axe");
+    const found: string[] = [];
     for (const path of ["/docs", "/docs/quickstart", "/docs/errors/insufficient_credits", "/docs/reference/summarize", "/docs/search?q=credits", "/explorer", "/billing", "/billing/plans", "/billing/top-up", "/billing/payment-methods", "/billing/limits", "/billing/invoices"]) {
       await page.goto(path);
       await expectHydrated(page);
@@ -133,7 +135,8 @@ test.describe("accessibility", () => {
         return r.violations.filter((v: any) => v.impact === "serious" || v.impact === "critical")
           .map((v: any) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n: any) => n.target.join(" ")) }));
       });
-      expect(violations, `${path}: ${JSON.stringify(violations, null, 1)}`).toEqual([]);
+      if (violations.length) found.push(`${path}: ${JSON.stringify(violations, null, 1)}`);
     }
+    expect(found).toEqual([]);
   });
 });

@@ -236,7 +236,7 @@ impl Portal {
                 if let Some(examples) = r.pointer("/content/application~1problem+json/examples").and_then(Value::as_object) {
                     for (code, ex) in examples {
                         html.push_str(&format!(
-                            "<details><summary><a href=\"/docs/errors/{0}\"><code>{0}</code></a>: {1}</summary>\n",
+                            "<details><summary><code>{0}</code>: {1}</summary>\n<p><a href=\"/docs/errors/{0}\">What <code>{0}</code> means and how to fix it</a></p>\n",
                             escape(code),
                             escape(ex["summary"].as_str().unwrap_or_default())
                         ));

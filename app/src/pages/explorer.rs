@@ -68,7 +68,9 @@ pub struct HistoryItem {
 }
 
 const PASTE: &str = "paste";
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 const PENDING_KEY: &str = "tollgate.explorer.pending";
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 const HISTORY_KEY: &str = "tollgate.explorer.history";
 
 /// The path actually called, with a provider route's `{path}` filled.
@@ -203,7 +205,15 @@ pub struct ProblemView {
     pub actions: Vec<(String, String)>,
 }
 
-pub fn problem_of(answer: &Answer) -> Option<ProblemView> {
+/// Whether a link from a response may be offered: a path on this site, or
+/// an address on `origin` (a provider route's upstream can answer with a
+/// body of its own: its links are shown as text, never as buttons).
+pub fn same_site(href: &str, origin: &str) -> bool {
+    (href.starts_with('/') && !href.starts_with("//") && !href.contains('\\'))
+        || (!origin.is_empty() && href.strip_prefix(origin).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+}
+
+pub fn problem_of(answer: &Answer, origin: &str) -> Option<ProblemView> {
     let v: Value = serde_json::from_str(&answer.body).ok()?;
     let code = v["code"].as_str()?.to_string();
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
@@ -211,7 +221,7 @@ pub fn problem_of(answer: &Answer) -> Option<ProblemView> {
         title: s("title"),
         detail: s("detail"),
         status: v["status"].as_u64().unwrap_or(answer.status as u64) as u16,
-        docs: s("type"),
+        docs: Some(s("type")).filter(|t| same_site(t, origin)).unwrap_or_default(),
         request_id: s("request_id"),
         balance: v["balance"]["available"].as_str().map(str::to_string),
         required: v["required"]["amount"].as_str().map(str::to_string),
@@ -220,8 +230,8 @@ pub fn problem_of(answer: &Answer) -> Option<ProblemView> {
             .into_iter()
             .flatten()
             .filter_map(|r| Some((r["label"].as_str()?.to_string(), r["href"].as_str()?.to_string())))
-            // Only links into the portal or its docs are offered as buttons.
-            .filter(|(_, href)| href.starts_with("http://") || href.starts_with("https://") || href.starts_with('/'))
+            // Only links into this portal are offered as buttons.
+            .filter(|(_, href)| same_site(href, origin))
             .collect(),
         code,
     })
@@ -519,7 +529,7 @@ pub fn Explorer(setup: ExplorerSetup, endpoint: String) -> impl IntoView {
                 {move || match answer.get() {
                     None => view! { <p class="hint">"Send a request to see its answer here."</p> }.into_any(),
                     Some(a) => {
-                        let problem = problem_of(&a);
+                        let problem = problem_of(&a, &origin());
                         let status_class = if a.status < 400 { "status status-ok" } else { "status status-error" };
                         view! {
                             <p class="response-status" data-testid="status">
@@ -544,8 +554,8 @@ pub fn Explorer(setup: ExplorerSetup, endpoint: String) -> impl IntoView {
                                         <button type="button" class="button button-secondary" data-testid="retry" on:click=move |_| send()>"Retry"</button>
                                     </p>
                                     <p class="hint">
-                                        <a href=p.docs.clone()>"What this means and how to fix it"</a>
-                                        " · Request id " <code data-testid="request-id">{p.request_id.clone()}</code>
+                                        {(!p.docs.is_empty()).then(|| view! { <a href=p.docs.clone()>"What this means and how to fix it"</a> " · " })}
+                                        "Request id " <code data-testid="request-id">{p.request_id.clone()}</code>
                                     </p>
                                 </div>
                             })}
@@ -713,10 +723,18 @@ mod tests {
         let body = r#"{"type":"https://p.test/docs/errors/insufficient_credits","title":"Insufficient credits","status":402,
             "detail":"d","code":"insufficient_credits","request_id":"req_1","balance":{"available":"0"},"required":{"amount":"5"},
             "resolution":[{"label":"Top up credits","href":"https://p.test/billing/top-up?credits=1000"},{"label":"x","href":"javascript:alert(1)"}]}"#;
-        let p = problem_of(&Answer { status: 402, body: body.into(), ..Default::default() }).unwrap();
+        let p = problem_of(&Answer { status: 402, body: body.into(), ..Default::default() }, "https://p.test").unwrap();
         assert_eq!(p.code, "insufficient_credits");
         assert_eq!((p.balance.as_deref(), p.required.as_deref()), (Some("0"), Some("5")));
         assert_eq!(p.actions, vec![("Top up credits".to_string(), "https://p.test/billing/top-up?credits=1000".to_string())]);
-        assert!(problem_of(&Answer { status: 200, body: r#"{"pong":true}"#.into(), ..Default::default() }).is_none());
+        assert!(problem_of(&Answer { status: 200, body: r#"{"pong":true}"#.into(), ..Default::default() }, "https://p.test").is_none());
+        // A body from elsewhere (an upstream behind a provider route) gets no buttons.
+        let foreign = body.replace("https://p.test", "https://evil.test");
+        let p = problem_of(&Answer { status: 402, body: foreign, ..Default::default() }, "https://p.test").unwrap();
+        assert!(p.actions.is_empty() && p.docs.is_empty());
+        for bad in ["//evil.test/x", "/\\evil.test", "https://p.test.evil/x", "https://p.testx", "javascript:alert(1)"] {
+            assert!(!same_site(bad, "https://p.test"), "{bad}");
+        }
+        assert!(same_site("/billing", "https://p.test") && same_site("https://p.test/billing?x=1", "https://p.test"));
     }
 }

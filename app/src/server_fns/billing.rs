@@ -145,7 +145,7 @@ pub async fn add_card(
     // What was typed comes back after a refusal, except the CVC (never) and
     // a card number that passes the checks (it would rest in the session):
     // a mistyped number is no card's number, so it can be shown to fix.
-    let mut values = vec![
+    let values = vec![
         ("exp_month", exp_month.clone()),
         ("exp_year", exp_year.clone()),
         ("name", name.clone()),
