@@ -16,6 +16,17 @@
     });
   });
 
+  // Signing out forgets the explorer's history and any request kept for
+  // a fix, so the next person at this browser does not see them.
+  document.querySelectorAll("form[action='/api/sign_out']").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      try {
+        localStorage.removeItem("tollgate.explorer.history");
+        sessionStorage.removeItem("tollgate.explorer.pending");
+      } catch (e) {}
+    });
+  });
+
   var input = document.getElementById("site-search-q");
   var list = document.getElementById("site-search-results");
   if (!input || !list || !window.fetch) return;

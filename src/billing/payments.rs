@@ -590,9 +590,30 @@ async fn fulfil(tx: &mut PgConnection, state: &AppState, inv: &Invoice, now: Off
         }
         Purpose::Proration => super::subscriptions::upgraded(tx, inv, now).await?,
         Purpose::Subscription => {
+            // Renewing after expiry: only while the subscription is still
+            // ended (a late payment after another renewal buys nothing and
+            // is due back).
             let plan = inv.plan.expect("a subscription invoice names its plan");
-            let end = super::subscriptions::add_month(now);
-            super::subscriptions::open_period(tx, inv.org, plan, now, end, true, now).await?;
+            let cur = super::subscriptions::current_in(tx, inv.org, true).await?;
+            let ended = cur.as_ref().is_some_and(|c| {
+                use super::subscriptions::Status;
+                c.status == Status::Expired || (c.status == Status::Canceled && c.period_end <= now)
+            });
+            if ended {
+                let end = super::subscriptions::add_month(now);
+                super::subscriptions::open_period(tx, inv.org, plan, now, end, true, now).await?;
+            } else {
+                tracing::error!(org = %inv.org, invoice = %inv.number, "a renewal was paid after the subscription renewed; refund it");
+                crate::audit::record(
+                    tx,
+                    now,
+                    None,
+                    Some(inv.org),
+                    "billing.refund_due",
+                    serde_json::json!({"invoice": inv.number, "amount_minor": inv.total_minor, "why": "renewal paid after another renewal"}),
+                )
+                .await?;
+            }
         }
         Purpose::Renewal => super::subscriptions::renewal_paid(tx, state, inv, now).await?,
     }

@@ -98,7 +98,9 @@ pub async fn renew(
     .await?;
     let plan = sub.next_plan.clone().unwrap_or(sub.plan.clone());
     if sub.status == Status::Trialing && !has_card && plan.price_minor > 0 {
-        // The gateway answers 402 payment_method_required until a card comes.
+        // The gateway answers 402 payment_method_required until a card
+        // comes. (A lapsed approval request above still stands.)
+        tx.commit().await?;
         return Ok(None);
     }
     // A period missed by more than a month starts now, not in the past.

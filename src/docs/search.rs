@@ -52,12 +52,13 @@ pub fn words(query: &str) -> Vec<String> {
 /// (case-insensitively).
 fn matches(text: &str, words: &[String]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let lower = text.to_lowercase();
-    // Lowercasing can change byte lengths outside ASCII; match on the
-    // original only where it is the same length.
-    if lower.len() != text.len() {
+    // Lowercasing can change a character's length (İ, the Kelvin sign):
+    // match only where every character keeps its length, so offsets in the
+    // lowercase text are offsets in the original.
+    if text.chars().any(|c| c.to_lowercase().map(char::len_utf8).sum::<usize>() != c.len_utf8()) {
         return out;
     }
+    let lower = text.to_lowercase();
     let mut prev: Option<char> = None;
     let mut skip_to = 0;
     for (i, c) in lower.char_indices() {
@@ -200,6 +201,10 @@ mod tests {
         let arrows = vec![entry("keys", "Keys", "", "Account → API keys → create one; café crème")];
         assert_eq!(search(&arrows, "api create", 10).len(), 1);
         assert!(search(&arrows, "crème", 10)[0].snippet_html.contains("<mark>crème</mark>"));
+        // Characters whose lowercase is longer or shorter never split the text.
+        let odd = vec![entry("odd", "Odd", "", "İİ ab \u{212A} and more ab text")];
+        assert!(search(&odd, "ab", 10).len() <= 1);
+        let _ = snippet("İİ ab \u{212A}", &words("ab"), 4);
     }
 
     #[test]

@@ -115,10 +115,15 @@ impl Portal {
         .fetch_optional(&self.state.db)
         .await
         .ok()??;
+        let user = Uuid::parse_str(&caller.user.as_ref()?.id).ok()?;
+        // The reader's own newest usable key, a test key first.
         let prefix: Option<String> = sqlx::query_scalar(
-            "SELECT prefix FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL ORDER BY mode = 'test' DESC, created_at DESC LIMIT 1",
+            "SELECT prefix FROM api_keys
+              WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+              ORDER BY mode = 'test' DESC, created_at DESC LIMIT 1",
         )
         .bind(org)
+        .bind(user)
         .fetch_optional(&self.state.db)
         .await
         .ok()?;
@@ -345,7 +350,8 @@ impl Docs for Portal {
             })
             .collect();
         let mut keys = Vec::new();
-        if let Some(org) = caller.org.as_ref().and_then(|o| Uuid::parse_str(&o.id).ok()) {
+        let may_use = caller.org.as_ref().is_some_and(|o| crate::api_keys::store::may_manage(super::domain_role(o.role)));
+        if let Some(org) = caller.org.as_ref().filter(|_| may_use).and_then(|o| Uuid::parse_str(&o.id).ok()) {
             let rows: Vec<(Uuid, String, String, String, String)> = sqlx::query_as(
                 "SELECT id, name, mode, prefix, last4 FROM api_keys
                   WHERE org_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())

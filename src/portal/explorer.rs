@@ -8,6 +8,7 @@
 //! by the browser straight to `/v1` and never reaches this handler.
 
 use super::Portal;
+
 use crate::api_keys::Mode;
 use crate::gateway::{catalogue, ActingKey};
 use crate::state::AppState;
@@ -46,9 +47,16 @@ async fn send(State(state): State<AppState>, req: Request) -> Response {
     let Ok(caller) = backend.web.caller(&parts).await else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
     };
-    let Some(org) = caller.org.as_ref().and_then(|o| Uuid::parse_str(&o.id).ok()) else {
+    let Some(member) = caller.org.as_ref() else {
         return refuse(StatusCode::UNAUTHORIZED, "Sign in to send with one of your keys, or paste a key.");
     };
+    let (Ok(org), Some(user)) = (Uuid::parse_str(&member.id), caller.user.as_ref().and_then(|u| Uuid::parse_str(&u.id).ok())) else {
+        return refuse(StatusCode::UNAUTHORIZED, "Sign in to send with one of your keys, or paste a key.");
+    };
+    // Who may use the organization's keys: those who may manage them.
+    if !crate::api_keys::store::may_manage(super::domain_role(member.role)) {
+        return refuse(StatusCode::FORBIDDEN, "Your role cannot use the organization's keys; paste a key of your own.");
+    }
     let Ok(bytes) = axum::body::to_bytes(body, crate::gateway::MAX_BODY + 64 * 1024).await else {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.");
     };
@@ -108,6 +116,31 @@ async fn send(State(state): State<AppState>, req: Request) -> Response {
     if let Some(id) = parts.extensions.get::<tower_http::request_id::RequestId>() {
         inner.extensions_mut().insert(id.clone());
     }
+    // The caller's address, as the gateway would see it on `/v1`.
+    if let Some(info) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        inner.extensions_mut().insert(*info);
+    }
+    if let Some(xff) = parts.headers.get("x-forwarded-for") {
+        inner.headers_mut().insert("x-forwarded-for", xff.clone());
+    }
     inner.extensions_mut().insert(ActingKey { hash, mode });
-    crate::gateway::call(state, inner).await
+    let details = serde_json::json!({"key_id": key_id, "method": send.method, "path": send.path});
+    let mut conn = match state.db.acquire().await {
+        Ok(c) => c,
+        Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment."),
+    };
+    if let Err(e) = crate::audit::record(&mut conn, state.clock.now(), Some(user), Some(org), "api_key.used_in_explorer", details).await {
+        tracing::error!(error = %e, "explorer: audit failed");
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+    }
+    drop(conn);
+    let mut res = crate::gateway::call(state, inner).await;
+    // A redirect from an upstream is shown, never followed: the browser
+    // would send this request (its token, its key id) again, or elsewhere.
+    if res.status().is_redirection() {
+        if let Some(to) = res.headers_mut().remove(header::LOCATION) {
+            res.headers_mut().insert("tollgate-redirect-location", to);
+        }
+    }
+    res
 }

@@ -160,3 +160,26 @@ async fn a_test_key_in_the_explorer_simulates_a_code(db: PgPool) {
     assert!(!page.contains(&secret), "the key's secret is never on the page");
     assert!(page.contains(&key_id.to_string()), "it names the key by id");
 }
+
+#[sqlx::test]
+async fn a_billing_member_cannot_spend_with_the_organizations_keys(db: PgPool) {
+    let (mut ada, _, org) = customer(&db).await;
+    let key_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM api_keys WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    let mut bill = ada.other_browser();
+    bill.sign_up("Bill", "bill@example.com", PASSWORD).await;
+    let bill_user: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bill@example.com'").fetch_one(&db).await.unwrap();
+    // Bill is a billing member of Ada's organization only.
+    sqlx::query("DELETE FROM memberships WHERE user_id = $1").bind(bill_user).execute(&db).await.unwrap();
+    sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'billing', now())")
+        .bind(org)
+        .bind(bill_user)
+        .execute(&db)
+        .await
+        .unwrap();
+    let csrf = bill.csrf().await;
+    let payload = serde_json::json!({"csrf": csrf, "key_id": key_id, "method": "GET", "path": "/v1/ping"});
+    let res = explorer_send(&bill, payload, "http://portal.test").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    assert!(!bill.get("/explorer").await.body.contains(&key_id.to_string()), "nor are the keys listed for them");
+    let _ = &mut ada;
+}

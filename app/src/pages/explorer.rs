@@ -135,7 +135,8 @@ pub fn check_body(schema: &str, body: &str) -> Result<(), Vec<String>> {
 
 /// Code for the exact request, the key masked.
 pub fn snippet(lang: &str, method: &str, url: &str, body: Option<&str>, simulate: Option<&str>, key: &str) -> String {
-    let q = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
+    // Shell single quotes: a quote ends, is escaped, and reopens.
+    let q = |s: &str| s.replace('\'', "'\\''");
     match lang {
         "python" => {
             let mut s = format!("import requests\n\nresponse = requests.request(\n    \"{method}\",\n    \"{url}\",\n    headers={{\n        \"Authorization\": \"Bearer {key}\",\n");
@@ -144,7 +145,10 @@ pub fn snippet(lang: &str, method: &str, url: &str, body: Option<&str>, simulate
             }
             s.push_str("    },\n");
             if let Some(b) = body {
-                s.push_str(&format!("    json={},\n", b.replace("true", "True").replace("false", "False").replace("null", "None")));
+                // The JSON text as a Python string literal, parsed by json.
+                let literal = serde_json::to_string(b).unwrap_or_default();
+                s = s.replacen("import requests\n", "import json\nimport requests\n", 1);
+                s.push_str(&format!("    json=json.loads({literal}),\n"));
             }
             s.push_str(")\nprint(response.status_code, response.json())\n");
             s
@@ -172,7 +176,9 @@ pub fn snippet(lang: &str, method: &str, url: &str, body: Option<&str>, simulate
                 s.push_str(&format!("    .header(\"Tollgate-Simulate\", \"{code}\")\n"));
             }
             if let Some(b) = body {
-                s.push_str(&format!("    .header(\"Content-Type\", \"application/json\")\n    .body(r#\"{b}\"#)\n"));
+                // A raw string with more `#` than any run of them in the body.
+                let hashes = "#".repeat((1..).find(|n| !b.contains(&format!("\"{}", "#".repeat(*n)))).unwrap_or(1));
+                s.push_str(&format!("    .header(\"Content-Type\", \"application/json\")\n    .body(r{hashes}\"{b}\"{hashes})\n"));
             }
             s.push_str("    .send()\n    .await?;\nprintln!(\"{} {}\", response.status(), response.text().await?);\n");
             s
@@ -209,7 +215,12 @@ pub struct ProblemView {
 /// an address on `origin` (a provider route's upstream can answer with a
 /// body of its own: its links are shown as text, never as buttons).
 pub fn same_site(href: &str, origin: &str) -> bool {
-    (href.starts_with('/') && !href.starts_with("//") && !href.contains('\\'))
+    // Browsers drop tabs and newlines inside URLs and read `\` as `/`:
+    // any of them (or another control character) disqualifies a link.
+    if href.chars().any(|c| c <= ' ' || c == '\\' || c == '\u{7f}') {
+        return false;
+    }
+    (href.starts_with('/') && !href.starts_with("//"))
         || (!origin.is_empty() && href.strip_prefix(origin).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
 
@@ -418,8 +429,8 @@ pub fn Explorer(setup: ExplorerSetup, endpoint: String) -> impl IntoView {
         if choice == PASTE {
             let p = pasted.get();
             let p = p.trim();
-            if p.len() > 12 {
-                format!("{}…", &p[..12])
+            if p.chars().count() > 12 {
+                format!("{}…", p.chars().take(12).collect::<String>())
             } else {
                 "tg_test_…".into()
             }
@@ -664,6 +675,8 @@ mod browser {
         init.set_method(method);
         init.set_headers(&headers);
         init.set_credentials(web_sys::RequestCredentials::Omit);
+        // Never follow a redirect with the key in the request.
+        init.set_redirect(web_sys::RequestRedirect::Manual);
         if let Some(b) = body {
             init.set_body(&wasm_bindgen::JsValue::from_str(b));
         }
@@ -680,6 +693,7 @@ mod browser {
         let init = web_sys::RequestInit::new();
         init.set_method("POST");
         init.set_headers(&headers);
+        init.set_redirect(web_sys::RequestRedirect::Manual);
         init.set_body(&wasm_bindgen::JsValue::from_str(&payload.to_string()));
         fetch("/explorer/send", &init).await
     }
@@ -711,7 +725,11 @@ mod tests {
         let curl = snippet("curl", "POST", url, Some(body), Some("plan_upgrade_required"), "tg_test_AbCd…");
         assert!(curl.contains("-X POST 'https://portal.test/v1/text/summarize'"));
         assert!(curl.contains("Bearer tg_test_AbCd…") && curl.contains("Tollgate-Simulate: plan_upgrade_required"));
-        assert!(curl.contains(r#"-d '{"text":"it\'s"}'"#), "{curl}");
+        assert!(curl.contains(r#"-d '{"text":"it'\''s"}'"#), "{curl}");
+        let rust = snippet("rust", "POST", url, Some(r##"{"text":"a "# b"}"##), None, "k");
+        assert!(rust.contains(r###"r##"{"text":"a "# b"}"##"###), "{rust}");
+        let py = snippet("python", "POST", url, Some(r#"{"ok":true,"text":"true"}"#), None, "k");
+        assert!(py.contains(r#"json=json.loads("{\"ok\":true,\"text\":\"true\"}")"#), "{py}");
         for lang in ["python", "javascript", "rust"] {
             let s = snippet(lang, "POST", url, Some(body), None, "tg_test_AbCd…");
             assert!(s.contains(url) && s.contains("tg_test_AbCd…") && !s.contains("Simulate"), "{lang}: {s}");
@@ -732,7 +750,7 @@ mod tests {
         let foreign = body.replace("https://p.test", "https://evil.test");
         let p = problem_of(&Answer { status: 402, body: foreign, ..Default::default() }, "https://p.test").unwrap();
         assert!(p.actions.is_empty() && p.docs.is_empty());
-        for bad in ["//evil.test/x", "/\\evil.test", "https://p.test.evil/x", "https://p.testx", "javascript:alert(1)"] {
+        for bad in ["//evil.test/x", "/\\evil.test", "/\t/evil.test", "/\n/evil.test", "https://p.test/\t", "https://p.test.evil/x", "https://p.testx", "javascript:alert(1)"] {
             assert!(!same_site(bad, "https://p.test"), "{bad}");
         }
         assert!(same_site("/billing", "https://p.test") && same_site("https://p.test/billing?x=1", "https://p.test"));
