@@ -245,6 +245,13 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        // Marks a problem of the gateway's own: an upstream's `Tollgate-*`
+        // headers never pass the proxy, so a client (the explorer's
+        // problem card) can tell these from a body an upstream made up.
+        h.insert(
+            "tollgate-problem",
+            HeaderValue::from_static(self.code.as_str()),
+        );
         match status {
             StatusCode::PAYMENT_REQUIRED => {
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

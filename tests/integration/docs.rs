@@ -152,6 +152,7 @@ async fn a_test_key_in_the_explorer_simulates_a_code(db: PgPool) {
                                      "body": "{\"text\":\"a b\"}", "simulate": "plan_upgrade_required"});
     let res = explorer_send(&app, payload, "http://portal.test").await;
     assert_eq!(res.status.as_u16(), 402, "{}", res.body);
+    assert_eq!(res.header("tollgate-problem").as_deref(), Some("plan_upgrade_required"), "the gateway marks its own problems");
     let body = res.json();
     assert_eq!(body["code"], "plan_upgrade_required");
     assert!(body["resolution"][0]["href"].as_str().unwrap().contains("/billing/plans?plan=pro"));

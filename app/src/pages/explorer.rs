@@ -225,8 +225,14 @@ pub fn same_site(href: &str, origin: &str) -> bool {
 }
 
 pub fn problem_of(answer: &Answer, origin: &str) -> Option<ProblemView> {
+    // Only the gateway's own problems (marked by a header no upstream can
+    // pass through) become cards; anything else is shown as a body.
+    let marked = answer.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("tollgate-problem")).map(|(_, v)| v.as_str());
     let v: Value = serde_json::from_str(&answer.body).ok()?;
     let code = v["code"].as_str()?.to_string();
+    if marked != Some(code.as_str()) {
+        return None;
+    }
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
     Some(ProblemView {
         title: s("title"),
@@ -741,14 +747,16 @@ mod tests {
         let body = r#"{"type":"https://p.test/docs/errors/insufficient_credits","title":"Insufficient credits","status":402,
             "detail":"d","code":"insufficient_credits","request_id":"req_1","balance":{"available":"0"},"required":{"amount":"5"},
             "resolution":[{"label":"Top up credits","href":"https://p.test/billing/top-up?credits=1000"},{"label":"x","href":"javascript:alert(1)"}]}"#;
-        let p = problem_of(&Answer { status: 402, body: body.into(), ..Default::default() }, "https://p.test").unwrap();
+        let marked = vec![("tollgate-problem".to_string(), "insufficient_credits".to_string())];
+        assert!(problem_of(&Answer { status: 402, body: body.into(), ..Default::default() }, "https://p.test").is_none(), "no mark, no card");
+        let p = problem_of(&Answer { status: 402, body: body.into(), headers: marked.clone(), ..Default::default() }, "https://p.test").unwrap();
         assert_eq!(p.code, "insufficient_credits");
         assert_eq!((p.balance.as_deref(), p.required.as_deref()), (Some("0"), Some("5")));
         assert_eq!(p.actions, vec![("Top up credits".to_string(), "https://p.test/billing/top-up?credits=1000".to_string())]);
         assert!(problem_of(&Answer { status: 200, body: r#"{"pong":true}"#.into(), ..Default::default() }, "https://p.test").is_none());
         // A body from elsewhere (an upstream behind a provider route) gets no buttons.
         let foreign = body.replace("https://p.test", "https://evil.test");
-        let p = problem_of(&Answer { status: 402, body: foreign, ..Default::default() }, "https://p.test").unwrap();
+        let p = problem_of(&Answer { status: 402, body: foreign, headers: marked, ..Default::default() }, "https://p.test").unwrap();
         assert!(p.actions.is_empty() && p.docs.is_empty());
         for bad in ["//evil.test/x", "/\\evil.test", "/\t/evil.test", "/\n/evil.test", "https://p.test/\t", "https://p.test.evil/x", "https://p.testx", "javascript:alert(1)"] {
             assert!(!same_site(bad, "https://p.test"), "{bad}");
