@@ -75,6 +75,9 @@ pub enum Change {
     NeedsApproval,
     /// Renewing after expiry: a new period, paid now.
     Renew(i64),
+    /// While a request waits for approval: withdraw it and stay on the
+    /// plan it would replace.
+    Withdraw,
     Unavailable(String),
 }
 
@@ -93,7 +96,14 @@ pub fn change(sub: &Current, to: &Plan, now: OffsetDateTime) -> Change {
     let ended = sub.status == Status::Expired || (sub.status == Status::Canceled && now >= sub.period_end);
     match sub.status {
         Status::PendingApproval => {
-            return Change::Unavailable("Your subscription is waiting for approval; plans can change after the decision.".into())
+            return match &sub.fallback_plan {
+                Some(f) if f.id == to.id => Change::Withdraw,
+                Some(f) => Change::Unavailable(format!(
+                    "Your request is waiting for approval; plans can change after the decision, or withdraw it by staying on {}.",
+                    f.name
+                )),
+                None => Change::Unavailable("Your subscription is waiting for approval; plans can change after the decision.".into()),
+            }
         }
         Status::Unpaid | Status::PastDue => {
             return Change::Unavailable("Pay the failed renewal first: update your card on the payment methods page.".into())
@@ -137,6 +147,8 @@ pub enum Changed {
     Renewed,
     /// Already on it; a scheduled cancellation or downgrade was undone.
     Kept,
+    /// A request for approval was withdrawn.
+    Withdrawn,
 }
 
 fn outcome(c: Collected, done: Changed) -> Result<Changed, BillingError> {
@@ -179,6 +191,22 @@ pub async fn choose(
     let details = serde_json::json!({"from": sub.plan.code, "to": to.code});
     match change {
         Change::Unavailable(why) => Err(BillingError::State(why)),
+        Change::Withdraw => {
+            sqlx::query(
+                "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
+                        status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
+                        decision_note = NULL, requested_at = NULL, updated_at = $2
+                  WHERE org_id = $1 AND status = 'pending_approval'",
+            )
+            .bind(org)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let details = serde_json::json!({"withdrawn": sub.plan.code, "stays_on": to.code});
+            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.request_withdrawn", details).await?;
+            tx.commit().await?;
+            Ok(Changed::Withdrawn)
+        }
         Change::Current => {
             sqlx::query(&format!(
                 "UPDATE subscriptions SET status = {UNCANCELED},

@@ -389,6 +389,7 @@ impl Billing for Portal {
                     Change::Downgrade(at) => ("downgrade", None, vec![], format!("Takes effect on {}; nothing is charged now.", date(at))),
                     Change::NeedsApproval => ("approval", None, vec![], "Needs approval by our team; you are charged when it is approved.".to_string()),
                     Change::Renew(price) => ("renew", Some(price), vec![], "Starts a new month today.".to_string()),
+                    Change::Withdraw => ("withdraw", None, vec![], format!("Withdraw your request for {} and stay on this plan.", sub.plan.name)),
                     Change::Unavailable(why) => ("unavailable", None, vec![], why),
                 };
                 PlanOption {
@@ -415,7 +416,7 @@ impl Billing for Portal {
             renew: ended,
             trial,
             has_card,
-            can_cancel: sub.plan.price_minor > 0 && matches!(sub.status, Status::Active | Status::Trialing | Status::PastDue),
+            can_cancel: sub.plan.price_minor > 0 && matches!(sub.status, Status::Active | Status::Trialing),
             period_end: date(sub.period_end),
             idempotency_key: key(),
         })
@@ -443,6 +444,7 @@ impl Billing for Portal {
             Changed::ApprovalRequested => "Requested: our team reviews it and you will be told by email and here.".into(),
             Changed::Renewed => "Renewed: your subscription is active again.".into(),
             Changed::Kept => "Your plan stays as it is.".into(),
+            Changed::Withdrawn => "Request withdrawn: your plan stays as it was.".into(),
         })
     }
 

@@ -746,3 +746,29 @@ async fn a_charge_the_processor_reports_paid_after_a_failure_is_honoured(db: PgP
     assert_eq!(purchased(&db, org).await, before + 5000);
     assert_eq!(count(&db, "SELECT count(*) FROM invoices WHERE org_id = $1 AND status = 'paid'", org).await, 1);
 }
+
+#[sqlx::test]
+async fn a_request_for_approval_can_be_withdrawn_by_staying_on_the_old_plan(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    add_card(&mut app, GOOD).await;
+    choose(&mut app, "enterprise", "").await;
+    assert_eq!(status(&db, org).await, "pending_approval");
+    let page = decode_html(&app.get("/billing/plans").await.body);
+    assert!(page.contains("Stay on Free and withdraw the request"), "the page offers it");
+    // Choosing another plan is not a way out of the queue.
+    choose(&mut app, "pro", "").await;
+    assert_eq!(status(&db, org).await, "pending_approval");
+    choose(&mut app, "free", "").await;
+    assert_eq!(status(&db, org).await, "active");
+    let plan: String = sqlx::query_scalar("SELECT p.code FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(plan, "free");
+    let res = app.call("POST", "/v1/text/summarize", Some(&key), Some(r#"{"text":"a b"}"#), &[]).await;
+    assert_eq!(res.json()["code"], "plan_upgrade_required");
+    let queue = crate::routes::admin_of(&app).await.get("/admin/approvals").await.body;
+    assert!(!queue.contains(&org.to_string()), "nothing waits for a decision");
+    assert_eq!(count(&db, "SELECT count(*) FROM invoices WHERE org_id = $1", org).await, 0);
+}

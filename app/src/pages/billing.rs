@@ -138,6 +138,7 @@ fn plan_form(o: &PlanOption, csrf: &str, key: &str) -> AnyView {
         "approval" => format!("Request {}", o.plan.name),
         "renew" => format!("Renew on {} for {}", o.plan.name, o.amount.clone().unwrap_or_default()),
         "keep" => format!("Keep {}", o.plan.name),
+        "withdraw" => format!("Stay on {} and withdraw the request", o.plan.name),
         _ => return ().into_any(),
     };
     let expected = o.amount_minor.map(|a| a.to_string()).unwrap_or_default();
