@@ -1,16 +1,52 @@
-# Shared set-up for .ci/serve and .ci/test (sourced, not run). Each step
-# installs what is missing and is quick when everything is already there.
+# Shared set-up for .ci/serve, .ci/test and the benchmarks (sourced, not
+# run). Each step installs what is missing and is quick when everything is
+# already there. The site is built with cargo, wasm-bindgen, wasm-opt and
+# esbuild directly (the same steps and names as `cargo leptos build`), so no
+# cargo-leptos install stands in front of the first page; `cargo leptos
+# watch` still works for development (README, "Develop").
 
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-export PATH="$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
+CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$CARGO_BIN_DIR:$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-TOLLGATE_BIN="$TARGET_DIR/release/tollgate"
-CARGO_LEPTOS_VERSION=0.3.10
+# The wasm build has a target directory of its own (as cargo-leptos's
+# `target/front`), so it never waits for the server build's lock and the two
+# can run at once.
+FRONT_TARGET_DIR="$TARGET_DIR/front"
+SITE_ROOT="$ROOT/target/site"
+# `release` for .ci/serve and the benchmark; .ci/test uses `ci` (Cargo.toml).
+TOLLGATE_PROFILE="${TOLLGATE_PROFILE:-release}"
+TOLLGATE_BIN="$TARGET_DIR/$TOLLGATE_PROFILE/tollgate"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Phase timings: `phase NAME command...` runs the command and records how
+# long it took in $TOLLGATE_TIMINGS (one "name<TAB>seconds" line each);
+# `print_timings` prints them as a table. .ci/setup-time runs a cold
+# set-up and reads the same file.
+TOLLGATE_TIMINGS="${TOLLGATE_TIMINGS:-$ROOT/target/ci-timings.tsv}"
+mkdir -p "$(dirname "$TOLLGATE_TIMINGS")"
+RUN_STARTED="$(date +%s.%N)"
+seconds_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+phase() {
+  local name="$1"; shift
+  local t0 rc=0
+  t0="$(date +%s.%N)"
+  log "$name"
+  "$@" || rc=$?
+  printf '%s\t%s\n' "$name" "$(seconds_since "$t0")" >>"$TOLLGATE_TIMINGS"
+  return "$rc"
+}
+print_timings() {
+  local total
+  total="$(seconds_since "$RUN_STARTED")"
+  printf '\n%-62s %9s\n' "phase" "seconds" >&2
+  awk -F'\t' '{ printf "%-62s %9.1f\n", $1, $2 }' "$TOLLGATE_TIMINGS" >&2
+  printf '%-62s %9.1f\n' "wall clock, start to here (phases may overlap)" "$total" >&2
+}
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"
@@ -25,8 +61,8 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# PostgreSQL's server (for the embedded database), Node.js and npm; Chromium
-# too when $1 is "browser".
+# PostgreSQL's server (for the embedded database), Node.js and npm;
+# Chromium too when $1 is "browser".
 ensure_system_packages() {
   local missing=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
@@ -43,27 +79,30 @@ ensure_system_packages() {
   fi
 }
 
-ensure_rust_tools() {
+ensure_wasm_target() {
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     log "adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown
   fi
-  if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
-    log "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 10 minutes, once)"
-    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
-  fi
-  # cargo-leptos would download wasm-bindgen; install the exact version the
-  # lock file names instead.
+}
+
+# wasm-bindgen-cli at exactly the version the lock file names (its output
+# must match the wasm-bindgen crate), installed once into cargo's bin
+# directory, where the next run (and CI's) finds it.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock
+}
+ensure_wasm_bindgen() {
   local wbg
-  wbg="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
+  wbg="$(wasm_bindgen_version)"
   if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg" ]; then
-    log "installing wasm-bindgen-cli $wbg (a few minutes, once)"
-    cargo install wasm-bindgen-cli --version "$wbg" --force
+    log "installing wasm-bindgen-cli $wbg (about 4 minutes, once)"
+    cargo install wasm-bindgen-cli --version "$wbg" --locked --force --quiet
   fi
 }
 
 # The test runner: cargo-nextest (a process per test), at the version this
-# toolchain is known to build.
+# toolchain is known to build (a new machine of this kind has it already).
 CARGO_NEXTEST_VERSION=0.9.143
 ensure_test_runner() {
   if ! cargo nextest --version 2>/dev/null | grep -q "$CARGO_NEXTEST_VERSION"; then
@@ -72,7 +111,8 @@ ensure_test_runner() {
   fi
 }
 
-# Playwright and wasm-opt (npm's binaryen 132; Debian's is too old).
+# Playwright, axe-core, wasm-opt (npm's binaryen 132; Debian's is too old)
+# and esbuild (minifies the site's JS and CSS), at the lock file's versions.
 ensure_npm_packages() {
   if [ ! -f end2end/node_modules/.package-lock.json ] ||
      [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
@@ -81,7 +121,56 @@ ensure_npm_packages() {
   fi
 }
 
+# The server binary in $TOLLGATE_PROFILE.
+build_server() {
+  cargo build --locked --profile "$TOLLGATE_PROFILE" --bin tollgate
+}
+
+# The browser's half of the site, as `cargo leptos build --release` makes
+# it: the `app` crate for wasm32 with `hydrate` in the `wasm-release`
+# profile, wasm-bindgen's `web` glue named after the site (`tollgate.js`,
+# `tollgate_bg.wasm`, the name Leptos's hydration script asks for when the
+# server is built without cargo-leptos's variables), wasm-opt -Oz, the JS
+# and the style sheet minified, `public/` copied to the site's root. The
+# bindgen and wasm-opt output is kept beside the wasm build, keyed by the
+# wasm's digest, so a clean clone with a warm target directory skips them.
+build_front() {
+  ensure_wasm_target
+  ensure_wasm_bindgen &
+  local bindgen_install=$!
+  cargo build --locked --package app --lib --target wasm32-unknown-unknown \
+    --no-default-features --features hydrate --profile wasm-release \
+    --target-dir "$FRONT_TARGET_DIR" --quiet
+  wait "$bindgen_install"
+  local wasm="$FRONT_TARGET_DIR/wasm32-unknown-unknown/wasm-release/app.wasm"
+  local digest cache
+  digest="$(sha256sum "$wasm" | cut -c1-16)-$(wasm_bindgen_version)"
+  cache="$FRONT_TARGET_DIR/site-pkg/$digest"
+  if [ ! -f "$cache/done" ]; then
+    rm -rf "$FRONT_TARGET_DIR/site-pkg"
+    mkdir -p "$cache"
+    wasm-bindgen --target web --out-name tollgate --out-dir "$cache" "$wasm"
+    wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+      "$cache/tollgate_bg.wasm" -o "$cache/tollgate_bg.wasm"
+    esbuild "$cache/tollgate.js" --minify --format=esm --log-level=warning \
+      --outfile="$cache/tollgate.min.js"
+    mv "$cache/tollgate.min.js" "$cache/tollgate.js"
+    touch "$cache/done"
+  fi
+  rm -rf "$SITE_ROOT"
+  mkdir -p "$SITE_ROOT/pkg"
+  cp "$cache/tollgate.js" "$cache/tollgate_bg.wasm" "$SITE_ROOT/pkg/"
+  esbuild style/main.css --minify --log-level=warning --outfile="$SITE_ROOT/pkg/tollgate.css"
+  cp -R public/. "$SITE_ROOT/"
+}
+
+# The whole site in $TOLLGATE_PROFILE: the front (in the background, with
+# its own log) while the server builds, so the two cores stay busy.
 build_site() {
-  log "building the portal (server and hydrated wasm, release)"
-  cargo leptos build --release
+  local front_log="$ROOT/target/front-build.log" front rc=0
+  phase "build: front (wasm-release, wasm-bindgen, wasm-opt, esbuild)" build_front >"$front_log" 2>&1 &
+  front=$!
+  phase "build: server ($TOLLGATE_PROFILE)" build_server || rc=$?
+  wait "$front" || { cat "$front_log" >&2; echo "the front build failed" >&2; exit 1; }
+  [ "$rc" = 0 ] || exit "$rc"
 }
