@@ -17,6 +17,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # can run at once.
 FRONT_TARGET_DIR="$TARGET_DIR/front"
 SITE_ROOT="$ROOT/target/site"
+mkdir -p "$ROOT/target"
 # `release` for .ci/serve and the benchmark; .ci/test uses `ci` (Cargo.toml).
 TOLLGATE_PROFILE="${TOLLGATE_PROFILE:-release}"
 TOLLGATE_BIN="$TARGET_DIR/$TOLLGATE_PROFILE/tollgate"
