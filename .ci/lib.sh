@@ -89,7 +89,9 @@ ensure_wasm_target() {
 
 # wasm-bindgen-cli at exactly the version the lock file names (its output
 # must match the wasm-bindgen crate), installed once into cargo's bin
-# directory, where the next run (and CI's) finds it.
+# directory, where the next run (and CI's) finds it. Not `--locked`: its
+# published lock file names a webpki-roots release the registry no longer
+# serves, so cargo resolves its dependencies afresh within their bounds.
 wasm_bindgen_version() {
   awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock
 }
@@ -98,7 +100,7 @@ ensure_wasm_bindgen() {
   wbg="$(wasm_bindgen_version)"
   if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg" ]; then
     log "installing wasm-bindgen-cli $wbg (about 4 minutes, once)"
-    cargo install wasm-bindgen-cli --version "$wbg" --locked --force --quiet
+    cargo install wasm-bindgen-cli --version "$wbg" --force --quiet
   fi
 }
 
