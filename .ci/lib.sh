@@ -100,7 +100,11 @@ ensure_wasm_bindgen() {
   wbg="$(wasm_bindgen_version)"
   if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg" ]; then
     log "installing wasm-bindgen-cli $wbg (about 4 minutes, once)"
-    cargo install wasm-bindgen-cli --version "$wbg" --force --quiet
+    # A build directory of its own, so it never waits for the site's.
+    local tmp
+    tmp="$(mktemp -d)"
+    cargo install wasm-bindgen-cli --version "$wbg" --force --quiet --target-dir "$tmp"
+    rm -rf "$tmp"
   fi
 }
 
@@ -131,11 +135,12 @@ build_server() {
 
 # The browser's half of the site, as `cargo leptos build --release` makes
 # it: the `app` crate for wasm32 with `hydrate` in the `wasm-release`
-# profile, wasm-bindgen's `web` glue named after the site (`tollgate.js`,
-# `tollgate_bg.wasm`, the name Leptos's hydration script asks for when the
-# server is built without cargo-leptos's variables), wasm-opt -Oz, the JS
-# and the style sheet minified, `public/` copied to the site's root. The
-# bindgen and wasm-opt output is kept beside the wasm build, keyed by the
+# profile, wasm-bindgen's `web` glue, wasm-opt -Oz, the JS and the style
+# sheet minified, `public/` copied to the site's root. The script and the
+# wasm are named by their digests (`pkg/tollgate.<digest>.js`, `.wasm`,
+# listed in `hash.txt` as Leptos reads it), so browsers may keep them for a
+# year; every file gets a `.br` and a `.gz` beside it (src/http/assets.rs).
+# The bindgen and wasm-opt output is kept beside the wasm build, keyed by the
 # wasm's digest, so a clean clone with a warm target directory skips them.
 build_front() {
   ensure_wasm_target
@@ -162,9 +167,16 @@ build_front() {
   fi
   rm -rf "$SITE_ROOT"
   mkdir -p "$SITE_ROOT/pkg"
-  cp "$cache/tollgate.js" "$cache/tollgate_bg.wasm" "$SITE_ROOT/pkg/"
+  local js_digest wasm_digest
+  js_digest="$(sha256sum "$cache/tollgate.js" | cut -c1-20)"
+  wasm_digest="$(sha256sum "$cache/tollgate_bg.wasm" | cut -c1-20)"
+  cp "$cache/tollgate.js" "$SITE_ROOT/pkg/tollgate.$js_digest.js"
+  cp "$cache/tollgate_bg.wasm" "$SITE_ROOT/pkg/tollgate.$wasm_digest.wasm"
+  printf 'js: %s\nwasm: %s\n' "$js_digest" "$wasm_digest" >"$SITE_ROOT/hash.txt"
   esbuild style/main.css --minify --log-level=warning --outfile="$SITE_ROOT/pkg/tollgate.css"
   cp -R public/. "$SITE_ROOT/"
+  node .ci/precompress.mjs "$SITE_ROOT"/pkg/*.js "$SITE_ROOT"/pkg/*.wasm "$SITE_ROOT"/pkg/*.css \
+    "$SITE_ROOT"/*.js "$SITE_ROOT"/*.svg
 }
 
 # The whole site in $TOLLGATE_PROFILE: the front (in the background, with

@@ -201,6 +201,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 plans,
                 timeout_ms: timeout_ms.to_string(),
                 description,
+                ..Default::default()
             };
             match crate::gateway::routes::create(&db, None, input, Clock::System.now()).await {
                 Ok(route) => {

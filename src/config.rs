@@ -68,12 +68,9 @@ pub struct Config {
     pub public_url: Url,
     /// Cookies get `Secure` when the public URL is https.
     pub secure_cookies: bool,
-    /// How many proxies of the operator's stand in front of Tollgate. Each
-    /// appends the address it received the request from to
-    /// `X-Forwarded-For`, so the client's address is the `trusted_proxies`-th
-    /// entry from the right; the entries left of it are the client's to
-    /// choose. 0: the TCP peer is the client.
-    pub trusted_proxies: usize,
+    /// The operator's proxies in front of Tollgate (`TOLLGATE_TRUSTED_PROXIES`:
+    /// how many, or their addresses and networks); see `http::proxies`.
+    pub trusted_proxies: crate::http::proxies::TrustedProxies,
     pub content_dir: PathBuf,
     pub site_root: String,
     pub smtp: Option<SmtpConfig>,
@@ -95,6 +92,9 @@ pub struct Config {
     /// Serves `/bench/unmetered/ping` (the ping handler without the gateway),
     /// for the benchmarks only.
     pub bench_routes: bool,
+    /// Serves routes that panic (`/__tests/panic`, `/v1/__tests/panic`):
+    /// set by the tests' configuration only, never from the environment.
+    pub panic_routes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,9 +159,12 @@ impl Config {
             secure_cookies: parsed("TOLLGATE_SECURE_COOKIES", public_url.scheme() == "https")?,
             public_url,
             trusted_proxies: match var("TOLLGATE_TRUSTED_PROXIES") {
-                Some(_) => parsed("TOLLGATE_TRUSTED_PROXIES", 0)?,
+                Some(v) => crate::http::proxies::TrustedProxies::parse(&v).ok_or_else(|| ConfigError {
+                    name: "TOLLGATE_TRUSTED_PROXIES",
+                    message: format!("{v:?} is neither a number of proxies nor addresses and networks like 10.0.0.0/8, 2001:db8::/32"),
+                })?,
                 // The older switch: one proxy.
-                None => usize::from(parsed("TOLLGATE_TRUST_PROXY", false)?),
+                None => crate::http::proxies::TrustedProxies::Count(usize::from(parsed("TOLLGATE_TRUST_PROXY", false)?)),
             },
             content_dir: var("TOLLGATE_CONTENT_DIR")
                 .unwrap_or_else(|| "content".into())
@@ -172,6 +175,7 @@ impl Config {
                 .unwrap_or_else(|| "support@example.com".into()),
             session_idle_days: parsed("TOLLGATE_SESSION_IDLE_DAYS", 14)?,
             bench_routes: var("TOLLGATE_BENCH").is_some_and(|v| v == "1"),
+            panic_routes: false,
             webhook_secret: var("TOLLGATE_WEBHOOK_SECRET")
                 .map(WebhookSecret)
                 .unwrap_or_else(WebhookSecret::random),
@@ -204,13 +208,14 @@ impl Config {
             listen_addr: "127.0.0.1:3000".parse().expect("literal address"),
             public_url: "http://portal.test".parse().expect("literal url"),
             secure_cookies: false,
-            trusted_proxies: 1,
+            trusted_proxies: crate::http::proxies::TrustedProxies::Count(1),
             content_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/content").into(),
             site_root: "target/site".into(),
             smtp: None,
             support_contact: "support@example.com".into(),
             session_idle_days: 14,
             bench_routes: false,
+            panic_routes: true,
             webhook_secret: WebhookSecret("whsec_tests".into()),
             sandbox_webhook_url: None,
             grace_days: 3,

@@ -1,7 +1,8 @@
 //! Assembles the router in one readable place and serves it.
 
 use crate::accounts::sessions::PgSessionStore;
-use crate::http::{guard, health, request_id};
+use crate::http::{assets, guard, health, request_id};
+use axum::handler::Handler;
 use crate::portal::Portal;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
@@ -47,6 +48,21 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new()
     };
+    // Tests only (never set from the environment): routes that panic, to
+    // prove the answer a panic gets.
+    async fn page_panics() -> &'static str {
+        panic!("a test handler panics")
+    }
+    async fn api_panics() -> &'static str {
+        panic!("a test API handler panics")
+    }
+    let panic_routes = if state.config.panic_routes {
+        Router::new()
+            .route("/__tests/panic", axum::routing::get(page_panics))
+            .route("/v1/__tests/panic", axum::routing::get(api_panics))
+    } else {
+        Router::new()
+    };
     Router::new()
         .leptos_routes_with_context(
             &state,
@@ -54,7 +70,14 @@ pub fn router(state: AppState) -> Router {
             move || provide_context(backend.clone()),
             move || shell(options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback_service(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(assets::cache_headers))
+                .service(assets::service(
+                    &state.config.site_root,
+                    leptos_axum::file_and_error_handler::<AppState, _>(shell).with_state(state.clone()),
+                )),
+        )
         .merge(crate::portal::explorer::router())
         .merge(crate::portal::docs::router())
         .layer(axum::middleware::from_fn_with_state(
@@ -66,6 +89,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::gateway::router())
         .merge(crate::billing::webhooks::router())
         .merge(bench)
+        .merge(panic_routes)
+        // Inside the security headers and the request id: a panic's 500
+        // carries both.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::http::panic::catch))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::http::security::headers,

@@ -35,8 +35,13 @@ impl FromRef<AppState> for LeptosOptions {
 
 impl AppState {
     pub fn new(db: PgPool, gateway: Gateway, config: Config, clock: Clock) -> Self {
+        // The build names the script and wasm by their digests and lists
+        // them in `hash.txt` (src/http/assets.rs caches them for a year).
+        let hash_file = crate::http::assets::hash_file(&config.site_root);
         let leptos_options = LeptosOptions::builder()
             .output_name("tollgate")
+            .hash_files(hash_file.is_some())
+            .hash_file(std::sync::Arc::<str>::from(hash_file.unwrap_or_else(|| "hash.txt".into())))
             .site_root(config.site_root.clone())
             .site_addr(config.listen_addr)
             .env(match std::env::var("LEPTOS_ENV").as_deref() {

@@ -245,6 +245,9 @@ pub struct ApprovalView {
     pub plan: String,
     pub replaces: Option<String>,
     pub requested: String,
+    /// Names the request the admin sees (plan and time): a decision on a
+    /// request that has since been withdrawn or replaced is refused.
+    pub request: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -287,6 +290,9 @@ pub struct RouteView {
     pub timeout_ms: i32,
     pub active: bool,
     pub description: String,
+    /// Empty: test keys get the example answer.
+    pub test_upstream_url: String,
+    pub test_example: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -13,9 +13,21 @@ pub fn validate_name(raw: &str) -> Result<String, String> {
         Err("Enter a name for the organization.".into())
     } else if name.chars().count() > 100 {
         Err("Use at most 100 characters.".into())
+    } else if has_hidden_characters(name) {
+        Err("Use letters, digits, spaces and punctuation only (no control characters or line breaks).".into())
     } else {
         Ok(name.to_string())
     }
+}
+
+/// Control characters, line and paragraph separators, and the invisible
+/// formatting characters (zero-width, bidirectional overrides) that could
+/// make a name read differently in an email or a page than it is stored.
+pub fn has_hidden_characters(s: &str) -> bool {
+    s.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    })
 }
 
 fn slug_of(name: &str) -> String {

@@ -94,16 +94,21 @@ pub async fn sign_in(
         Ok(e) => e.normalized(),
         Err(_) => email.trim().to_lowercase(),
     };
-    if let Some(retry_after_secs) = throttle::locked_for(db, &key, ip, now).await? {
-        tracing::warn!(ip, "sign-in refused: throttled");
-        return Err(AccountsError::Throttled { retry_after_secs });
-    }
+    let attempt = match throttle::begin_sign_in(db, &key, ip, now).await? {
+        Ok(attempt) => attempt,
+        Err(retry_after_secs) => {
+            tracing::warn!(ip, "sign-in refused: throttled");
+            return Err(AccountsError::Throttled { retry_after_secs });
+        }
+    };
     let user = match &parsed {
         Ok(e) => users::by_email(db, e).await?,
         Err(_) => None,
     };
     let ok = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
-    throttle::record(db, &key, ip, ok, now).await?;
+    if ok {
+        throttle::succeeded(db, attempt).await?;
+    }
     match (ok, user) {
         (true, Some(user)) => {
             let org_id = organizations::default_for_user(db, user.id).await?;

@@ -6,20 +6,69 @@
 //! within `WINDOW` (a success ends the run): the next attempt — the tenth — is
 //! refused without checking the password, until the oldest of those failures
 //! leaves the window. An address is locked after `IP_LIMIT` failures within
-//! `WINDOW`, whichever accounts they were for. Concurrent attempts can each
-//! pass the check before any of them is recorded, so a burst may get a few
-//! more tries than the limit; never more than the burst's size.
+//! `WINDOW`, whichever accounts they were for. Each attempt is checked and
+//! recorded (as a failure, before the password is hashed) in one
+//! transaction that holds the account's and the address's advisory locks,
+//! so a concurrent burst, on any number of instances, gets exactly the
+//! limit and no more; a success then marks its own attempt.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 
 pub const ACCOUNT_LIMIT: i64 = 9;
 pub const IP_LIMIT: i64 = 30;
 pub const WINDOW: Duration = Duration::minutes(15);
 
+/// Takes the transaction-scoped advisory lock named `name` (keys of one
+/// kind never meet another kind's: the name carries its kind).
+async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(name)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// One sign-in attempt: refused (`Err(seconds to wait)`) while the account
+/// or the address is locked, else recorded as a failure at once and its id
+/// returned, for `succeeded` to mark it if the password is right.
+pub async fn begin_sign_in(
+    db: &PgPool,
+    email: &str,
+    ip: &str,
+    now: OffsetDateTime,
+) -> Result<Result<i64, i64>, sqlx::Error> {
+    let key = crate::http::proxies::throttle_key(ip);
+    let ip = key.as_str();
+    let mut tx = db.begin().await?;
+    // Always the account's lock first, then the address's: no cycles.
+    lock(&mut tx, &format!("sign-in account {email}")).await?;
+    lock(&mut tx, &format!("sign-in address {ip}")).await?;
+    if let Some(wait) = locked_for(&mut tx, email, ip, now).await? {
+        return Ok(Err(wait));
+    }
+    let id: i64 = sqlx::query_scalar("INSERT INTO login_attempts (email, ip, succeeded, at) VALUES ($1, $2, false, $3) RETURNING id")
+        .bind(email)
+        .bind(ip)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Ok(id))
+}
+
+/// Marks a sign-in attempt that `begin_sign_in` recorded as a success.
+pub async fn succeeded(db: &PgPool, attempt: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE login_attempts SET succeeded = true WHERE id = $1")
+        .bind(attempt)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 /// `Some(seconds)` to wait when sign-in is locked for this email or address.
 pub async fn locked_for(
-    db: &PgPool,
+    db: &mut PgConnection,
     email: &str,
     ip: &str,
     now: OffsetDateTime,
@@ -36,7 +85,7 @@ pub async fn locked_for(
     .bind(email)
     .bind(since)
     .bind(ACCOUNT_LIMIT)
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
     let (ip_failures, ip_oldest): (i64, Option<OffsetDateTime>) = sqlx::query_as(
         "SELECT count(*), min(at) FROM (
@@ -47,7 +96,7 @@ pub async fn locked_for(
     .bind(ip)
     .bind(since)
     .bind(IP_LIMIT)
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
 
     let wait = |oldest: Option<OffsetDateTime>| {
@@ -58,23 +107,6 @@ pub async fn locked_for(
         .flatten();
     let address = (ip_failures >= IP_LIMIT).then(|| wait(ip_oldest)).flatten();
     Ok(account.max(address))
-}
-
-pub async fn record(
-    db: &PgPool,
-    email: &str,
-    ip: &str,
-    succeeded: bool,
-    now: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO login_attempts (email, ip, succeeded, at) VALUES ($1, $2, $3, $4)")
-        .bind(email)
-        .bind(ip)
-        .bind(succeeded)
-        .bind(now)
-        .execute(db)
-        .await?;
-    Ok(())
 }
 
 /// What else is throttled per client address: each attempt costs a
@@ -115,7 +147,7 @@ pub const ADDRESS_WINDOW: Duration = Duration::hours(1);
 
 /// `Some(seconds)` to wait when `action` is locked for this address.
 pub async fn address_locked_for(
-    db: &PgPool,
+    db: &mut PgConnection,
     action: Action,
     ip: &str,
     now: OffsetDateTime,
@@ -139,7 +171,7 @@ pub async fn address_locked_for(
 
 /// Counts an attempt that was allowed.
 pub async fn record_address(
-    db: &PgPool,
+    db: &mut PgConnection,
     action: Action,
     ip: &str,
     now: OffsetDateTime,
@@ -153,21 +185,28 @@ pub async fn record_address(
     Ok(())
 }
 
-/// Refuses when `action` is locked for `ip`, else counts the attempt.
+/// Refuses when `action` is locked for `ip`, else counts the attempt: both
+/// under the address's advisory lock, so a concurrent burst gets exactly
+/// the limit.
 pub async fn admit_address(
     db: &PgPool,
     action: Action,
     ip: &str,
     now: OffsetDateTime,
 ) -> Result<(), super::AccountsError> {
-    if let Some(retry_after_secs) = address_locked_for(db, action, ip, now).await? {
+    let key = crate::http::proxies::throttle_key(ip);
+    let ip = key.as_str();
+    let mut tx = db.begin().await?;
+    lock(&mut tx, &format!("{} address {ip}", action.as_str())).await?;
+    if let Some(retry_after_secs) = address_locked_for(&mut tx, action, ip, now).await? {
         tracing::warn!(ip, ?action, "refused: too many attempts from this address");
         return Err(super::AccountsError::AddressThrottled {
             action: action.label(),
             retry_after_secs,
         });
     }
-    record_address(db, action, ip, now).await?;
+    record_address(&mut tx, action, ip, now).await?;
+    tx.commit().await?;
     Ok(())
 }
 

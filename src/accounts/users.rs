@@ -49,6 +49,8 @@ pub fn validate_display_name(raw: &str) -> Result<String, String> {
         Err("Enter your name.".into())
     } else if name.chars().count() > 100 {
         Err("Use at most 100 characters.".into())
+    } else if super::organizations::has_hidden_characters(name) {
+        Err("Use letters, digits, spaces and punctuation only (no control characters or line breaks).".into())
     } else {
         Ok(name.to_string())
     }

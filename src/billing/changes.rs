@@ -6,7 +6,7 @@
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
 use super::plans::{Plan, COLUMNS};
 use super::policy::{prorate, TRIAL_DAYS};
-use super::subscriptions::{add_month, current_in, open_period, Current, Status, UNCANCELED};
+use super::subscriptions::{add_month, current_in, open_period, Current, Grant, Status, UNCANCELED};
 use super::{notices, BillingError};
 use crate::state::AppState;
 use sqlx::PgConnection;
@@ -110,6 +110,20 @@ pub fn change(sub: &Current, to: &Plan, now: OffsetDateTime) -> Change {
         }
         _ => {}
     }
+    // Proration and credits for unused days add amounts of the two plans
+    // together: never across currencies.
+    if to.id != sub.plan.id
+        && sub.plan.price_minor > 0
+        && to.price_minor > 0
+        && !sub.plan.currency.trim().eq_ignore_ascii_case(to.currency.trim())
+    {
+        return Change::Unavailable(format!(
+            "{} is billed in {} and your plan in {}: a plan in another currency cannot be changed to here. Ask support to move you.",
+            to.name,
+            to.currency.trim(),
+            sub.plan.currency.trim()
+        ));
+    }
     // Approval comes before any purchase: a plan that needs it is never
     // bought by renewing into it.
     if to.requires_approval && (ended || to.id != sub.plan.id) {
@@ -195,6 +209,7 @@ pub async fn choose(
             sqlx::query(
                 "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
                         status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
+                        next_plan_id = held_next_plan_id, held_next_plan_id = NULL,
                         decision_note = NULL, requested_at = NULL, updated_at = $2
                   WHERE org_id = $1 AND status = 'pending_approval'",
             )
@@ -241,7 +256,8 @@ pub async fn choose(
             }
             sqlx::query(
                 "UPDATE subscriptions SET status = 'pending_approval', fallback_plan_id = plan_id, plan_id = $2,
-                        requested_at = $3, decision_note = NULL, next_plan_id = NULL, cancel_at_period_end = false,
+                        requested_at = $3, decision_note = NULL, held_next_plan_id = next_plan_id,
+                        next_plan_id = NULL, cancel_at_period_end = false,
                         updated_at = $3
                   WHERE org_id = $1",
             )
@@ -254,7 +270,7 @@ pub async fn choose(
                 .bind(org)
                 .fetch_one(&mut *tx)
                 .await?;
-            notices::approval_requested(&mut tx, state, &org_name, &to.name, now).await?;
+            notices::approval_requested(&mut tx, state, org, &org_name, &to.name, now).await?;
             crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.approval_requested", details).await?;
             tx.commit().await?;
             Ok(Changed::ApprovalRequested)
@@ -265,8 +281,26 @@ pub async fn choose(
             if price > 0 && expected_minor != Some(price) {
                 return Err(BillingError::PriceChanged(price));
             }
+            // One renewal at a time, whatever the plan: a renewal still being
+            // charged (another tab, another plan) is waited for, never
+            // bought over. The subscription's row lock orders the two tabs.
+            let renew_key = format!("renew:{org}:{}:{}", crate::clock::micros(sub.period_end), to.code);
+            let in_flight: Option<String> = sqlx::query_scalar(
+                "SELECT p.name FROM invoices i JOIN plans p ON p.id = i.plan_id
+                  WHERE i.org_id = $1 AND i.purpose = 'subscription' AND i.status = 'open' AND i.idempotency_key <> $2
+                  LIMIT 1",
+            )
+            .bind(org)
+            .bind(&renew_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(plan) = in_flight {
+                return Err(BillingError::State(format!(
+                    "A renewal of the {plan} plan is still being charged; wait for its outcome before renewing again."
+                )));
+            }
             if price == 0 {
-                open_period(&mut tx, org, to.id, now, add_month(now), true, now).await?;
+                open_period(&mut tx, org, to.id, now, add_month(now), Grant::Full, now).await?;
                 crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.renewed", details).await?;
                 tx.commit().await?;
                 return Ok(Changed::Renewed);
@@ -284,7 +318,7 @@ pub async fn choose(
                 period: None,
                 // Named by what it buys, not by the form: two tabs renewing
                 // the same ended period pay one invoice.
-                key: format!("renew:{org}:{}:{}", crate::clock::micros(sub.period_end), to.code),
+                key: renew_key,
                 owed: false,
                 created_by: Some(user),
             };
@@ -367,6 +401,11 @@ pub async fn choose(
 pub async fn cancel(state: &AppState, org: Uuid, user: Uuid, now: OffsetDateTime) -> Result<OffsetDateTime, BillingError> {
     let mut tx = state.db.begin().await?;
     let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
+    // A renewal still being charged, or one that failed, is a debt that
+    // cancelling does not clear.
+    if super::subscriptions::owes(&mut tx, org).await? {
+        return Err(BillingError::State("A renewal is still owed: pay it first (or wait for its charge), then cancel.".into()));
+    }
     match sub.status {
         Status::Active | Status::Trialing if sub.plan.price_minor > 0 => {}
         Status::Canceled => return Err(BillingError::State("Your subscription is already canceled at the end of the period.".into())),
@@ -403,7 +442,7 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
         return Err(BillingError::State("A trial starts from the free plan, for a plan without approval.".into()));
     }
     let end = now + time::Duration::days(TRIAL_DAYS);
-    open_period(&mut tx, org, to.id, now, end, true, now).await?;
+    open_period(&mut tx, org, to.id, now, end, Grant::Full, now).await?;
     sqlx::query("UPDATE subscriptions SET status = 'trialing', trial_end = $2, trial_used = true WHERE org_id = $1")
         .bind(org)
         .bind(end)
@@ -417,10 +456,15 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
 /// A platform admin's decision on a subscription waiting for approval.
 /// Approval opens the plan's period at once and charges it (owed: a
 /// failure goes past due like a renewal); the customer is told either way.
+///
+/// `request` names the request the admin saw (`request_ref`): one that was
+/// withdrawn, or replaced by another since, is refused unchanged.
+#[allow(clippy::too_many_arguments)]
 pub async fn decide(
     state: &AppState,
     org: Uuid,
     admin: Uuid,
+    request: &str,
     approve: bool,
     note: &str,
     now: OffsetDateTime,
@@ -430,12 +474,18 @@ pub async fn decide(
     if sub.status != Status::PendingApproval {
         return Err(BillingError::State("This subscription is not waiting for approval (decided already?).".into()));
     }
+    if request_ref(&sub.plan.code, sub.requested_at) != request {
+        return Err(BillingError::State(
+            "This request changed since the page was loaded (withdrawn or made again); decide on the request as it is now.".into(),
+        ));
+    }
     let details = serde_json::json!({"plan": sub.plan.code, "note": note});
     notices::approval_decided(&mut tx, state, org, &sub.plan.name, approve, note, now).await?;
     if !approve {
         sqlx::query(
             "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
                     status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
+                    next_plan_id = held_next_plan_id, held_next_plan_id = NULL,
                     decision_note = $2, updated_at = $3 WHERE org_id = $1",
         )
         .bind(org)
@@ -460,7 +510,13 @@ pub async fn decide(
         }
     }
     let total: i64 = lines.iter().map(|l| l.unit_minor).sum();
-    open_period(&mut tx, org, plan.id, now, end, true, now).await?;
+    // Until its first charge is paid, the approved plan spends at most what
+    // the plan it replaces included (none after a trial).
+    let grant = match &sub.fallback_plan {
+        Some(old) if total > 0 => Grant::unpaid(old, sub.trial_end == Some(sub.period_end)),
+        _ => Grant::Full,
+    };
+    open_period(&mut tx, org, plan.id, now, end, grant, now).await?;
     sqlx::query("UPDATE subscriptions SET decision_note = $2 WHERE org_id = $1")
         .bind(org)
         .bind(note)
@@ -495,17 +551,28 @@ pub async fn decide(
     }
 }
 
+/// What names one request for approval: the plan asked for and when.
+pub fn request_ref(plan_code: &str, requested_at: Option<OffsetDateTime>) -> String {
+    let micros = requested_at.map(|t| t.unix_timestamp_nanos() / 1000).unwrap_or_default();
+    format!("{plan_code}@{micros}")
+}
+
 /// Subscriptions waiting for approval, oldest request first:
-/// (org id, org name, requested plan, plan it replaces, requested at).
-pub async fn pending(db: &sqlx::PgPool) -> Result<Vec<(Uuid, String, String, Option<String>, Option<OffsetDateTime>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT s.org_id, o.name, p.name, fp.name, s.requested_at
+/// (org id, org name, requested plan, plan it replaces, requested at,
+/// the request's reference).
+pub async fn pending(db: &sqlx::PgPool) -> Result<Vec<(Uuid, String, String, Option<String>, Option<OffsetDateTime>, String)>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, String, Option<String>, Option<OffsetDateTime>, String)> = sqlx::query_as(
+        "SELECT s.org_id, o.name, p.name, fp.name, s.requested_at, p.code
            FROM subscriptions s JOIN organizations o ON o.id = s.org_id JOIN plans p ON p.id = s.plan_id
            LEFT JOIN plans fp ON fp.id = s.fallback_plan_id
           WHERE s.status = 'pending_approval' ORDER BY s.requested_at NULLS FIRST",
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(org, name, plan, replaces, at, code)| (org, name, plan, replaces, at, request_ref(&code, at)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -546,5 +613,33 @@ mod tests {
         // The same all day long.
         let later = quote(&pro, true, &team, start, end, datetime!(2026-11-16 23:59 UTC));
         assert_eq!(later, q);
+    }
+
+    #[test]
+    fn a_paid_plan_never_changes_to_a_paid_plan_in_another_currency() {
+        let pro = plan("Pro", 2900, 10_000);
+        let mut euro = plan("Team EU", 9900, 50_000);
+        euro.currency = "EUR".into();
+        let mut free_eu = plan("Free EU", 0, 100);
+        free_eu.currency = "EUR".into();
+        let sub = |p: &Plan| Current {
+            plan: p.clone(),
+            status: Status::Active,
+            period_start: datetime!(2026-11-01 00:00 UTC),
+            period_end: datetime!(2026-12-01 00:00 UTC),
+            trial_end: None,
+            trial_used: false,
+            grace_until: None,
+            next_plan: None,
+            fallback_plan: None,
+            requested_at: None,
+            decision_note: None,
+        };
+        let now = datetime!(2026-11-16 00:00 UTC);
+        assert!(matches!(change(&sub(&pro), &euro, now), Change::Unavailable(why) if why.contains("EUR")));
+        assert!(matches!(change(&sub(&euro), &pro, now), Change::Unavailable(_)));
+        // Nothing is prorated from or into a free plan: allowed.
+        assert!(!matches!(change(&sub(&free_eu), &pro, now), Change::Unavailable(_)));
+        assert!(!matches!(change(&sub(&pro), &plan("Team", 9900, 50_000), now), Change::Unavailable(_)));
     }
 }

@@ -168,6 +168,25 @@ impl Balances {
     }
 }
 
+/// What the organization can spend now: its included credits until they
+/// lapse at `included_expires_at` (after that, 0 even before anything has
+/// moved them to `expired`), its purchased credits and its sandbox. The
+/// gateway's SQL (`gateway_check`, `gateway_authorize`) applies the same
+/// rule with the same clock; every page shows balances through this.
+pub async fn spendable(db: &PgPool, org: Uuid, now: time::OffsetDateTime) -> Result<Balances, sqlx::Error> {
+    Ok(sqlx::query_as(
+        "SELECT CASE WHEN included_expires_at IS NOT NULL AND included_expires_at <= $2 THEN 0 ELSE included END AS included,
+                purchased, sandbox
+           FROM org_meters WHERE org_id = $1",
+    )
+    .bind(org)
+    .bind(now)
+    .fetch_optional(db)
+    .await?
+    .unwrap_or_default())
+}
+
+/// The balances as projected, lapsed or not (for audits and operators).
 pub async fn balances(db: &PgPool, org: Uuid) -> Result<Balances, sqlx::Error> {
     Ok(
         sqlx::query_as("SELECT included, purchased, sandbox FROM org_meters WHERE org_id = $1")

@@ -56,6 +56,31 @@ async fn once(
     Ok(fresh == 1)
 }
 
+/// Records a notice that goes out at most once per `every`: true when this
+/// one may go (none was sent within `every` before `now`). The row's lock
+/// makes it hold for concurrent requests and several instances.
+async fn at_most_every(
+    conn: &mut PgConnection,
+    org: Uuid,
+    reason: &str,
+    every: time::Duration,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let fresh = sqlx::query(
+        "INSERT INTO billing_notices (org_id, reason, sent_at) VALUES ($1, $2, $3)
+         ON CONFLICT (org_id, reason) DO UPDATE SET sent_at = EXCLUDED.sent_at
+          WHERE billing_notices.sent_at <= EXCLUDED.sent_at - $4::interval",
+    )
+    .bind(org)
+    .bind(reason)
+    .bind(now)
+    .bind(format!("{} seconds", every.whole_seconds()))
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(fresh == 1)
+}
+
 /// Lets a once-only notice go out again on its next occasion.
 pub async fn forget(conn: &mut PgConnection, org: Uuid, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM billing_notices WHERE org_id = $1 AND reason = $2")
@@ -161,7 +186,13 @@ pub async fn low_balance(conn: &mut PgConnection, state: &AppState, org: Uuid, b
     send(conn, org, "low_balance", "Your credit balance is low", &body, now).await
 }
 
-pub async fn approval_requested(conn: &mut PgConnection, state: &AppState, org_name: &str, plan: &str, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+/// Tells every platform admin that `org` asks for `plan`: at most once per
+/// organization a day, however often the request is withdrawn and made
+/// again (the approvals page always lists what waits).
+pub async fn approval_requested(conn: &mut PgConnection, state: &AppState, org: Uuid, org_name: &str, plan: &str, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    if !at_most_every(conn, org, "approval_requested", time::Duration::days(1), now).await? {
+        return Ok(());
+    }
     let admins: Vec<String> = sqlx::query_scalar("SELECT email FROM users WHERE is_platform_admin ORDER BY email")
         .fetch_all(&mut *conn)
         .await?;

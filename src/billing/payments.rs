@@ -601,7 +601,7 @@ async fn fulfil(tx: &mut PgConnection, state: &AppState, inv: &Invoice, now: Off
             });
             if ended {
                 let end = super::subscriptions::add_month(now);
-                super::subscriptions::open_period(tx, inv.org, plan, now, end, true, now).await?;
+                super::subscriptions::open_period(tx, inv.org, plan, now, end, super::subscriptions::Grant::Full, now).await?;
             } else {
                 tracing::error!(org = %inv.org, invoice = %inv.number, "a renewal was paid after the subscription renewed; refund it");
                 crate::audit::record(

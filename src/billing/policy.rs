@@ -67,6 +67,12 @@ pub fn near_spend_cap(spent: i64, cap: i64) -> bool {
 /// same number once; every later sandbox starts from here.
 pub const SANDBOX_START: i64 = 1000;
 
+/// How many free sandbox refills an organization gets within a day; and
+/// only while its subscription is in good standing (active, trialing, or
+/// canceled with its period still running), so test keys are no free way to
+/// use an API the live plan no longer pays for.
+pub const SANDBOX_REFILLS_PER_DAY: i64 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;

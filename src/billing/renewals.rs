@@ -14,7 +14,7 @@
 //! (calls get 402 `payment_method_required`) until a card is added.
 
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
-use super::subscriptions::{add_month, current_in, open_period, Status};
+use super::subscriptions::{add_month, current_in, open_period, Grant, Status};
 use super::{format_money, notices};
 use crate::state::AppState;
 use std::time::Duration;
@@ -64,6 +64,7 @@ pub async fn renew(
         sqlx::query(
             "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
                     status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
+                    next_plan_id = held_next_plan_id, held_next_plan_id = NULL,
                     decision_note = $2, requested_at = $3, updated_at = $3 WHERE org_id = $1",
         )
         .bind(org)
@@ -107,13 +108,14 @@ pub async fn renew(
     let start = if add_month(sub.period_end) > now { sub.period_end } else { now };
     let end = add_month(start);
     if plan.price_minor == 0 {
-        open_period(&mut tx, org, plan.id, start, end, true, now).await?;
+        open_period(&mut tx, org, plan.id, start, end, Grant::Full, now).await?;
         tx.commit().await?;
         return Ok(Some(None));
     }
-    // The period's included credits come with it: during a grace period
-    // calls keep working (product.md), and an unpaid period ends in 402s.
-    open_period(&mut tx, org, plan.id, start, end, true, now).await?;
+    // Until it is paid, the period spends at most what the one before it
+    // included (the same plan's renewal: all of it, so calls keep working
+    // in a grace period; after a trial: none), the rest once paid.
+    open_period(&mut tx, org, plan.id, start, end, Grant::unpaid(&sub.plan, sub.status == Status::Trialing), now).await?;
     let invoice = NewInvoice {
         org,
         purpose: Purpose::Renewal,

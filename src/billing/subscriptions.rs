@@ -194,24 +194,50 @@ fn grant_key(org: Uuid, start: OffsetDateTime, plan: &str) -> String {
 
 /// The SQL for a subscription's status once a cancellation is undone: back
 /// to a trial if the period is the trial's, else active.
-pub const UNCANCELED: &str =
-    "CASE WHEN status = 'canceled' THEN (CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END) ELSE status END";
+pub const UNCANCELED: &str = "CASE WHEN status = 'canceled' THEN (CASE
+        WHEN EXISTS (SELECT 1 FROM invoices i WHERE i.org_id = subscriptions.org_id AND i.owed AND i.status = 'failed') THEN 'past_due'
+        WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END) ELSE status END";
+
+/// What a period opened gets of its plan's included credits at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// All of them: the period is paid (or free, or a trial's).
+    Full,
+    /// A period not paid yet (its owed invoice is being charged): at most
+    /// this many now (what the period before it included, 0 after a
+    /// trial); the rest when the invoice is paid (`renewal_paid`).
+    UpTo(i64),
+}
+
+impl Grant {
+    /// For a period that follows a period on `previous`, owed and not paid
+    /// yet: the previous period's included credits at most (none after a
+    /// trial, which nobody paid for).
+    pub fn unpaid(previous: &super::plans::Plan, after_trial: bool) -> Grant {
+        Grant::UpTo(if after_trial { 0 } else { previous.included_credits })
+    }
+}
+
+/// The key of the part of a period's grant made before it was paid.
+fn provisional_key(org: Uuid, start: OffsetDateTime, plan: &str) -> String {
+    format!("{}:unpaid", grant_key(org, start, plan))
+}
 
 /// Opens a period [start, end) on `plan`: active, nothing scheduled, the
-/// meters rolled, and (when `grant_now`) its included credits granted.
+/// meters rolled, and its included credits granted as `grant_now` says.
 pub async fn open_period(
     conn: &mut PgConnection,
     org: Uuid,
     plan: Uuid,
     start: OffsetDateTime,
     end: OffsetDateTime,
-    grant_now: bool,
+    grant_now: Grant,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE subscriptions SET plan_id = $2, status = 'active', current_period_start = $3, current_period_end = $4,
                 cancel_at_period_end = false, grace_until = NULL, next_plan_id = NULL, fallback_plan_id = NULL,
-                updated_at = $5
+                held_next_plan_id = NULL, updated_at = $5
           WHERE org_id = $1",
     )
     .bind(org)
@@ -222,10 +248,17 @@ pub async fn open_period(
     .execute(&mut *conn)
     .await?;
     roll_meters(conn, org, start, end, now).await?;
-    if grant_now {
-        let p = plan_by_id(conn, plan).await?;
-        let key = grant_key(org, start, &p.code);
-        grant(conn, org, p.included_credits, &key, &format!("included credits of the {} plan", p.name), now).await?;
+    let p = plan_by_id(conn, plan).await?;
+    match grant_now {
+        Grant::Full => {
+            let key = grant_key(org, start, &p.code);
+            grant(conn, org, p.included_credits, &key, &format!("included credits of the {} plan", p.name), now).await?;
+        }
+        Grant::UpTo(most) => {
+            let key = provisional_key(org, start, &p.code);
+            let memo = format!("included credits of the {} plan, while its charge is owed", p.name);
+            grant(conn, org, p.included_credits.min(most), &key, &memo, now).await?;
+        }
     }
     Ok(())
 }
@@ -278,7 +311,11 @@ pub async fn renewal_paid(conn: &mut PgConnection, _state: &AppState, inv: &Invo
         return Ok(());
     };
     if matches!(cur.status, Status::PastDue | Status::Unpaid | Status::Trialing | Status::Active) {
-        sqlx::query("UPDATE subscriptions SET status = 'active', grace_until = NULL, updated_at = $2 WHERE org_id = $1")
+        // A cancellation scheduled while the renewal was owed stands.
+        sqlx::query(
+            "UPDATE subscriptions SET status = CASE WHEN cancel_at_period_end THEN 'canceled' ELSE 'active' END,
+                    grace_until = NULL, updated_at = $2 WHERE org_id = $1",
+        )
             .bind(inv.org)
             .bind(now)
             .execute(&mut *conn)
@@ -286,19 +323,47 @@ pub async fn renewal_paid(conn: &mut PgConnection, _state: &AppState, inv: &Invo
         super::notices::forget(conn, inv.org, "grace_ending").await?;
     }
     if inv.period_start == Some(cur.period_start) {
+        // The rest of the period's included credits: what it was not
+        // granted while unpaid.
         let plan = plan_by_id(conn, inv.plan.unwrap_or(cur.plan.id)).await?;
+        let early: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(e.amount), 0)::bigint FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
+              WHERE t.idempotency_key = $1 AND e.account = 'included'",
+        )
+        .bind(provisional_key(inv.org, cur.period_start, &plan.code))
+        .fetch_one(&mut *conn)
+        .await?;
         let key = grant_key(inv.org, cur.period_start, &plan.code);
-        grant(conn, inv.org, plan.included_credits, &key, &format!("included credits of the {} plan", plan.name), now).await?;
+        let memo = format!("included credits of the {} plan", plan.name);
+        grant(conn, inv.org, plan.included_credits - early, &key, &memo, now).await?;
     }
     Ok(())
 }
 
+/// Whether an owed invoice (a renewal, an approval's first charge) is still
+/// being charged or has failed: a debt that holds the subscription in
+/// dunning whatever the customer clicks.
+pub async fn owes(conn: &mut PgConnection, org: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM invoices WHERE org_id = $1 AND owed AND status IN ('open', 'failed'))")
+        .bind(org)
+        .fetch_one(conn)
+        .await
+}
+
 /// A renewal's charge failed: past due, with a grace period from the first
-/// failure.
+/// failure, whatever the subscription became while the charge was under
+/// way: a cancellation stays scheduled but the debt holds; a request for
+/// approval made meanwhile is withdrawn (the plan it would replace, and a
+/// downgrade it held, come back).
 pub async fn renewal_failed(conn: &mut PgConnection, state: &AppState, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE subscriptions SET status = 'past_due', grace_until = coalesce(grace_until, $2), updated_at = $3
-          WHERE org_id = $1 AND status IN ('active', 'trialing', 'past_due')",
+        "UPDATE subscriptions SET status = 'past_due', grace_until = coalesce(grace_until, $2), updated_at = $3,
+                plan_id = CASE WHEN status = 'pending_approval' THEN coalesce(fallback_plan_id, plan_id) ELSE plan_id END,
+                next_plan_id = CASE WHEN status = 'pending_approval' THEN held_next_plan_id ELSE next_plan_id END,
+                held_next_plan_id = CASE WHEN status = 'pending_approval' THEN NULL ELSE held_next_plan_id END,
+                requested_at = CASE WHEN status = 'pending_approval' THEN NULL ELSE requested_at END,
+                fallback_plan_id = CASE WHEN status = 'pending_approval' THEN NULL ELSE fallback_plan_id END
+          WHERE org_id = $1 AND status IN ('active', 'trialing', 'past_due', 'canceled', 'pending_approval')",
     )
     .bind(org)
     .bind(now + time::Duration::days(state.config.grace_days))

@@ -11,7 +11,7 @@
 
 use super::ledger::{post, Account, Kind, Posting};
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
-use super::policy::{top_up_price, PACK_PRICES, SANDBOX_START};
+use super::policy::{top_up_price, PACK_PRICES, SANDBOX_REFILLS_PER_DAY, SANDBOX_START};
 use super::{notices, BillingError};
 use crate::state::AppState;
 use sqlx::{PgConnection, Row};
@@ -232,16 +232,58 @@ pub async fn save_limits(state: &AppState, org: Uuid, user: Uuid, limits: &Limit
     Ok(())
 }
 
-/// Refills the sandbox balance to its starting amount, for free. Returns
-/// the credits added.
-pub async fn refill_sandbox(db: &sqlx::PgPool, org: Uuid, now: OffsetDateTime) -> Result<i64, sqlx::Error> {
+/// What a sandbox refill did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refill {
+    Added(i64),
+    /// Nothing to add.
+    Full,
+    /// `SANDBOX_REFILLS_PER_DAY` refills within a day already; the next one
+    /// may come at this time.
+    Limit(OffsetDateTime),
+    /// The subscription is not in good standing (past due, unpaid, expired,
+    /// waiting for a card).
+    NotInGoodStanding,
+}
+
+/// Refills the sandbox balance to its starting amount, for free: at most
+/// `SANDBOX_REFILLS_PER_DAY` times a day, and only while the subscription
+/// is in good standing.
+pub async fn refill_sandbox(db: &sqlx::PgPool, org: Uuid, now: OffsetDateTime) -> Result<Refill, sqlx::Error> {
     let mut tx = db.begin().await?;
     let sandbox: i64 = sqlx::query_scalar("SELECT sandbox FROM org_meters WHERE org_id = $1 FOR UPDATE")
         .bind(org)
         .fetch_one(&mut *tx)
         .await?;
+    let sub = super::subscriptions::current_in(&mut tx, org, false).await?;
+    let good = sub.as_ref().is_some_and(|s| {
+        use super::subscriptions::Status;
+        match s.status {
+            Status::Active | Status::PendingApproval => true,
+            Status::Trialing | Status::Canceled => s.period_end > now,
+            Status::PastDue | Status::Unpaid | Status::Expired => false,
+        }
+    });
+    if !good {
+        return Ok(Refill::NotInGoodStanding);
+    }
     let add = SANDBOX_START - sandbox;
-    if add > 0 {
+    if add <= 0 {
+        return Ok(Refill::Full);
+    }
+    let recent: Vec<OffsetDateTime> = sqlx::query_scalar(
+        "SELECT created_at FROM ledger_transactions
+          WHERE org_id = $1 AND kind = 'sandbox_grant' AND idempotency_key LIKE 'sandbox:%:refill:%' AND created_at > $2
+          ORDER BY created_at",
+    )
+    .bind(org)
+    .bind(now - time::Duration::days(1))
+    .fetch_all(&mut *tx)
+    .await?;
+    if recent.len() as i64 >= SANDBOX_REFILLS_PER_DAY {
+        return Ok(Refill::Limit(recent[0] + time::Duration::days(1)));
+    }
+    {
         let key = format!("sandbox:{org}:refill:{}", Uuid::now_v7());
         post(
             &mut tx,
@@ -257,5 +299,5 @@ pub async fn refill_sandbox(db: &sqlx::PgPool, org: Uuid, now: OffsetDateTime) -
         .await?;
     }
     tx.commit().await?;
-    Ok(add.max(0))
+    Ok(Refill::Added(add))
 }

@@ -48,16 +48,39 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// Checks `header` for `body` at unix time `now`. Any `v1` may match (a
-/// processor rolling its secret sends two).
+/// The longest signature header read at all: a timestamp and a handful of
+/// `v1` values. A longer one is refused before it is parsed.
+pub const MAX_HEADER_LEN: usize = 512;
+/// How many `v1` values are compared (a processor rolling its secret sends
+/// two).
+pub const MAX_TAGS: usize = 4;
+
+/// Checks `header` for `body` at unix time `now`. Any `v1` may match. The
+/// work is bounded whatever the header holds: an oversized header is
+/// refused unparsed, each `v1` must be exactly 64 hex digits (at most
+/// `MAX_TAGS` of them), and the MAC over the body is computed once.
 pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
+    if header.len() > MAX_HEADER_LEN {
+        return Err(SignatureError::Malformed);
+    }
     let mut t = None;
-    let mut tags = Vec::new();
+    let mut tags: Vec<[u8; 32]> = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
-            Some(("t", v)) => t = Some(v.parse::<i64>().map_err(|_| SignatureError::Malformed)?),
-            Some(("v1", v)) => tags.push(hex::decode(v).map_err(|_| SignatureError::Malformed)?),
+            Some(("t", v)) => {
+                if t.is_some() {
+                    return Err(SignatureError::Malformed);
+                }
+                t = Some(v.parse::<i64>().map_err(|_| SignatureError::Malformed)?)
+            }
+            Some(("v1", v)) => {
+                let mut tag = [0u8; 32];
+                if v.len() != 64 || tags.len() == MAX_TAGS || hex::decode_to_slice(v, &mut tag).is_err() {
+                    return Err(SignatureError::Malformed);
+                }
+                tags.push(tag);
+            }
             Some(_) => {}
             None => return Err(SignatureError::Malformed),
         }
@@ -66,11 +89,16 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Resu
     if tags.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now - t).abs() > TOLERANCE_SECS {
+    if now.abs_diff(t) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
-    // `verify_slice` compares in constant time.
-    if tags.iter().any(|tag| mac(secret, t, body).verify_slice(tag).is_ok()) {
+    let expected = mac(secret, t, body).finalize().into_bytes();
+    // Constant time: every tag is compared in full, whichever matches.
+    let mut matched = subtle::Choice::from(0u8);
+    for tag in &tags {
+        matched |= subtle::ConstantTimeEq::ct_eq(expected.as_slice(), tag.as_slice());
+    }
+    if bool::from(matched) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
@@ -159,5 +187,30 @@ mod tests {
         let v1 = good.split_once(",v1=").unwrap().1;
         let header = format!("t=5,v1={},v1={v1}", "00".repeat(32));
         assert_eq!(verify("new", Some(&header), b"x", 5), Ok(()));
+    }
+
+    #[test]
+    fn the_work_is_bounded_whatever_the_header_holds() {
+        let good = sign("k", 5, b"x");
+        let v1 = good.split_once(",v1=").unwrap().1.to_string();
+        // Empty, short, long or non-hex values are malformed, not compared.
+        for bad in ["t=5,v1=", "t=5,v1=,v1=", "t=5,v1=00", &format!("t=5,v1={v1}0"), &format!("t=5,v1={}", "zz".repeat(32))] {
+            assert_eq!(verify("k", Some(bad), b"x", 5), Err(SignatureError::Malformed), "{bad}");
+        }
+        // A handful of values at most, and a short header.
+        let five = format!("t=5{}", format!(",v1={v1}").repeat(MAX_TAGS + 1));
+        assert_eq!(verify("k", Some(&five), b"x", 5), Err(SignatureError::Malformed));
+        let four = format!("t=5{}", format!(",v1={v1}").repeat(MAX_TAGS));
+        assert_eq!(verify("k", Some(&four), b"x", 5), Ok(()));
+        let long = format!("t=5,v1={v1},{}", "x=1,".repeat(MAX_HEADER_LEN));
+        assert_eq!(verify("k", Some(&long), b"x", 5), Err(SignatureError::Malformed));
+        // Two timestamps are one too many.
+        assert_eq!(verify("k", Some(&format!("t=5,t=6,v1={v1}")), b"x", 5), Err(SignatureError::Malformed));
+        // Extreme timestamps are stale, never an overflow.
+        for t in [i64::MIN, i64::MAX] {
+            let h = sign("k", t, b"x");
+            assert_eq!(verify("k", Some(&h), b"x", 5), Err(SignatureError::Stale));
+            assert_eq!(verify("k", Some(&sign("k", 5, b"x")), b"x", t), Err(SignatureError::Stale));
+        }
     }
 }

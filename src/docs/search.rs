@@ -32,19 +32,44 @@ pub struct Hit {
     pub score: u32,
 }
 
+/// The most of a query that is read (characters), the most words it is
+/// split into (counting the parts of a word with `_`), and the longest word:
+/// a query's work is bounded whatever is typed or sent.
+pub const MAX_QUERY_CHARS: usize = 200;
+pub const MAX_WORDS: usize = 8;
+pub const MAX_WORD_CHARS: usize = 40;
+
+/// At most `MAX_QUERY_CHARS` of the query.
+pub fn bounded(query: &str) -> &str {
+    match query.char_indices().nth(MAX_QUERY_CHARS) {
+        Some((i, _)) => &query[..i],
+        None => query,
+    }
+}
+
 /// The words of a query: lowercase, letters and digits (and `_`, so codes
-/// such as `insufficient_credits` are one word and also found as two).
+/// such as `insufficient_credits` are one word and also found as two); at
+/// most `MAX_WORDS` of them after splitting, each at most `MAX_WORD_CHARS`.
 pub fn words(query: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for w in query.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).take(12) {
-        let w = w.to_lowercase();
-        if w.contains('_') {
-            out.extend(w.split('_').filter(|p| !p.is_empty()).map(str::to_string));
+    let push = |out: &mut Vec<String>, w: String| {
+        if out.len() < MAX_WORDS && !out.contains(&w) {
+            out.push(w);
         }
-        out.push(w);
+    };
+    for w in bounded(query).split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()) {
+        let w: String = w.to_lowercase().chars().take(MAX_WORD_CHARS).collect();
+        push(&mut out, w.clone());
+        if w.contains('_') {
+            for part in w.split('_').filter(|p| !p.is_empty()) {
+                push(&mut out, part.to_string());
+            }
+        }
+        if out.len() >= MAX_WORDS {
+            break;
+        }
     }
     out.sort();
-    out.dedup();
     out
 }
 
@@ -85,7 +110,7 @@ pub fn search(entries: &[Entry], query: &str, limit: usize) -> Vec<Hit> {
     if words.is_empty() {
         return Vec::new();
     }
-    let phrase = query.trim().to_lowercase();
+    let phrase = bounded(query).trim().to_lowercase();
     let mut best: Vec<Hit> = Vec::new();
     for e in entries {
         let mut score = 0;
@@ -213,5 +238,17 @@ mod tests {
         let s = snippet("a <script>alert(1)</script> b", &words, 100);
         assert!(!s.contains("<script"), "{s}");
         assert!(s.contains("&lt;<mark>script</mark>&gt;"), "{s}");
+    }
+
+    #[test]
+    fn a_query_is_bounded_after_splitting_and_in_length() {
+        let many = (0..500).map(|i| format!("w{i}")).collect::<Vec<_>>().join("_");
+        assert!(words(&many).len() <= MAX_WORDS, "underscore parts count too");
+        let spaced = (0..500).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        assert_eq!(words(&spaced).len(), MAX_WORDS);
+        let long = "a".repeat(10_000);
+        assert!(words(&long).iter().all(|w| w.chars().count() <= MAX_WORD_CHARS));
+        assert_eq!(bounded(&"é".repeat(1000)).chars().count(), MAX_QUERY_CHARS);
+        assert_eq!(words("insufficient_credits"), vec!["credits", "insufficient", "insufficient_credits"]);
     }
 }

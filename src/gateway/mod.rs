@@ -385,7 +385,7 @@ impl Ctx<'_> {
             key_id: d.key_id.map(|id| id.to_string()).unwrap_or_default(),
             mode: d.mode.map(|m| m.as_str().to_string()).unwrap_or_default(),
             plan: d.plan_code.clone().unwrap_or_default(),
-            client_ip: crate::http::client_ip(parts, self.state.config.trusted_proxies),
+            client_ip: crate::http::client_ip(parts, &self.state.config.trusted_proxies),
         };
         let sent = proxy::forward(
             &self.state.gateway.upstreams,
@@ -448,6 +448,30 @@ impl Ctx<'_> {
             "tollgate-credits-charged",
             charged.to_string(),
         );
+        res
+    }
+
+    /// A test key's call to a route without a test upstream: the route's
+    /// example answer, at the route's price (from the sandbox).
+    async fn example(&self, route: &routes::Route, d: Decision) -> Response {
+        let reserved = d.charged.unwrap_or(0);
+        let settled = self.settle(reserved, 0).await;
+        let charged = match settled {
+            holds::Settled::Before => 0,
+            holds::Settled::Now(_) | holds::Settled::Unknown => reserved,
+        };
+        let d = Decision {
+            charged: Some(charged),
+            balance: settled.balance().or(d.balance),
+            ..d
+        };
+        self.record(&d, StatusCode::OK, None).await;
+        let mut res = Response::new(axum::body::Body::from(route.example_answer()));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.metered_headers(&mut res, &d);
+        set(res.headers_mut(), "tollgate-credits-charged", charged.to_string());
+        set(res.headers_mut(), "tollgate-example", "true".to_string());
         res
     }
 
@@ -632,6 +656,15 @@ async fn pipeline(state: AppState, req: Request) -> Response {
                 Ok(d) => d,
                 Err(res) => return res,
             };
+            // Test keys spend a sandbox anyone can refill: they never reach
+            // the live upstream, only the route's test upstream or its
+            // example answer.
+            if d.mode == Some(Mode::Test) {
+                return match route.test_upstream_for(path, parts.uri.query()) {
+                    Some(Some(test_url)) => ctx.proxy(&route, test_url, &parts, body, d).await,
+                    _ => ctx.example(&route, d).await,
+                };
+            }
             ctx.proxy(&route, url, &parts, body, d).await
         }
     }

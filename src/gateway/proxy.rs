@@ -217,18 +217,51 @@ async fn read_up_to(res: reqwest::Response, limit: usize) -> Result<Metered, Fai
     Ok(Metered::Whole(Bytes::from(buf)))
 }
 
-/// Whether an upstream's response header may reach the customer. The
-/// gateway's own headers (request id, rate limit, credits, warnings) are the
-/// gateway's to set, and an upstream must not set cookies on the portal's
-/// domain.
+/// The upstream response headers a customer receives: what describes the
+/// representation, caching, and the API's own `x-…` headers. Everything else
+/// is dropped, since the answer comes from the portal's origin: an upstream
+/// must never set cookies there, clear the browser's data
+/// (`Clear-Site-Data`), refresh or redirect the page (`Refresh`), preload or
+/// link resources (`Link`), or change the page's security policies (CSP,
+/// `X-Frame-Options`, CORS, HSTS, `Permissions-Policy`, …). The gateway's
+/// own headers (`Request-Id`, `RateLimit*`, `Tollgate-*`) are the gateway's.
+const PASSED_ON: [&str; 16] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "content-language",
+    "content-disposition",
+    "content-range",
+    "accept-ranges",
+    "cache-control",
+    "etag",
+    "last-modified",
+    "expires",
+    "age",
+    "vary",
+    "retry-after",
+    "location",
+    "date",
+];
+
 fn passes_on(name: &HeaderName, listed: &[String]) -> bool {
     let n = name.as_str();
-    forwardable(name, listed)
-        && name != header::SET_COOKIE
-        && n != "request-id"
-        && !n.starts_with("tollgate-")
-        && !n.starts_with("ratelimit")
+    if !forwardable(name, listed) {
+        return false;
+    }
+    PASSED_ON.contains(&n) || (n.starts_with("x-") && !NEVER_X.contains(&n))
 }
+
+/// `x-` headers that are browser policies, not an API's data.
+const NEVER_X: [&str; 7] = [
+    "x-frame-options",
+    "x-content-type-options",
+    "x-xss-protection",
+    "x-dns-prefetch-control",
+    "x-permitted-cross-domain-policies",
+    "x-download-options",
+    "x-forwarded-for",
+];
 
 /// An upstream's redirect, as the customer must follow it. The location is
 /// resolved against the URL the gateway called (so relative, path-absolute

@@ -66,6 +66,11 @@ pub struct Route {
     pub active: bool,
     pub description: String,
     pub created_at: OffsetDateTime,
+    /// Where test keys' calls go; none: they get `test_example`.
+    pub test_upstream_url: Option<String>,
+    /// The JSON test keys get when there is no test upstream (a default
+    /// example when empty).
+    pub test_example: Option<String>,
 }
 
 impl Route {
@@ -91,13 +96,41 @@ impl Route {
     /// (The gateway refuses such paths before routing too; see
     /// [`super::path`].)
     pub fn upstream_for(&self, path: &str, query: Option<&str>) -> Option<String> {
+        self.below(&self.upstream_url, path, query)
+    }
+
+    /// Where a test key's call to `path?query` goes: the route's test
+    /// upstream (`Some(Some(url))`), its example answer (`Some(None)`), or
+    /// nowhere (`None`, as `upstream_for`). Test keys never reach the live
+    /// upstream: their sandbox credits are free to refill.
+    pub fn test_upstream_for(&self, path: &str, query: Option<&str>) -> Option<Option<String>> {
+        match self.test_upstream_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(base) => self.below(base, path, query).map(Some),
+            None => self.rest(path).map(|_| None),
+        }
+    }
+
+    /// The answer test keys get when the route has no test upstream.
+    pub fn example_answer(&self) -> String {
+        match self.test_example.as_deref().filter(|e| !e.trim().is_empty()) {
+            Some(e) => e.to_string(),
+            None => serde_json::json!({
+                "example": true,
+                "endpoint": self.endpoint,
+                "detail": "Test keys get this route's example answer; live keys reach the service.",
+            })
+            .to_string(),
+        }
+    }
+
+    fn below(&self, upstream: &str, path: &str, query: Option<&str>) -> Option<String> {
         let rest = self.rest(path)?;
-        let base = url::Url::parse(&self.upstream_url).ok()?;
+        let base = url::Url::parse(upstream).ok()?;
         let mut expected = format!("{}{rest}", base.path().trim_end_matches('/'));
         if expected.is_empty() {
             expected.push('/');
         }
-        let mut url = format!("{}{rest}", self.upstream_url.trim_end_matches('/'));
+        let mut url = format!("{}{rest}", upstream.trim_end_matches('/'));
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             url.push('?');
             url.push_str(q);
@@ -126,7 +159,7 @@ impl Route {
     }
 }
 
-const COLUMNS: &str = "id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, active, description, created_at";
+const COLUMNS: &str = "id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, active, description, created_at, test_upstream_url, test_example";
 
 /// The active routes, longest prefix first, shared by every request.
 #[derive(Clone, Default)]
@@ -220,6 +253,23 @@ pub struct NewRoute {
     pub plans: Vec<String>,
     pub timeout_ms: String,
     pub description: String,
+    /// Optional: where test keys' calls go.
+    pub test_upstream_url: String,
+    /// Optional JSON: what test keys get when there is no test upstream.
+    pub test_example: String,
+}
+
+/// The longest example answer a route keeps.
+pub const MAX_EXAMPLE_BYTES: usize = 16 * 1024;
+
+fn upstream_ok(upstream: &str) -> bool {
+    matches!(url::Url::parse(upstream), Ok(u)
+        if matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && u.username().is_empty()
+            && u.password().is_none())
 }
 
 fn is_name(s: &str) -> bool {
@@ -305,19 +355,29 @@ async fn save(
         ));
     }
     let upstream = input.upstream_url.trim().to_string();
-    match url::Url::parse(&upstream) {
-        Ok(u)
-            if matches!(u.scheme(), "http" | "https")
-                && u.host().is_some()
-                && u.query().is_none()
-                && u.fragment().is_none()
-                && u.username().is_empty()
-                && u.password().is_none() => {}
-        _ => errors.push((
+    if !upstream_ok(&upstream) {
+        errors.push((
             "upstream_url",
             "Give an http:// or https:// URL without a query, such as https://api.internal/v2."
                 .into(),
-        )),
+        ));
+    }
+    let test_upstream = Some(input.test_upstream_url.trim().to_string()).filter(|u| !u.is_empty());
+    if let Some(t) = &test_upstream {
+        if !upstream_ok(t) {
+            errors.push((
+                "test_upstream_url",
+                "Give an http:// or https:// URL without a query, or leave it empty for the example answer.".into(),
+            ));
+        } else if nested(t, &upstream) {
+            errors.push(("test_upstream_url", "Test keys must not reach the live upstream: give another URL.".into()));
+        }
+    }
+    let test_example = Some(input.test_example.trim().to_string()).filter(|e| !e.is_empty());
+    if let Some(e) = &test_example {
+        if e.len() > MAX_EXAMPLE_BYTES || serde_json::from_str::<serde_json::Value>(e).is_err() {
+            errors.push(("test_example", format!("Give a JSON document of at most {} KB.", MAX_EXAMPLE_BYTES / 1024)));
+        }
     }
     let endpoint = input.endpoint.trim().to_string();
     if !is_name(&endpoint) {
@@ -404,15 +464,32 @@ async fn save(
             RouteError::field("endpoint", "Another route already uses this name.")
         });
     }
+    // A route's key reaches everything below its upstream URL: another
+    // route's upstream must not lie below it (nor it below another's), or
+    // one route's callers reach the other's API at the first one's price.
+    let others: Vec<(String, String)> =
+        sqlx::query_as("SELECT path_prefix, upstream_url FROM routes WHERE id IS DISTINCT FROM $1 ORDER BY path_prefix")
+            .bind(id)
+            .fetch_all(db)
+            .await?;
+    if let Some((other, _)) = others.iter().find(|(_, url)| nested(&upstream, url)) {
+        return Err(RouteError::field(
+            "upstream_url",
+            format!(
+                "This upstream contains, or lies within, the upstream of the route {other} on the same host: callers of one route could reach the other. Use upstream paths that do not contain each other."
+            ),
+        ));
+    }
     let mut tx = db.begin().await?;
     let sql = match id {
         None => format!(
-            "INSERT INTO routes (id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, description, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING {COLUMNS}"
+            "INSERT INTO routes (id, path_prefix, upstream_url, endpoint, scope, pricing, price, rate_per_1k, plans, timeout_ms, description, created_at, updated_at, test_upstream_url, test_example)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14) RETURNING {COLUMNS}"
         ),
         Some(_) => format!(
             "UPDATE routes SET path_prefix = $2, upstream_url = $3, endpoint = $4, scope = $5, pricing = $6,
-                    price = $7, rate_per_1k = $8, plans = $9, timeout_ms = $10, description = $11, updated_at = $12
+                    price = $7, rate_per_1k = $8, plans = $9, timeout_ms = $10, description = $11, updated_at = $12,
+                    test_upstream_url = $13, test_example = $14
               WHERE id = $1 RETURNING {COLUMNS}"
         ),
     };
@@ -429,6 +506,8 @@ async fn save(
         .bind(timeout_ms)
         .bind(&description)
         .bind(now)
+        .bind(&test_upstream)
+        .bind(&test_example)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| match &e {
@@ -449,6 +528,7 @@ async fn save(
         "route_id": route.id, "path_prefix": route.path_prefix, "endpoint": route.endpoint,
         "scope": route.scope, "pricing": route.pricing.as_str(), "price": route.price,
         "rate_per_1k": route.rate_per_1k, "plans": route.plans, "timeout_ms": route.timeout_ms,
+        "test_upstream_url": route.test_upstream_url,
     });
     let action = if id.is_some() {
         "route.updated"
@@ -514,6 +594,23 @@ pub fn scopes(table: &RouteTable) -> Vec<(String, String)> {
     scopes
 }
 
+/// Whether one upstream URL lies within the other (or they are the same):
+/// the same origin, and one's path segments begin the other's.
+pub fn nested(a: &str, b: &str) -> bool {
+    let (Ok(a), Ok(b)) = (url::Url::parse(a.trim()), url::Url::parse(b.trim())) else {
+        return false;
+    };
+    if a.origin() != b.origin() {
+        return false;
+    }
+    let segments = |u: &url::Url| -> Vec<String> {
+        u.path().split('/').filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect()
+    };
+    let (a, b) = (segments(&a), segments(&b));
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -533,7 +630,21 @@ pub(crate) mod tests {
             active: true,
             description: String::new(),
             created_at: OffsetDateTime::UNIX_EPOCH,
+            test_upstream_url: None,
+            test_example: None,
         }
+    }
+
+    #[test]
+    fn upstreams_within_each_other_are_nested() {
+        assert!(nested("http://api.internal/v2", "http://api.internal/v2/admin"));
+        assert!(nested("http://api.internal/v2/admin/", "http://api.internal/v2"));
+        assert!(nested("http://api.internal", "http://api.internal/anything"));
+        assert!(nested("http://API.internal:80/v2", "http://api.internal/v2"));
+        assert!(!nested("http://api.internal/v2", "http://api.internal/v20"));
+        assert!(!nested("http://api.internal/v2", "http://api.internal:8080/v2/admin"));
+        assert!(!nested("http://api.internal/v2", "https://api.internal/v2/admin"));
+        assert!(!nested("http://a.internal/v2", "http://b.internal/v2"));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! HTTP plumbing shared by every route: request ids, the anti-forgery origin
 //! guard, the client address, and the health endpoints.
 
+pub mod assets;
 pub mod guard;
 pub mod health;
+pub mod panic;
+pub mod proxies;
 pub mod request_id;
 pub mod security;
 
@@ -10,37 +13,24 @@ use axum::extract::ConnectInfo;
 use http::request::Parts;
 use std::net::SocketAddr;
 
-/// The client's address. Behind `trusted_proxies` proxies, each of which
-/// appends the address it got the request from to `X-Forwarded-For`, it is
-/// the `trusted_proxies`-th entry from the right: whatever stands left of it
-/// came from the client, who can write anything there. Without proxies, or
-/// when the header is missing, it is the TCP peer.
-pub fn client_ip(parts: &Parts, trusted_proxies: usize) -> String {
-    if trusted_proxies > 0 {
-        // Several X-Forwarded-For fields read as one list, in order.
-        let entries: Vec<&str> = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
-        if !entries.is_empty() {
-            // Fewer entries than proxies: the request skipped one of them;
-            // the left-most entry is the nearest to a client we can name.
-            let i = entries.len().saturating_sub(trusted_proxies);
-            let ip = entries[i];
-            if ip.parse::<std::net::IpAddr>().is_ok() {
-                return ip.to_string();
-            }
-        }
+/// The client's address (`proxies::TrustedProxies` says how far
+/// `X-Forwarded-For` is believed), or "unknown".
+pub fn client_ip(parts: &Parts, trusted: &proxies::TrustedProxies) -> String {
+    // Several X-Forwarded-For fields read as one list, in order.
+    let entries: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    match trusted.client(peer, &entries) {
+        Some(ip) => ip.to_string(),
+        // An entry that is no address: fall back on the TCP peer.
+        None => peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".to_string()),
     }
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Path segments that follow these carry a one-time token.
@@ -60,7 +50,7 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{client_ip, loggable_path};
+    use super::{client_ip, loggable_path, proxies::TrustedProxies};
 
     #[test]
     fn tokens_in_paths_stay_out_of_logs() {
@@ -85,15 +75,16 @@ mod tests {
 
     #[test]
     fn the_address_the_trusted_proxy_appended_is_the_client() {
+        let n = |n: usize| TrustedProxies::Count(n);
         let spoofed = parts(&["6.6.6.6, 203.0.113.7"]);
-        assert_eq!(client_ip(&spoofed, 1), "203.0.113.7");
+        assert_eq!(client_ip(&spoofed, &n(1)), "203.0.113.7");
         let two_hops = parts(&["6.6.6.6, 203.0.113.7, 10.0.0.2"]);
-        assert_eq!(client_ip(&two_hops, 2), "203.0.113.7");
+        assert_eq!(client_ip(&two_hops, &n(2)), "203.0.113.7");
         let split = parts(&["6.6.6.6", "203.0.113.7"]);
-        assert_eq!(client_ip(&split, 1), "203.0.113.7");
-        assert_eq!(client_ip(&parts(&["203.0.113.7"]), 1), "203.0.113.7");
+        assert_eq!(client_ip(&split, &n(1)), "203.0.113.7");
+        assert_eq!(client_ip(&parts(&["203.0.113.7"]), &n(1)), "203.0.113.7");
         // Not trusted, or not an address: the TCP peer (unknown here).
-        assert_eq!(client_ip(&spoofed, 0), "unknown");
-        assert_eq!(client_ip(&parts(&["1.1.1.1, not-an-ip"]), 1), "unknown");
+        assert_eq!(client_ip(&spoofed, &n(0)), "unknown");
+        assert_eq!(client_ip(&parts(&["1.1.1.1, not-an-ip"]), &n(1)), "unknown");
     }
 }

@@ -105,6 +105,8 @@ impl Admin for Portal {
                     timeout_ms: r.timeout_ms,
                     active: r.active,
                     description: r.description,
+                    test_upstream_url: r.test_upstream_url.unwrap_or_default(),
+                    test_example: r.test_example.unwrap_or_default(),
                 })
                 .collect(),
             plans,
@@ -130,6 +132,8 @@ impl Admin for Portal {
             plans: form.plans,
             timeout_ms: form.timeout_ms,
             description: form.description,
+            test_upstream_url: form.test_upstream_url,
+            test_example: form.test_example,
         };
         let (db, who, now) = (&self.state.db, Some(admin), self.now());
         let saved = match editing {
@@ -157,12 +161,13 @@ impl Admin for Portal {
             .map_err(|e| errors::page(caller, e))?;
         Ok(rows
             .into_iter()
-            .map(|(org, name, plan, replaces, at)| ApprovalView {
+            .map(|(org, name, plan, replaces, at, request)| ApprovalView {
                 org_id: org.to_string(),
                 org_name: name,
                 plan,
                 replaces,
                 requested: at.map(date_time).unwrap_or_default(),
+                request,
             })
             .collect())
     }
@@ -171,6 +176,7 @@ impl Admin for Portal {
         &self,
         caller: &Caller,
         org_id: String,
+        request: String,
         approve: bool,
         note: String,
     ) -> Result<String, FormError> {
@@ -184,7 +190,7 @@ impl Admin for Portal {
                 fields: vec![("note".into(), "A note is at most 500 characters.".into())],
             });
         }
-        let charged = crate::billing::changes::decide(&self.state, org, admin, approve, note, self.now())
+        let charged = crate::billing::changes::decide(&self.state, org, admin, request.trim(), approve, note, self.now())
             .await
             .map_err(|e| errors::form(caller, e))?;
         Ok(match (approve, charged) {

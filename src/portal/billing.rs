@@ -112,12 +112,12 @@ async fn meters(db: &sqlx::PgPool, org: Uuid, now: time::OffsetDateTime) -> Resu
     .fetch_one(db)
     .await?;
     let expires: Option<time::OffsetDateTime> = r.get("included_expires_at");
-    let lapsed = expires.is_some_and(|e| e <= now);
+    let spendable = crate::billing::ledger::spendable(db, org, now).await?;
     Ok(Meters {
-        included: if lapsed { 0 } else { r.get("included") },
+        included: spendable.included,
         included_expires: expires,
-        purchased: r.get("purchased"),
-        sandbox: r.get("sandbox"),
+        purchased: spendable.purchased,
+        sandbox: spendable.sandbox,
         period_spent: r.get("period_spent"),
         spend_cap: r.get("spend_cap"),
         low_balance_at: r.get("low_balance_at"),
@@ -646,14 +646,21 @@ impl Billing for Portal {
 
     async fn refill_sandbox(&self, caller: &Caller) -> Result<String, FormError> {
         let m = form_member(caller)?;
-        let added = topups::refill_sandbox(&self.state.db, m.org, self.now())
+        let refill = topups::refill_sandbox(&self.state.db, m.org, self.now())
             .await
             .map_err(|e| errors::form(caller, BillingError::Db(e)))?;
-        Ok(if added > 0 {
-            format!("Sandbox refilled: {} test credits added.", group(added))
-        } else {
-            "Your sandbox is full already.".into()
-        })
+        match refill {
+            topups::Refill::Added(added) => Ok(format!("Sandbox refilled: {} test credits added.", group(added))),
+            topups::Refill::Full => Ok("Your sandbox is full already.".into()),
+            topups::Refill::Limit(next) => Err(FormError::message(format!(
+                "The sandbox can be refilled {} times a day; the next refill is possible from {}.",
+                crate::billing::policy::SANDBOX_REFILLS_PER_DAY,
+                date_time(next)
+            ))),
+            topups::Refill::NotInGoodStanding => Err(FormError::message(
+                "The sandbox is refilled while your subscription is in good standing: pay what is owed or renew first.",
+            )),
+        }
     }
 }
 

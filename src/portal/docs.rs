@@ -119,11 +119,13 @@ impl Portal {
         // The reader's own newest usable key, a test key first.
         let prefix: Option<String> = sqlx::query_scalar(
             "SELECT prefix FROM api_keys
-              WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+              WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)
               ORDER BY mode = 'test' DESC, created_at DESC LIMIT 1",
         )
         .bind(org)
         .bind(user)
+        // The server's clock, as the gateway judges keys by it.
+        .bind(self.now())
         .fetch_optional(&self.state.db)
         .await
         .ok()?;
@@ -354,10 +356,11 @@ impl Docs for Portal {
         if let Some(org) = caller.org.as_ref().filter(|_| may_use).and_then(|o| Uuid::parse_str(&o.id).ok()) {
             let rows: Vec<(Uuid, String, String, String, String)> = sqlx::query_as(
                 "SELECT id, name, mode, prefix, last4 FROM api_keys
-                  WHERE org_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+                  WHERE org_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)
                   ORDER BY mode = 'test' DESC, created_at DESC",
             )
             .bind(org)
+            .bind(self.now())
             .fetch_all(&self.state.db)
             .await
             .map_err(|e| self.internal(e))?;

@@ -10,7 +10,7 @@ use app::types::Balances;
 impl Usage for Portal {
     async fn balances(&self, caller: &Caller) -> Result<Balances, AppError> {
         let m = member(caller)?;
-        let b = crate::billing::ledger::balances(&self.state.db, m.org)
+        let b = crate::billing::ledger::spendable(&self.state.db, m.org, self.now())
             .await
             .map_err(|e| errors::page(caller, e))?;
         Ok(Balances {

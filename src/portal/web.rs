@@ -47,7 +47,7 @@ impl Web for Portal {
     async fn caller(&self, req: &Parts) -> Result<Caller, AppError> {
         let mut caller = Caller {
             request_id: crate::http::request_id::of(req),
-            client_ip: crate::http::client_ip(req, self.state.config.trusted_proxies),
+            client_ip: crate::http::client_ip(req, &self.state.config.trusted_proxies),
             ..Default::default()
         };
         let session = self.session(req)?;

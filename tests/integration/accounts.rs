@@ -411,3 +411,35 @@ async fn create_admin_makes_a_platform_admin_who_sees_the_console(db: PgPool) {
     let outbox = ops.get("/admin/outbox").await;
     assert_eq!(outbox.status, StatusCode::OK);
 }
+
+/// A name goes into e-mails to platform admins and onto pages: control
+/// characters, line breaks and invisible direction overrides are refused
+/// next to the field, and nothing is created.
+#[sqlx::test]
+async fn names_with_control_or_invisible_characters_are_refused(db: PgPool) {
+    let mut app = TestApp::new(db.clone()).await;
+    for (field, value) in [
+        ("organization", "Acme\r\nBcc: everyone"),
+        ("organization", "Acme\u{202E}gnp.exe"),
+        ("organization", "Acme\u{0007}"),
+        ("display_name", "Ada\nLovelace"),
+        ("display_name", "Ada\u{200B}"),
+    ] {
+        let csrf = app.csrf().await;
+        let mut fields = vec![
+            ("csrf", csrf.as_str()),
+            ("display_name", "Ada"),
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+            ("organization", "Acme"),
+        ];
+        fields.retain(|(k, _)| *k != field);
+        fields.push((field, value));
+        let res = app.post_form("/api/sign_up", &fields).await;
+        assert_eq!(res.location(), "/signup", "{field}: {value:?}");
+        let page = decode_html(&app.get("/signup").await.body);
+        assert!(page.contains("no control characters or line breaks"), "{field}: {value:?}");
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&db).await.unwrap();
+    assert_eq!(users, 0);
+}

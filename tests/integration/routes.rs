@@ -72,6 +72,17 @@ async fn upstream() -> String {
             ("request-id", "upstream-made-up".into()),
             ("tollgate-warning", "forged".into()),
             ("ratelimit", "forged".into()),
+            // Browser policies on the portal's origin: never the upstream's.
+            ("clear-site-data", "\"*\"".into()),
+            ("refresh", "0; url=https://evil.example/".into()),
+            ("link", "<https://evil.example/x.js>; rel=preload; as=script".into()),
+            ("content-security-policy", "default-src *".into()),
+            ("access-control-allow-origin", "*".into()),
+            ("permissions-policy", "camera=*".into()),
+            ("x-frame-options", "ALLOWALL".into()),
+            // The API's own data passes.
+            ("x-upstream-version", "7".into()),
+            ("cache-control", "private, max-age=5".into()),
         ];
         (StatusCode::FOUND, headers)
     };
@@ -101,6 +112,7 @@ async fn upstream() -> String {
         .route("/api/tokens", get(tokens))
         .route("/api/cost", get(cost))
         .route("/api/stream", get(stream))
+        .route("/api/test-stream", get(stream))
         .route("/api/huge", get(huge))
         .route(
             "/api/bad",
@@ -496,6 +508,8 @@ async fn routes_honour_plans_scopes_test_keys_and_streaming(db: PgPool) {
         &[
             ("path_prefix", "/v1/feed"),
             ("upstream_url", &format!("{up}/stream")),
+            // Test keys go here, never to the live upstream.
+            ("test_upstream_url", &format!("{up}/test-stream")),
             ("endpoint", "feed"),
             ("scope", "feed"),
             ("pricing", "fixed"),
@@ -718,6 +732,13 @@ async fn upstream_redirects_and_headers_cannot_speak_for_the_gateway(db: PgPool)
     );
     assert!(moved.header("request-id").unwrap().starts_with("req_"));
     assert_eq!(moved.header("tollgate-warning"), None);
+    for policy in ["clear-site-data", "refresh", "link", "access-control-allow-origin", "permissions-policy"] {
+        assert_eq!(moved.header(policy), None, "{policy} is never the upstream's to set");
+    }
+    assert_ne!(moved.header("content-security-policy").as_deref(), Some("default-src *"));
+    assert_eq!(moved.header("x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(moved.header("x-upstream-version").as_deref(), Some("7"), "the API's own headers pass");
+    assert_eq!(moved.header("cache-control").as_deref(), Some("private, max-age=5"));
     let ratelimit = moved
         .header("ratelimit")
         .expect("the gateway's own RateLimit");
@@ -768,7 +789,8 @@ async fn an_admin_edits_a_route_and_the_next_calls_use_it(db: PgPool) {
             &mut ops,
             &[
                 ("path_prefix", prefix),
-                ("upstream_url", &format!("{up}/echo")),
+                // Upstreams never lie within one another.
+                ("upstream_url", &format!("{up}/echo/{name}")),
                 ("endpoint", name),
                 ("scope", "edits"),
                 ("pricing", "fixed"),
@@ -846,4 +868,87 @@ async fn an_admin_edits_a_route_and_the_next_calls_use_it(db: PgPool) {
             .await
             .unwrap();
     assert_eq!(audited, 1);
+}
+
+/// A route's key reaches everything below its upstream URL: a second route
+/// whose upstream lies within the first's (or contains it) on the same host
+/// would be reachable through the first at its price, with its scope. Such a
+/// route is refused when saved.
+#[sqlx::test]
+async fn a_route_whose_upstream_lies_within_another_routes_is_refused(db: PgPool) {
+    let up = upstream().await;
+    let (app, _, _) = customer(&db).await;
+    let mut ops = admin_of(&app).await;
+    async fn save(ops: &mut TestApp, prefix: &str, url: &str) -> String {
+        let page = add_route(
+            ops,
+            &[("path_prefix", prefix), ("upstream_url", url), ("endpoint", &prefix[4..]), ("scope", "up"), ("pricing", "fixed"), ("price", "1")],
+        )
+        .await;
+        decode_html(&page.body)
+    }
+    let count = |db: PgPool| async move { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM routes").fetch_one(&db).await.unwrap() };
+    save(&mut ops, "/v1/cheap", &format!("{up}/echo")).await;
+    assert_eq!(count(db.clone()).await, 1);
+    for (prefix, url) in [("/v1/admin", format!("{up}/echo/admin")), ("/v1/whole", up.clone()), ("/v1/same", format!("{up}/echo/"))] {
+        let page = save(&mut ops, prefix, &url).await;
+        assert_eq!(count(db.clone()).await, 1, "{url} is within, or contains, /v1/cheap's upstream");
+        assert!(page.contains("lies within, the upstream of the route /v1/cheap"), "{url}: the message is next to the field");
+    }
+    // A sibling path is its own API.
+    save(&mut ops, "/v1/other", &format!("{up}/echo2")).await;
+    assert_eq!(count(db.clone()).await, 2);
+}
+
+/// Test keys spend a sandbox anyone can refill, so they used to reach a
+/// route's real upstream for free (even with the subscription expired). A
+/// test key now gets the route's example answer, or goes to its test
+/// upstream; never to the live one.
+#[sqlx::test]
+async fn test_keys_get_the_example_answer_or_the_test_upstream_never_the_live_one(db: PgPool) {
+    let up = upstream().await;
+    let (mut app, key, org) = customer(&db).await;
+    let mut ops = admin_of(&app).await;
+    let example = r#"{"choices": [{"text": "an example"}]}"#;
+    add_route(
+        &mut ops,
+        &[("path_prefix", "/v1/chat"), ("upstream_url", &format!("{up}/echo/live")), ("endpoint", "chat"), ("scope", "chat"),
+          ("pricing", "fixed"), ("price", "2"), ("test_example", example)],
+    )
+    .await;
+    add_route(
+        &mut ops,
+        &[("path_prefix", "/v1/staged"), ("upstream_url", &format!("{up}/echo/prod")), ("endpoint", "staged"), ("scope", "chat"),
+          ("pricing", "fixed"), ("price", "1"), ("test_upstream_url", &format!("{up}/echo/staging"))],
+    )
+    .await;
+    let test_key = app.create_key("sandbox", "test", &["chat"], "never").await;
+    let sandbox = |db: PgPool| async move { sqlx::query_scalar::<_, i64>("SELECT sandbox FROM org_meters WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap() };
+    let before = sandbox(db.clone()).await;
+
+    let res = app.call("POST", "/v1/chat/completions", Some(&test_key), Some("{}"), &[]).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json(), serde_json::from_str::<serde_json::Value>(example).unwrap(), "the route's example, not the upstream's echo");
+    assert_eq!(res.header("tollgate-example").as_deref(), Some("true"));
+    assert_eq!(sandbox(db.clone()).await, before - 2, "at the route's price, from the sandbox");
+    // A live key reaches the live upstream.
+    let live = app.call("POST", "/v1/chat/completions", Some(&key), Some("{}"), &[]).await;
+    assert_eq!(live.json()["path"], "/api/echo/live/completions");
+
+    let staged = app.call("GET", "/v1/staged/x", Some(&test_key), None, &[]).await;
+    assert_eq!(staged.json()["path"], "/api/echo/staging/x", "the test upstream");
+    assert_eq!(staged.json()["key_mode"], "test");
+    let prod = app.call("GET", "/v1/staged/x", Some(&key), None, &[]).await;
+    assert_eq!(prod.json()["path"], "/api/echo/prod/x");
+
+    // A test upstream within the live one is refused when saved.
+    let page = add_route(
+        &mut ops,
+        &[("path_prefix", "/v1/leaky"), ("upstream_url", &format!("{up}/echo/leaky")), ("endpoint", "leaky"), ("scope", "chat"),
+          ("pricing", "fixed"), ("price", "1"), ("test_upstream_url", &format!("{up}/echo/leaky/test"))],
+    )
+    .await;
+    assert!(decode_html(&page.body).contains("Test keys must not reach the live upstream"));
+    let leaky: i64 = sqlx::query_scalar("SELECT count(*) FROM routes WHERE path_prefix = '/v1/leaky'").fetch_one(&db).await.unwrap();
+    assert_eq!(leaky, 0);
 }

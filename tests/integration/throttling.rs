@@ -91,3 +91,49 @@ async fn one_address_guessing_many_accounts_is_throttled(db: PgPool) {
         "signed in"
     );
 }
+
+/// The throttles used to check, then hash, then record: a burst of attempts
+/// at once all passed the check. Each attempt is now checked and recorded
+/// in one step under the account's and the address's locks, so a burst gets
+/// exactly the limit.
+#[sqlx::test]
+async fn a_concurrent_burst_gets_exactly_the_limit_of_attempts(db: PgPool) {
+    use tollgate::accounts::{signin, throttle};
+    let mut app = TestApp::new(db.clone()).await;
+    app.sign_up("Ada", "ada@example.com", PASSWORD).await;
+    let now = time::OffsetDateTime::now_utc();
+    let attempts = (0..20).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            signin::sign_in(&db, "ada@example.com", format!("wrong password {i}"), "198.51.100.9", now).await
+        })
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let throttled = results
+        .iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), Err(tollgate::accounts::AccountsError::Throttled { .. })))
+        .count();
+    let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM login_attempts WHERE email = 'ada@example.com'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(checked, throttle::ACCOUNT_LIMIT, "passwords checked: exactly the limit");
+    assert_eq!(throttled as i64, 20 - throttle::ACCOUNT_LIMIT);
+
+    // Sign-ups from one address: exactly the limit reach the hashing.
+    let ups = (0..15).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let form = signin::SignUp {
+                display_name: format!("Burst {i}"),
+                email: format!("burst{i}@example.com"),
+                password: PASSWORD.into(),
+                organization: String::new(),
+                invitation: None,
+            };
+            signin::sign_up(&db, form, "198.51.100.10", now).await
+        })
+    });
+    let created = futures_util::future::join_all(ups).await.into_iter().filter(|r| r.as_ref().unwrap().is_ok()).count();
+    assert_eq!(created as i64, throttle::Action::SignUp.limit());
+}

@@ -18,6 +18,8 @@ pub struct RouteForm {
     pub plans: Vec<String>,
     pub timeout_ms: String,
     pub description: String,
+    pub test_upstream_url: String,
+    pub test_example: String,
 }
 
 #[async_trait::async_trait]
@@ -34,6 +36,7 @@ pub trait Admin: Send + Sync + 'static {
         &self,
         caller: &Caller,
         org_id: String,
+        request: String,
         approve: bool,
         note: String,
     ) -> Result<String, FormError>;

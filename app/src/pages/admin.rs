@@ -172,6 +172,8 @@ fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
                 "plans" => r.plans.join(","),
                 "timeout_ms" => r.timeout_ms.to_string(),
                 "description" => r.description.clone(),
+                "test_upstream_url" => r.test_upstream_url.clone(),
+                "test_example" => r.test_example.clone(),
                 _ => String::new(),
             }
         }
@@ -194,6 +196,7 @@ fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
         })
         .collect_view();
     let metered = shown("pricing") == "metered";
+    let test_example_value = shown("test_example");
     let text_field = move |f: &FormState,
                            name: &'static str,
                            label: &'static str,
@@ -260,6 +263,13 @@ fn RoutesView(page: RoutesPage, viewer: Viewer) -> impl IntoView {
                 </fieldset>
                 {text_field(&f, "timeout_ms", "Timeout (milliseconds until the upstream answers)", "30000", "")}
                 {text_field(&f, "description", "Description", "Chat completions", "")}
+                {text_field(&f, "test_upstream_url", "Test upstream URL (optional)", "https://models.staging.internal/v1",
+                    "Where calls with test keys go. Test keys never reach the upstream above; with no test upstream they get the example answer below.")}
+                <div class="field" class:field-invalid=f.has_error("test_example")>
+                    <label for="route-test_example">"Example answer for test keys (JSON, optional)"</label>
+                    <textarea id="route-test_example" name="test_example" rows="3" placeholder="{\"choices\": []}">{test_example_value}</textarea>
+                    {f.error("test_example")}
+                </div>
                 <button type="submit" class="button">{if editing.is_some() { "Save route" } else { "Add route" }}</button>
                 {editing.is_some().then(|| view! { " " <a href="/admin/routes" rel="external">"Cancel"</a> })}
             </form>
@@ -294,6 +304,7 @@ pub fn ApprovalsPage() -> impl IntoView {
                                         <form method="post" action="/api/decide_approval">
                                             <Csrf token=v.csrf.clone()/>
                                             <input type="hidden" name="org_id" value=a.org_id.clone()/>
+                                            <input type="hidden" name="request" value=a.request.clone()/>
                                             <div class="field">
                                                 <label for=format!("note-{}", a.org_id)>{label}</label>
                                                 <textarea id=format!("note-{}", a.org_id) name="note" rows="2"></textarea>

@@ -253,6 +253,23 @@ pub fn TopUpPage() -> impl IntoView {
     let credits = (!credits.is_empty()).then_some(credits);
     page!("Top up", Resource::new(move || (), move |_| get_top_up_page(credits.clone())), |p, viewer| {
         let f = FormState::new(&viewer, "top_up");
+        // The answer to a paid form is a confirmation, not the form again:
+        // the second click of a double click lands on no Pay button, and
+        // buying again is a deliberate step.
+        if f.succeeded() {
+            let more = format!("/billing/top-up{}",
+                return_to().map(|r| format!("?return_to={}", crate::components::encode_component(&r))).unwrap_or_default());
+            return view! {
+                <section class="panel" data-testid="top-up-done">
+                    <h1>"Top up credits"</h1>
+                    <Outcome state=f.clone()/>
+                    <p>"Your balance: " <strong data-testid="balance">{p.balance}</strong> " credits. Purchased credits never expire."</p>
+                    <p>"The receipt is on " <a href="/billing/invoices">"your invoices"</a> ". "
+                        <a href="/billing">"Back to billing"</a> " · "
+                        <a href=more data-testid="buy-more">"Buy more credits"</a></p>
+                </section>
+            }.into_any();
+        }
         let typed_choice = f.typed().then(|| f.value("choice"));
         let packs = p
             .packs
@@ -320,7 +337,7 @@ pub fn TopUpPage() -> impl IntoView {
                     {pay}
                 </form>
             </section>
-        }
+        }.into_any()
     })
 }
 

@@ -42,6 +42,8 @@ pub async fn save_route(
     plans: Option<Vec<String>>,
     timeout_ms: Option<String>,
     description: Option<String>,
+    test_upstream_url: Option<String>,
+    test_example: Option<String>,
 ) -> Result<(), AppError> {
     use crate::backend::RouteForm;
     let form = RouteForm {
@@ -56,6 +58,8 @@ pub async fn save_route(
         plans: plans.unwrap_or_default(),
         timeout_ms: timeout_ms.unwrap_or_default(),
         description: description.unwrap_or_default(),
+        test_upstream_url: test_upstream_url.unwrap_or_default(),
+        test_example: test_example.unwrap_or_default(),
     };
     let back = match form.route_id.as_str() {
         "" => "/admin/routes".to_string(),
@@ -76,6 +80,8 @@ pub async fn save_route(
         ("plans", form.plans.join(",")),
         ("timeout_ms", form.timeout_ms.clone()),
         ("description", form.description.clone()),
+        ("test_upstream_url", form.test_upstream_url.clone()),
+        ("test_example", form.test_example.clone()),
     ];
     let spec = Form {
         name: "routes",
@@ -123,9 +129,11 @@ pub async fn get_admin_approvals() -> Result<Vec<ApprovalView>, AppError> {
 pub async fn decide_approval(
     csrf: String,
     org_id: String,
+    request: Option<String>,
     decision: String,
     note: Option<String>,
 ) -> Result<(), AppError> {
+    let request = request.unwrap_or_default();
     let note = note.unwrap_or_default();
     let form = Form {
         name: "approvals",
@@ -137,7 +145,7 @@ pub async fn decide_approval(
         let notice = c
             .backend
             .admin
-            .decide_approval(&c.caller, org_id, decision == "approve", note)
+            .decide_approval(&c.caller, org_id, request, decision == "approve", note)
             .await?;
         Ok(Success::to("/admin/approvals").notice("approvals", notice))
     })

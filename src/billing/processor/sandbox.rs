@@ -55,6 +55,9 @@ pub struct Sandbox {
     secret: WebhookSecret,
     target: RwLock<Option<Url>>,
     http: reqwest::Client,
+    /// While set, outcomes wait in `sandbox_events` undelivered (a charge
+    /// stays pending), as when a processor's webhooks are late.
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl Sandbox {
@@ -68,7 +71,14 @@ impl Sandbox {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("an HTTP client"),
+            held: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Holds every outcome undelivered (`true`) or lets them go (`false`;
+    /// `deliver_due` then sends what waited). For tests of late webhooks.
+    pub fn hold_deliveries(&self, held: bool) {
+        self.held.store(held, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Where webhooks go now.
@@ -78,6 +88,9 @@ impl Sandbox {
 
     /// Delivers one event: `true` once the endpoint answered 2xx.
     async fn deliver(&self, id: &str, payload: &serde_json::Value) -> bool {
+        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
         let Some(target) = self.target() else {
             return false;
         };

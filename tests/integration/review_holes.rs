@@ -1,0 +1,240 @@
+//! Holes found by reading billing and the portal as an attacker would
+//! (issue 16): each test here failed on the code before its fix.
+
+use crate::helpers::*;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// A signature header of ~95,000 empty `v1=` values over a 60 KiB body used
+/// to cost one HMAC of the whole body per value, on an async worker: a few
+/// such requests stalled every route. Now it is refused before it is parsed,
+/// and the server keeps answering meanwhile.
+#[sqlx::test]
+async fn a_flood_of_signature_values_is_refused_fast_and_the_server_keeps_answering(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let url = app.state.sandbox_target().expect("the test app listens").to_string();
+    let base = url.trim_end_matches("/webhooks/sandbox").to_string();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let header = format!("t={now},{}", "v1=,".repeat(95_000));
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(60 * 1024));
+    let client = reqwest::Client::new();
+    let floods: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, header, body) = (client.clone(), url.clone(), header.clone(), body.clone());
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let res = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("tollgate-signature", header)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status(), started.elapsed())
+            })
+        })
+        .collect();
+    let health = tokio::time::timeout(Duration::from_secs(5), client.get(format!("{base}/healthz")).send())
+        .await
+        .expect("/healthz answers while the floods are in flight")
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    for flood in floods {
+        let (status, took) = tokio::time::timeout(Duration::from_secs(10), flood)
+            .await
+            .expect("a flood of signature values is refused within seconds")
+            .unwrap();
+        assert_eq!(status, 400, "refused by the signature check itself");
+        assert!(took < Duration::from_secs(10));
+    }
+}
+
+/// Static files used to go out uncompressed and uncached (the explorer's
+/// script and wasm: 426 KB on every visit). A digest-named file is sent
+/// precompressed and cached for a year; a plain name is revalidated; pages
+/// stay uncached.
+#[sqlx::test]
+async fn static_files_go_out_compressed_and_cached_by_their_names(db: PgPool) {
+    let site = std::env::temp_dir().join(format!("tollgate-site-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    let script = "export function hello() { return 'hello from the explorer'; }\n".repeat(20);
+    let digest = "0123456789abcdef0123";
+    for (name, body) in [(format!("pkg/tollgate.{digest}.js"), script.as_str()), ("docs.js".to_string(), script.as_str())] {
+        std::fs::write(site.join(&name), body).unwrap();
+        // The build's precompressed copies (stand-ins with known bytes).
+        std::fs::write(site.join(format!("{name}.br")), b"brotli bytes").unwrap();
+        std::fs::write(site.join(format!("{name}.gz")), b"gzip bytes").unwrap();
+    }
+    std::fs::write(site.join("hash.txt"), format!("js: {digest}\nwasm: {digest}\n")).unwrap();
+    let mut config = tollgate::config::Config::for_tests();
+    config.site_root = site.to_str().unwrap().to_string();
+    let mut app = TestApp::with_config(db, config).await;
+
+    let get = |path: &str, encoding: &str| {
+        axum::http::Request::get(path)
+            .header("accept-encoding", encoding)
+            .header("x-forwarded-for", "203.0.113.7")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let res = app.send(get(&format!("/pkg/tollgate.{digest}.js"), "gzip, deflate, br")).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-encoding").as_deref(), Some("br"));
+    assert_eq!(res.body, "brotli bytes");
+    assert_eq!(res.header("cache-control").as_deref(), Some("public, max-age=31536000, immutable"));
+    assert!(res.header("content-type").unwrap().contains("javascript"));
+    assert!(res.header("vary").unwrap().to_ascii_lowercase().contains("accept-encoding"));
+    let res = app.send(get(&format!("/pkg/tollgate.{digest}.js"), "gzip")).await;
+    assert_eq!(res.header("content-encoding").as_deref(), Some("gzip"));
+    assert_eq!(res.body, "gzip bytes");
+    let res = app.send(get(&format!("/pkg/tollgate.{digest}.js"), "identity")).await;
+    assert_eq!(res.header("content-encoding"), None);
+    assert_eq!(res.body, script);
+
+    // A name without a digest may change: revalidated on every use.
+    let res = app.send(get("/docs.js", "br")).await;
+    assert_eq!(res.header("content-encoding").as_deref(), Some("br"));
+    assert_eq!(res.header("cache-control").as_deref(), Some("no-cache"));
+
+    // The explorer asks for the digest-named files the build listed.
+    app.sign_up("Ada", "ada@example.com", PASSWORD).await;
+    let explorer = app.get("/explorer").await;
+    assert!(explorer.body.contains(&format!("/pkg/tollgate.{digest}.js")), "the page names the digest-named script");
+    assert!(explorer.body.contains(&format!("/pkg/tollgate.{digest}.wasm")));
+    // Pages stay uncached; a missing file is the 404 page, not cached.
+    assert!(!explorer.header("cache-control").unwrap_or_default().contains("immutable"));
+    let missing = app.send(get("/pkg/tollgate.ffffffffffffffff.js", "br")).await;
+    assert_eq!(missing.status, 404);
+    assert!(!missing.header("cache-control").unwrap_or_default().contains("immutable"));
+    // No way out of the site's root.
+    for path in ["/pkg/..%2f..%2fCargo.toml", "/%2e%2e/Cargo.toml", "/pkg/%5c..%5cCargo.toml"] {
+        let res = app.send(get(path, "br")).await;
+        assert!(res.status == 404 || res.status == 400, "{path}: {}", res.status);
+    }
+    std::fs::remove_dir_all(site).ok();
+}
+
+/// A panic used to drop the connection: now it answers 500 with the
+/// request id (a problem body on the API, a page in the browser), and the
+/// server goes on serving.
+#[sqlx::test]
+async fn a_panic_answers_500_with_the_request_id_and_the_server_goes_on(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let base = app.state.sandbox_target().unwrap().to_string().replace("/webhooks/sandbox", "");
+    let client = reqwest::Client::new();
+
+    let page = client.get(format!("{base}/__tests/panic")).send().await.expect("an answer, not a dropped connection");
+    assert_eq!(page.status(), 500);
+    let id = page.headers()["request-id"].to_str().unwrap().to_string();
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers().contains_key("content-security-policy"), "the security headers still apply");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Something went wrong") && html.contains(&id), "{html}");
+    assert!(!html.contains("a test handler panics"), "the panic itself stays in the log");
+
+    let api = client.get(format!("{base}/v1/__tests/panic")).send().await.unwrap();
+    assert_eq!(api.status(), 500);
+    let id = api.headers()["request-id"].to_str().unwrap().to_string();
+    assert_eq!(api.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = serde_json::from_str(&api.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], 500);
+    assert_eq!(body["request_id"], id);
+
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+/// The text of the element whose `data-testid` is `id`.
+fn testid(html: &str, id: &str) -> String {
+    let marker = format!("data-testid=\"{id}\">");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {id}")) + marker.len();
+    let end = html[start..].find('<').unwrap();
+    html[start..start + end].trim().to_string()
+}
+
+/// After a period ends and before anything moves the lapsed credits, the
+/// keys page used to show included credits that /billing showed as lapsed.
+/// One function (`ledger::spendable`) says what can be spent now; the pages
+/// and the gateway agree with it.
+#[sqlx::test]
+async fn the_pages_and_the_gateway_agree_on_what_can_be_spent_after_a_period_ends(db: PgPool) {
+    let (mut app, key, org) = crate::gateway::customer(&db).await;
+    let before = tollgate::billing::ledger::spendable(&db, org, app.clock.now()).await.unwrap();
+    assert_eq!(before.included, 100, "the Free plan's credits");
+    let expires: time::OffsetDateTime = sqlx::query_scalar("SELECT included_expires_at FROM org_meters WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    app.clock.advance(expires - app.clock.now() + time::Duration::seconds(1));
+    let now = tollgate::billing::ledger::spendable(&db, org, app.clock.now()).await.unwrap();
+    assert_eq!(now.included, 0, "lapsed at the period's end");
+    let keys = app.get("/account/keys").await.body;
+    assert_eq!(testid(&keys, "live-credits"), now.live().to_string(), "the keys page");
+    let billing = app.get("/billing").await.body;
+    assert!(testid(&billing, "included-credits").starts_with(&now.included.to_string()), "the billing page");
+    // The gateway agrees: a free call reports the same balance.
+    let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(res.header("tollgate-credits-remaining"), Some(now.live().to_string()));
+}
+
+/// The explorer's keys and the docs' samples judged keys by the database's
+/// clock, not the server's (which the gateway uses): a rotated key still in
+/// its overlap by the server's clock was hidden.
+#[sqlx::test]
+async fn the_explorer_lists_keys_by_the_servers_clock(db: PgPool) {
+    let (mut app, _, org) = crate::gateway::customer(&db).await;
+    // A key valid for a day by the server's clock (the tests' clock is days
+    // behind the database's).
+    let until = app.clock.now() + time::Duration::days(1);
+    sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE org_id = $1")
+        .bind(org)
+        .bind(until)
+        .execute(&db)
+        .await
+        .unwrap();
+    let db_now: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(&db).await.unwrap();
+    assert!(db_now > until, "the database's clock is past the key's end; the server's is not");
+    let explorer = app.get("/explorer").await.body;
+    assert!(explorer.contains("server (tg_live_"), "the explorer offers the key the gateway still takes");
+}
+
+/// The sandbox used to refill without limit, whatever the subscription's
+/// state. Refills are a few a day, and only in good standing.
+#[sqlx::test]
+async fn sandbox_refills_are_limited_and_need_a_subscription_in_good_standing(db: PgPool) {
+    use tollgate::billing::topups::{refill_sandbox, Refill};
+    let (app, _, org) = crate::gateway::customer(&db).await;
+    let drain = |db: PgPool| async move {
+        // Spend the sandbox through the ledger, as test calls do.
+        let mut conn = db.acquire().await.unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT sandbox FROM org_meters WHERE org_id = $1").bind(org).fetch_one(&mut *conn).await.unwrap();
+        tollgate::billing::ledger::post(
+            &mut conn,
+            tollgate::billing::ledger::Posting {
+                org,
+                kind: tollgate::billing::ledger::Kind::SandboxUsage,
+                key: &format!("test-drain:{}", uuid::Uuid::now_v7()),
+                entries: &[(tollgate::billing::ledger::Account::Sandbox, -left), (tollgate::billing::ledger::Account::SandboxSink, left)],
+                memo: "test calls",
+            },
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    };
+    let now = app.clock.now();
+    assert_eq!(refill_sandbox(&db, org, now).await.unwrap(), Refill::Full);
+    for _ in 0..tollgate::billing::policy::SANDBOX_REFILLS_PER_DAY {
+        drain(db.clone()).await;
+        assert!(matches!(refill_sandbox(&db, org, now).await.unwrap(), Refill::Added(_)));
+    }
+    drain(db.clone()).await;
+    assert!(matches!(refill_sandbox(&db, org, now).await.unwrap(), Refill::Limit(_)), "a few a day");
+    assert!(matches!(refill_sandbox(&db, org, now + time::Duration::hours(25)).await.unwrap(), Refill::Added(_)), "and again the next day");
+    // Not while unpaid.
+    drain(db.clone()).await;
+    sqlx::query("UPDATE subscriptions SET status = 'unpaid' WHERE org_id = $1").bind(org).execute(&db).await.unwrap();
+    assert_eq!(refill_sandbox(&db, org, now + time::Duration::days(3)).await.unwrap(), Refill::NotInGoodStanding);
+}
