@@ -95,6 +95,9 @@ pub struct Config {
     /// Serves routes that panic (`/__tests/panic`, `/v1/__tests/panic`):
     /// set by the tests' configuration only, never from the environment.
     pub panic_routes: bool,
+    /// Live keys need a confirmed email address
+    /// (`TOLLGATE_LIVE_KEYS_NEED_VERIFIED_EMAIL`, default false).
+    pub live_keys_need_verified_email: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +179,7 @@ impl Config {
             session_idle_days: parsed("TOLLGATE_SESSION_IDLE_DAYS", 14)?,
             bench_routes: var("TOLLGATE_BENCH").is_some_and(|v| v == "1"),
             panic_routes: false,
+            live_keys_need_verified_email: parsed("TOLLGATE_LIVE_KEYS_NEED_VERIFIED_EMAIL", false)?,
             webhook_secret: var("TOLLGATE_WEBHOOK_SECRET")
                 .map(WebhookSecret)
                 .unwrap_or_else(WebhookSecret::random),
@@ -216,6 +220,7 @@ impl Config {
             session_idle_days: 14,
             bench_routes: false,
             panic_routes: true,
+            live_keys_need_verified_email: false,
             webhook_secret: WebhookSecret("whsec_tests".into()),
             sandbox_webhook_url: None,
             grace_days: 3,

@@ -23,6 +23,7 @@ pub async fn seed(db: &PgPool, now: OffsetDateTime) -> anyhow::Result<()> {
         let hash = password::hash(CUSTOMER_PASSWORD.into()).await?;
         let mut tx = db.begin().await?;
         let id = users::insert(&mut tx, &customer, "Dana Demo", &hash, false, now).await?;
+        crate::accounts::verify::mark_verified(&mut tx, id, now).await?;
         organizations::create_with_owner(&mut tx, "Demo Co", id, now).await?;
         tx.commit().await?;
     }

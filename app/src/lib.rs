@@ -104,6 +104,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=auth::SignInPage ssr=ssr.clone()/>
                     <Route path=path!("/password/forgot") view=auth::ForgotPasswordPage ssr=ssr.clone()/>
                     <Route path=path!("/password/reset") view=auth::ResetPasswordPage ssr=ssr.clone()/>
+                    <Route path=path!("/verify-email") view=auth::VerifyEmailPage ssr=ssr.clone()/>
                     <Route path=path!("/account") view=account::AccountPage ssr=ssr.clone()/>
                     <Route path=path!("/account/members") view=account::MembersPage ssr=ssr.clone()/>
                     <Route path=path!("/account/keys") view=keys::KeysPage ssr=ssr.clone()/>

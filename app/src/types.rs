@@ -24,6 +24,7 @@ impl Viewer {
 pub struct UserView {
     pub email: String,
     pub display_name: String,
+    pub email_verified: bool,
     pub is_platform_admin: bool,
     pub org: Option<OrgView>,
 }

@@ -13,6 +13,7 @@ pub mod sessions;
 pub mod signin;
 pub mod throttle;
 pub mod users;
+pub mod verify;
 
 use std::fmt;
 

@@ -28,6 +28,7 @@ pub struct SignedIn {
 /// checked before the password is hashed.
 pub async fn sign_up(
     db: &PgPool,
+    config: &crate::config::Config,
     input: SignUp,
     ip: &str,
     now: OffsetDateTime,
@@ -56,10 +57,17 @@ pub async fn sign_up(
     let mut tx = db.begin().await?;
     let user_id = users::insert(&mut tx, &email, &name, &hash, false, now).await?;
     let org_id = match input.invitation {
-        Some(token) => invitations::accept_in(&mut tx, &token, user_id, &email, now).await?,
+        Some(token) => {
+            let org = invitations::accept_in(&mut tx, &token, user_id, &email, now).await?;
+            // The invitation went to this address: it is proved.
+            super::verify::mark_verified(&mut tx, user_id, now).await?;
+            org
+        }
         None => {
             let org_name = org_name.unwrap_or_else(|| format!("{name}'s organization"));
-            organizations::create_with_owner(&mut tx, &org_name, user_id, now).await?
+            let org = organizations::create_with_owner(&mut tx, &org_name, user_id, now).await?;
+            super::verify::send(&mut tx, config, user_id, email.as_str(), &name, now).await?;
+            org
         }
     };
     crate::audit::record(

@@ -13,6 +13,7 @@ pub struct User {
     pub password_hash: String,
     pub is_platform_admin: bool,
     pub created_at: OffsetDateTime,
+    pub email_verified_at: Option<OffsetDateTime>,
 }
 
 impl std::fmt::Debug for User {
@@ -25,7 +26,7 @@ impl std::fmt::Debug for User {
     }
 }
 
-const COLUMNS: &str = "id, email, display_name, password_hash, is_platform_admin, created_at";
+const COLUMNS: &str = "id, email, display_name, password_hash, is_platform_admin, created_at, email_verified_at";
 
 pub async fn by_email(db: &PgPool, email: &Email) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -74,8 +75,8 @@ pub async fn insert(
 ) -> Result<Uuid, AccountsError> {
     let id = Uuid::now_v7();
     let result = sqlx::query(
-        "INSERT INTO users (id, email, display_name, password_hash, is_platform_admin, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        "INSERT INTO users (id, email, display_name, password_hash, is_platform_admin, created_at, updated_at, email_verified_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, CASE WHEN $5 THEN $6 END)",
     )
     .bind(id)
     .bind(email.as_str())

@@ -77,8 +77,8 @@ pub async fn add(
     }
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO payment_methods (id, org_id, brand, last4, exp_month, exp_year, is_default, created_at, processor, processor_ref)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO payment_methods (id, org_id, brand, last4, exp_month, exp_year, is_default, created_at, processor, processor_ref, fingerprint)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(id)
     .bind(org)
@@ -90,6 +90,7 @@ pub async fn add(
     .bind(now)
     .bind(state.processor.name())
     .bind(&saved.reference)
+    .bind(&saved.fingerprint)
     .execute(&mut *tx)
     .await?;
     let details = serde_json::json!({"card": id, "brand": saved.brand, "last4": saved.last4, "default": default});

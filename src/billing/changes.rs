@@ -441,6 +441,44 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
     if sub.status != Status::Active || sub.plan.price_minor != 0 || to.price_minor == 0 || to.requires_approval {
         return Err(BillingError::State("A trial starts from the free plan, for a plan without approval.".into()));
     }
+    // A trial needs a verified address or a card, and each verified address
+    // and each card gets one trial, whichever organization asks for it.
+    let (email, verified): (String, bool) =
+        sqlx::query_as("SELECT lower(email), email_verified_at IS NOT NULL FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await?;
+    let card: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT fingerprint FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL",
+    )
+    .bind(org)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if !verified && card.is_none() {
+        return Err(BillingError::State(
+            "Confirm your email address first (we sent you a link; the account page sends another), or add a card.".into(),
+        ));
+    }
+    let mut claims = Vec::new();
+    if verified {
+        claims.push(format!("email:{}", hex::encode(crate::crypto::sha256(email.as_bytes()))));
+    }
+    if let Some(Some(fingerprint)) = &card {
+        claims.push(format!("card:{fingerprint}"));
+    }
+    for claim in &claims {
+        let fresh = sqlx::query("INSERT INTO trial_claims (claim, org_id, claimed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(claim)
+            .bind(org)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if fresh == 0 {
+            let what = if claim.starts_with("email:") { "email address" } else { "card" };
+            return Err(BillingError::State(format!("This {what} has had a free trial already.")));
+        }
+    }
     let end = now + time::Duration::days(TRIAL_DAYS);
     open_period(&mut tx, org, to.id, now, end, Grant::Full, now).await?;
     sqlx::query("UPDATE subscriptions SET status = 'trialing', trial_end = $2, trial_used = true WHERE org_id = $1")

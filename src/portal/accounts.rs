@@ -33,7 +33,7 @@ impl Accounts for Portal {
             organization: form.organization,
             invitation: form.invitation,
         };
-        signin::sign_up(&self.state.db, input, &caller.client_ip, self.now())
+        signin::sign_up(&self.state.db, &self.state.config, input, &caller.client_ip, self.now())
             .await
             .map(|s| signed_in(s.user_id, s.org_id))
             .map_err(|e| errors::form(caller, e))
@@ -62,6 +62,36 @@ impl Accounts for Portal {
         reset::request(db, config, &email, &caller.client_ip, self.now())
             .await
             .map_err(|e| errors::form(caller, e))
+    }
+
+    async fn resend_verification(&self, caller: &Caller) -> Result<String, FormError> {
+        let user = caller
+            .user
+            .as_ref()
+            .and_then(|u| Uuid::parse_str(&u.id).ok())
+            .ok_or_else(|| FormError::message("Sign in first."))?;
+        let sent = crate::accounts::verify::resend(&self.state.db, &self.state.config, user, self.now())
+            .await
+            .map_err(|e| errors::form(caller, e))?;
+        match sent {
+            crate::accounts::verify::Resent::Sent => Ok("We sent you a new link; it works for two days.".into()),
+            crate::accounts::verify::Resent::AlreadyVerified => Ok("Your address is confirmed already.".into()),
+            crate::accounts::verify::Resent::Wait(secs) => Err(FormError::message(format!(
+                "A link went out a moment ago; you can ask for another in {}.",
+                if secs < 120 { format!("{secs} seconds") } else if secs < 7200 { format!("{} minutes", secs / 60) } else { format!("{} hours", secs / 3600) }
+            ))),
+        }
+    }
+
+    async fn verify_email(&self, caller: &Caller, token: String) -> Result<String, AppError> {
+        match crate::accounts::verify::confirm(&self.state.db, &token, self.now()).await {
+            Ok(_) => Ok("Your email address is confirmed. You can start a free trial from the plans page.".into()),
+            Err(crate::accounts::AccountsError::InvalidToken) => Err(AppError::Invalid(
+                "This link is invalid, used already or expired. Ask for a new one on your account page.".into(),
+            )),
+            Err(crate::accounts::AccountsError::Db(e)) => Err(errors::page(caller, e)),
+            Err(e) => Err(errors::internal(caller, e)),
+        }
     }
 
     async fn reset_password(

@@ -55,6 +55,13 @@ impl Keys for Portal {
 
     async fn create(&self, caller: &Caller, form: CreateKeyForm) -> Result<NewSecret, FormError> {
         let m = form_member(caller)?;
+        let verified = caller.user.as_ref().is_some_and(|u| u.email_verified);
+        if form.mode == "live" && self.state.config.live_keys_need_verified_email && !verified {
+            return Err(FormError {
+                message: "Please correct the highlighted fields.".into(),
+                fields: vec![("mode".into(), "Confirm your email address before creating a live key (see your account page); test keys work now.".into())],
+            });
+        }
         let expires_in_days = match form.expires_in_days.as_str() {
             "never" | "" => None,
             d => Some(d.parse::<i64>().unwrap_or(-1)),

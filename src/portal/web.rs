@@ -69,6 +69,7 @@ impl Web for Portal {
             id: user.id.to_string(),
             email: user.email,
             display_name: user.display_name,
+            email_verified: user.email_verified_at.is_some(),
         });
         caller.org = membership.map(|m| CallerOrg {
             id: m.org_id.to_string(),

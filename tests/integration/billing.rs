@@ -459,6 +459,7 @@ async fn another_organizations_invoices_and_cards_are_out_of_reach(db: PgPool) {
     eve.sign_up("Eve", "eve@example.com", PASSWORD).await;
     for path in [format!("/billing/invoices/{invoice}"), format!("/billing/invoices/{}", invoice.to_string().to_uppercase())] {
         let res = eve.get(&path).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}");
         assert!(!res.body.contains("TG-"), "{path} shows another organization's invoice");
     }
     let csrf = extract_csrf(&eve.get("/billing/payment-methods").await.body);
@@ -623,6 +624,7 @@ async fn a_past_due_subscription_cannot_cancel_and_keep_its_way_out_of_dunning(d
 #[sqlx::test]
 async fn a_canceled_trial_kept_again_is_still_a_trial(db: PgPool) {
     let (mut app, _, org) = customer(&db).await;
+    verify_email(&mut app, "ada@example.com").await;
     let csrf = extract_csrf(&app.get("/billing/plans").await.body);
     app.post_form("/api/start_trial", &[("csrf", &csrf), ("plan", "pro")]).await;
     assert_eq!(status(&db, org).await, "trialing");
@@ -1008,6 +1010,7 @@ async fn a_period_not_paid_yet_spends_at_most_what_the_one_before_included(db: P
 #[sqlx::test]
 async fn a_trials_first_paid_period_gets_its_credits_when_paid(db: PgPool) {
     let (mut app, _, org) = customer(&db).await;
+    verify_email(&mut app, "ada@example.com").await;
     let page = app.get("/billing/plans").await.body;
     let csrf = extract_csrf(&page);
     app.post_form("/api/start_trial", &[("csrf", &csrf), ("plan", "pro")]).await;

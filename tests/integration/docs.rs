@@ -128,18 +128,31 @@ async fn the_explorer_sends_with_a_members_key_by_id_and_never_with_another_orga
     bad["csrf"] = "nope".into();
     assert_eq!(explorer_send(&app, bad, "http://portal.test").await.status, StatusCode::FORBIDDEN);
     assert_eq!(explorer_send(&app, call(key_id.to_string(), "/v1/ping", None, None), "https://evil.example").await.status, StatusCode::FORBIDDEN);
-    for path in ["/account/keys", "//evil.example/v1/ping", "/v1/../account", "/v1/%2e%2e/account", "/v1/..\\account"] {
+    // Off the API: the explorer's own check refuses it, before any key is used.
+    for path in ["/account/keys", "//evil.example/v1/ping", "/v1", "v1/ping"] {
         let res = explorer_send(&app, call(key_id.to_string(), path, None, None), "http://portal.test").await;
-        assert!(res.status == StatusCode::BAD_REQUEST || res.status == StatusCode::NOT_FOUND, "{path}: {}", res.status);
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(res.body.contains("a path under /v1/"), "{path}: refused by the explorer itself: {}", res.body);
+    }
+    // Under /v1/ but leaving it: the gateway's path check, as for any call.
+    for path in ["/v1/../account", "/v1/%2e%2e/account", "/v1/..\\account", "/v1/%2faccount"] {
+        let res = explorer_send(&app, call(key_id.to_string(), path, None, None), "http://portal.test").await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(res.json()["code"], "invalid_path", "{path}");
         assert!(!res.body.contains("tg_live_"), "{path}");
     }
     let mut head = call(key_id.to_string(), "/v1/ping", None, None);
     head["method"] = "CONNECT".into();
     assert_eq!(explorer_send(&app, head, "http://portal.test").await.status, StatusCode::BAD_REQUEST);
-    // Signed out: nothing to act with.
+    // Signed out, with this (signed-out) session's own valid token: the
+    // session check itself refuses, not a token mismatch.
     app.sign_out().await;
-    let res = explorer_send(&app, call(key_id.to_string(), "/v1/ping", None, None), "http://portal.test").await;
-    assert!(res.status == StatusCode::UNAUTHORIZED || res.status == StatusCode::FORBIDDEN, "{}", res.status);
+    let fresh = app.csrf().await;
+    let mut signed_out = call(key_id.to_string(), "/v1/ping", None, None);
+    signed_out["csrf"] = fresh.into();
+    let res = explorer_send(&app, signed_out, "http://portal.test").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    assert!(res.body.contains("Sign in"));
 }
 
 #[sqlx::test]

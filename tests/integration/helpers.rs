@@ -302,6 +302,14 @@ pub async fn last_email(db: &PgPool, to: &str) -> Option<(String, String)> {
 }
 
 /// The path of the first link to this portal in an email body.
+/// Follows the email-verification link last sent to `email`.
+pub async fn verify_email(app: &mut TestApp, email: &str) -> TestResponse {
+    let (subject, body) = last_email(&app.db, email).await.expect("a verification email");
+    assert_eq!(subject, "Confirm your email address");
+    let path = link_path(&body);
+    app.get(&path).await
+}
+
 pub fn link_path(body: &str) -> String {
     let start = body.find("http://portal.test").expect("a portal link");
     let link = body[start..].split_whitespace().next().unwrap();

@@ -46,6 +46,7 @@ async fn owner(backend: &Backend, email: &str) -> Caller {
             id: signed.user_id,
             email: email.into(),
             display_name: "Olive".into(),
+            email_verified: false,
         }),
         org: Some(CallerOrg {
             id: signed.org_id.expect("an organization"),
@@ -308,6 +309,7 @@ async fn joined(
             id: signed.user_id,
             email: email.into(),
             display_name: "Member".into(),
+            email_verified: false,
         }),
         org: Some(CallerOrg {
             role,

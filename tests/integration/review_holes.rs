@@ -238,3 +238,89 @@ async fn sandbox_refills_are_limited_and_need_a_subscription_in_good_standing(db
     sqlx::query("UPDATE subscriptions SET status = 'unpaid' WHERE org_id = $1").bind(org).execute(&db).await.unwrap();
     assert_eq!(refill_sandbox(&db, org, now + time::Duration::days(3)).await.unwrap(), Refill::NotInGoodStanding);
 }
+
+/// Every sign-up used to get a 14-day Pro trial with no card and no
+/// confirmed address, as often as it liked. A trial needs a confirmed
+/// address or a card, and each address and each card gets one trial.
+#[sqlx::test]
+async fn a_trial_needs_a_confirmed_address_or_a_card_and_each_gets_one(db: PgPool) {
+    let status = |db: PgPool, org: uuid::Uuid| async move {
+        sqlx::query_scalar::<_, String>("SELECT status FROM subscriptions WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap()
+    };
+    async fn start_trial(app: &mut TestApp) -> String {
+        let csrf = extract_csrf(&app.get("/billing/plans").await.body);
+        app.post_form("/api/start_trial", &[("csrf", &csrf), ("plan", "pro")]).await;
+        decode_html(&app.get("/billing/plans").await.body)
+    }
+    let mut ada = TestApp::new(db.clone()).await;
+    ada.sign_up("Ada", "ada@example.com", PASSWORD).await;
+    let org = ada.org_of("ada@example.com").await;
+    // Signed up: the link is in the outbox; the account page asks for it.
+    let account = ada.get("/account").await.body;
+    assert!(account.contains("data-testid=\"verify-email\""), "the account page asks to confirm the address");
+    let page = start_trial(&mut ada).await;
+    assert!(page.contains("Confirm your email address first"), "no trial without a confirmed address or a card");
+    assert_eq!(status(db.clone(), org).await, "active");
+
+    // A second link at once is throttled; a minute later it goes.
+    let csrf = extract_csrf(&ada.get("/account").await.body);
+    ada.post_form("/api/resend_verification", &[("csrf", &csrf)]).await;
+    assert!(decode_html(&ada.get("/account").await.body).contains("you can ask for another in"));
+    ada.clock.advance(time::Duration::minutes(2));
+    ada.post_form("/api/resend_verification", &[("csrf", &csrf)]).await;
+    let links: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE kind = 'email_verification'").fetch_one(&db).await.unwrap();
+    assert_eq!(links, 2, "the sign-up's link and one more");
+
+    // The link confirms, once; the trial starts.
+    let (_, body) = last_email(&db, "ada@example.com").await.unwrap();
+    let link = link_path(&body);
+    let confirmed = decode_html(&ada.get(&link).await.body);
+    assert!(confirmed.contains("Your email address is confirmed"), "{confirmed}");
+    let again = decode_html(&ada.get(&link).await.body);
+    assert!(again.contains("This link is invalid, used already or expired"));
+    assert!(!ada.get("/account").await.body.contains("data-testid=\"verify-email\""));
+    start_trial(&mut ada).await;
+    assert_eq!(status(db.clone(), org).await, "trialing");
+
+    // The same address in another organization (Ada leaves and signs up
+    // anew under the same address is impossible; an invitation is not a
+    // trial). Another person with the same card: one trial per card.
+    let mut bob = ada.other_browser();
+    bob.sign_up("Bob", "bob@example.com", PASSWORD).await;
+    let bob_org = bob.org_of("bob@example.com").await;
+    let csrf = extract_csrf(&bob.get("/billing/payment-methods").await.body);
+    let card = [("csrf", csrf.as_str()), ("number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2030"), ("cvc", "123"), ("name", "Bob"), ("make_default", "on")];
+    bob.post_form("/api/add_card", &card).await;
+    start_trial(&mut bob).await;
+    assert_eq!(status(db.clone(), bob_org).await, "trialing", "a card stands for a confirmed address");
+    let mut cy = ada.other_browser();
+    cy.sign_up("Cy", "cy@example.com", PASSWORD).await;
+    let cy_org = cy.org_of("cy@example.com").await;
+    let csrf = extract_csrf(&cy.get("/billing/payment-methods").await.body);
+    let card = [("csrf", csrf.as_str()), ("number", "4242424242424242"), ("exp_month", "11"), ("exp_year", "2031"), ("cvc", "999"), ("name", "Cy"), ("make_default", "on")];
+    cy.post_form("/api/add_card", &card).await;
+    let page = start_trial(&mut cy).await;
+    assert!(page.contains("This card has had a free trial already"), "one trial per card");
+    assert_eq!(status(db.clone(), cy_org).await, "active");
+}
+
+/// Whether live keys need a confirmed address is the operator's setting.
+#[sqlx::test]
+async fn live_keys_can_be_made_to_wait_for_a_confirmed_address(db: PgPool) {
+    let mut config = tollgate::config::Config::for_tests();
+    config.live_keys_need_verified_email = true;
+    let mut app = TestApp::with_config(db.clone(), config).await;
+    app.sign_up("Ada", "ada@example.com", PASSWORD).await;
+    let csrf = extract_csrf(&app.get("/account/keys").await.body);
+    app.post_form("/api/create_api_key", &[("csrf", &csrf), ("name", "server"), ("mode", "live"), ("scopes[0]", "*"), ("expires_in_days", "never")]).await;
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys").fetch_one(&db).await.unwrap();
+    assert_eq!(keys, 0);
+    assert!(decode_html(&app.get("/account/keys").await.body).contains("Confirm your email address before creating a live key"));
+    app.post_form("/api/create_api_key", &[("csrf", &csrf), ("name", "sandbox"), ("mode", "test"), ("scopes[0]", "*"), ("expires_in_days", "never")]).await;
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys").fetch_one(&db).await.unwrap();
+    assert_eq!(keys, 1, "test keys work at once");
+    verify_email(&mut app, "ada@example.com").await;
+    app.post_form("/api/create_api_key", &[("csrf", &csrf), ("name", "server"), ("mode", "live"), ("scopes[0]", "*"), ("expires_in_days", "never")]).await;
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE mode = 'live'").fetch_one(&db).await.unwrap();
+    assert_eq!(keys, 1);
+}

@@ -131,7 +131,7 @@ async fn a_concurrent_burst_gets_exactly_the_limit_of_attempts(db: PgPool) {
                 organization: String::new(),
                 invitation: None,
             };
-            signin::sign_up(&db, form, "198.51.100.10", now).await
+            signin::sign_up(&db, &tollgate::config::Config::for_tests(), form, "198.51.100.10", now).await
         })
     });
     let created = futures_util::future::join_all(ups).await.into_iter().filter(|r| r.as_ref().unwrap().is_ok()).count();

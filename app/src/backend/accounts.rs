@@ -61,6 +61,11 @@ pub trait Accounts: Send + Sync + 'static {
         form: ResetPasswordForm,
     ) -> Result<SignedIn, FormError>;
 
+    /// Sends another email-verification link; returns the notice.
+    async fn resend_verification(&self, caller: &Caller) -> Result<String, FormError>;
+    /// Follows an email-verification link: what to tell the reader.
+    async fn verify_email(&self, caller: &Caller, token: String) -> Result<String, AppError>;
+
     async fn members(&self, caller: &Caller) -> Result<MembersPage, AppError>;
     /// Returns the notice to show.
     async fn invite(&self, caller: &Caller, form: InviteForm) -> Result<String, FormError>;

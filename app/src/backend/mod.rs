@@ -55,6 +55,8 @@ pub struct CallerUser {
     pub id: String,
     pub email: String,
     pub display_name: String,
+    /// The address was confirmed (a link followed, or an invitation).
+    pub email_verified: bool,
 }
 
 /// The organization the request acts in, and the user's role there.

@@ -18,11 +18,25 @@ pub fn AccountPage() -> impl IntoView {
         <Suspense fallback=Loading>
             {move || Suspend::new(async move {
                 let v = viewer.await;
+                let f = FormState::new(&v, "verify_email");
                 let Some(user) = v.user else {
                     return view! { <Redirect path=login_path_returning_here()/> }.into_any();
                 };
                 let org = user.org.clone();
+                let unverified = (!user.email_verified).then(|| view! {
+                    <section class="panel" data-testid="verify-email">
+                        <h2>"Confirm your email address"</h2>
+                        <p>"We sent a link to " <strong>{user.email.clone()}</strong> ". Follow it to confirm the address: "
+                           "a free trial needs a confirmed address (or a card)."</p>
+                        <form method="post" action="/api/resend_verification" class="inline-form">
+                            <Csrf token=v.csrf.clone()/>
+                            <button type="submit" class="button" data-testid="resend-verification">"Send another link"</button>
+                        </form>
+                    </section>
+                });
                 view! {
+                    {f.banner()}
+                    {unverified}
                     <section class="panel">
                         <h1>"Welcome, " {user.display_name.clone()}</h1>
                         <dl class="facts">

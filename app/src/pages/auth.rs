@@ -186,3 +186,34 @@ pub fn ResetPasswordPage() -> impl IntoView {
         </Suspense>
     }
 }
+
+/// Where an email-verification link lands: the address is confirmed (the
+/// link works once), or the page says why not and where to get a new one.
+#[component]
+pub fn VerifyEmailPage() -> impl IntoView {
+    let token = query_value("token");
+    let outcome = Resource::new(move || (), move |_| crate::server_fns::get_email_verification(token.clone()));
+    view! {
+        <Title text="Confirm your email"/>
+        <Suspense fallback=Loading>
+            {move || Suspend::new(async move {
+                match outcome.await {
+                    Ok(message) => view! {
+                        <section class="panel">
+                            <h1>"Email confirmed"</h1>
+                            <p class="banner banner-notice" role="status" data-testid="email-verified">{message}</p>
+                            <p><a class="button" href="/billing/plans">"See the plans"</a> " " <a href="/account">"Your account"</a></p>
+                        </section>
+                    }.into_any(),
+                    Err(e) => view! {
+                        <section class="panel">
+                            <h1>"Confirm your email"</h1>
+                            <p class="banner banner-error" role="alert" data-testid="email-not-verified">{e.to_string()}</p>
+                            <p><a href="/account">"Your account"</a></p>
+                        </section>
+                    }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}

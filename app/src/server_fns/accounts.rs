@@ -35,6 +35,7 @@ pub async fn get_viewer() -> Result<Viewer, AppError> {
     let user = caller.user.map(|u| UserView {
         email: u.email,
         display_name: u.display_name,
+        email_verified: u.email_verified,
         is_platform_admin: caller.platform_admin,
         org: caller.org.map(|o| OrgView {
             id: o.id,
@@ -155,6 +156,27 @@ pub async fn request_password_reset(csrf: String, email: String) -> Result<(), A
         Ok(Success::to(back).notice("password_forgot", text))
     })
     .await
+}
+
+#[server(endpoint = "resend_verification")]
+pub async fn resend_verification(csrf: String) -> Result<(), AppError> {
+    let form = Form {
+        name: "verify_email",
+        back: "/account".into(),
+        values: vec![],
+        needs: Needs::User,
+    };
+    submit(form, &csrf, |c| async move {
+        let notice = c.backend.accounts.resend_verification(&c.caller).await?;
+        Ok(Success::to("/account").notice("verify_email", notice))
+    })
+    .await
+}
+
+#[server(endpoint = "verify_email")]
+pub async fn get_email_verification(token: String) -> Result<String, AppError> {
+    let (backend, caller) = super::ssr::caller().await?;
+    backend.accounts.verify_email(&caller, token).await
 }
 
 #[server(endpoint = "password_reset")]

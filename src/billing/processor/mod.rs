@@ -152,6 +152,9 @@ pub struct SavedCard {
     pub last4: String,
     pub exp_month: i16,
     pub exp_year: i16,
+    /// The processor's name for the card number (the same number, the same
+    /// fingerprint, whichever customer saves it): one trial per card.
+    pub fingerprint: Option<String>,
 }
 
 /// A charge to make; `idempotency_key` names it, so asking twice charges once.
