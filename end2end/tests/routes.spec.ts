@@ -16,13 +16,13 @@ test("an admin adds a route, a customer calls it, the admin reprices and turns i
 
   // A prefix over a built-in endpoint is refused next to the field, and what was typed stays.
   await admin.getByLabel("Path prefix").fill("/v1/text");
-  await admin.getByLabel("Upstream URL").fill(`${baseURL}/healthz`);
+  await admin.getByLabel("Upstream URL", { exact: true }).fill(`${baseURL}/healthz`);
   await admin.getByLabel("Endpoint name").fill("status");
   await admin.getByLabel("Key scope").fill("status");
   await admin.getByLabel(/^Price/).fill("2");
   await admin.getByRole("button", { name: "Add route" }).click();
   await expect(admin.locator("#path_prefix-error")).toContainText("is a built-in endpoint");
-  await expect(admin.getByLabel("Upstream URL")).toHaveValue(`${baseURL}/healthz`);
+  await expect(admin.getByLabel("Upstream URL", { exact: true })).toHaveValue(`${baseURL}/healthz`);
 
   await admin.getByLabel("Path prefix").fill(prefix);
   await admin.getByLabel("Endpoint name").fill(`status${Date.now() % 100000}`);
