@@ -31,3 +31,16 @@ CREATE TABLE trial_claims (
     claimed_at timestamptz NOT NULL
 );
 ALTER TABLE payment_methods ADD COLUMN fingerprint text;
+
+-- A hold's deadline is measured on the database's clock, which every
+-- instance shares: the instance says how long the call may take (the
+-- difference between the deadline and the time it gave), the database
+-- counts it from its own now. The holds job compares with the same clock.
+CREATE FUNCTION gateway_hold_deadline() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.settle_after := clock_timestamp() + (NEW.settle_after - NEW.created_at);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER gateway_holds_deadline BEFORE INSERT ON gateway_holds
+    FOR EACH ROW EXECUTE FUNCTION gateway_hold_deadline();

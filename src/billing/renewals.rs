@@ -213,6 +213,19 @@ pub async fn retry_owed(state: &AppState, org: Uuid, now: OffsetDateTime, wait: 
     if let Some(Some(c)) = renew(state, org, now, wait).await? {
         outcomes.push(c);
     }
+    // A retry still being charged on the old card (dunning's) is waited for
+    // first: when it fails, the new card is tried at once, not days later.
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let in_flight: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM invoices WHERE org_id = $1 AND owed AND status = 'open')")
+            .bind(org)
+            .fetch_one(&state.db)
+            .await?;
+        if !in_flight || tokio::time::Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let failed: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM invoices WHERE org_id = $1 AND owed AND status = 'failed' ORDER BY created_at",
     )

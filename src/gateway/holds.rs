@@ -11,7 +11,12 @@
 //!
 //! The deadline is twice the route's timeout plus a minute, past the longest
 //! a call can take before it settles, so the job does not settle a call
-//! that is still running. If one does run that long (a database outage), only
+//! that is still running. It is counted on the database's clock (a trigger
+//! re-bases what the instance asked for), which the job compares with too,
+//! so instances whose clocks differ agree on it. A call whose settlement
+//! could not be written keeps trying in the background, with what it really
+//! cost, until the deadline; only a call that never settles by then (its
+//! instance stopped) is given back in full by the job. If one does run that long (a database outage), only
 //! one of the two settles: deleting the row is the claim, and the loser moves
 //! nothing. A call that finds its hold already settled was given back in
 //! full, and records that it cost nothing.
@@ -83,18 +88,47 @@ pub async fn settle(
     }
     tracing::error!(
         request_id,
-        "could not settle a reservation; the holds job gives it back after its deadline"
+        "could not settle a reservation; retrying in the background (the holds job gives it back after its deadline)"
     );
+    let (db, id) = (state.gateway.db.clone(), request_id.to_string());
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(500);
+        // The shortest deadline is a minute away; after ten, the job has it.
+        while started.elapsed() < Duration::from_secs(600) {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            // Settled already, or past its deadline: the job's from here on.
+            let open: Result<Option<bool>, _> =
+                sqlx::query_scalar("SELECT settle_after > clock_timestamp() FROM gateway_holds WHERE request_id = $1")
+                    .bind(&id)
+                    .fetch_optional(&db)
+                    .await;
+            match open {
+                Ok(Some(true)) => {}
+                Ok(_) => return,
+                Err(_) => continue,
+            }
+            match settle_once(&db, &id, release, now).await {
+                Ok((true, _)) => {
+                    tracing::info!(request_id = %id, "settled a reservation in the background");
+                    return;
+                }
+                Ok((false, _)) => return,
+                Err(_) => continue,
+            }
+        }
+    });
     Settled::Unknown
 }
 
-/// Gives back, in full, every hold whose deadline has passed by `now`.
-/// Safe on several instances at once. Returns how many it settled.
+/// Gives back, in full, every hold whose deadline has passed on the
+/// database's clock (`now` dates the postings). Safe on several instances at
+/// once. Returns how many it settled.
 pub async fn settle_lapsed(db: &PgPool, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
     let due: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT request_id, amount FROM gateway_holds WHERE settle_after <= $1 ORDER BY settle_after LIMIT 500",
+        "SELECT request_id, amount FROM gateway_holds WHERE settle_after <= clock_timestamp() ORDER BY settle_after LIMIT 500",
     )
-    .bind(now)
     .fetch_all(db)
     .await?;
     let mut settled = 0;

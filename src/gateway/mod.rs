@@ -254,7 +254,17 @@ impl Ctx<'_> {
         };
         let d = match decision {
             Ok(d) => d,
-            Err(e) => return Err(failed(&self.state.config, &self.facts.request_id, e)),
+            Err(e) => {
+                // The caller is told nothing was charged; a charge that
+                // committed all the same (the connection dropped after the
+                // commit) goes back in the background.
+                let unreadable = matches!(e, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_));
+                if cost > 0 && !unreadable {
+                    let (db, id, now) = (self.state.gateway.db.clone(), self.facts.request_id.clone(), self.now);
+                    tokio::spawn(reconcile_unanswered(db, id, cost, now, &RECONCILE_AFTER));
+                }
+                return Err(failed(&self.state.config, &self.facts.request_id, e));
+            }
         };
         self.decided(d, cost, simulate).await
     }
@@ -668,6 +678,48 @@ async fn pipeline(state: AppState, req: Request) -> Response {
             ctx.proxy(&route, url, &parts, body, d).await
         }
     }
+}
+
+/// When a charged call whose decision could not be read is reconciled.
+pub const RECONCILE_AFTER: [std::time::Duration; 4] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(5),
+    std::time::Duration::from_secs(30),
+    std::time::Duration::from_secs(120),
+];
+
+/// A charged call answered "not charged" because its `gateway_authorize`
+/// failed as seen from here may have committed all the same (the connection
+/// dropped after the commit, or the commit landed late): whatever it charged
+/// goes back. `gateway_release` moves nothing when no charge exists and at
+/// most once when one does, so it is tried after each of `after` (a commit
+/// can land late). Returns the balance after the release that found the
+/// charge, if one did. (An instance that stops meanwhile leaves it; the
+/// ledger stays balanced.)
+pub async fn reconcile_unanswered(
+    db: sqlx::PgPool,
+    request_id: String,
+    amount: i64,
+    now: OffsetDateTime,
+    after: &[std::time::Duration],
+) -> Option<i64> {
+    for wait in after {
+        tokio::time::sleep(*wait).await;
+        match sqlx::query_scalar::<_, Option<i64>>("SELECT gateway_release($1, $2, $3)")
+            .bind(&request_id)
+            .bind(amount)
+            .bind(now)
+            .fetch_one(&db)
+            .await
+        {
+            Ok(Some(balance)) => {
+                tracing::warn!(%request_id, amount, "gave back the charge of a call answered as not charged");
+                return Some(balance);
+            }
+            Ok(None) | Err(_) => continue,
+        }
+    }
+    None
 }
 
 /// Gives back `amount` of a call's reservation. Idempotent per request, so

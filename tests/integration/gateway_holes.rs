@@ -261,6 +261,15 @@ async fn a_release_after_the_period_ended_goes_to_expired_and_the_ledger_agrees(
 }
 
 /// Breaks (or mends) settling, as an unreachable database would.
+/// Moves every hold's deadline into the past on the database's clock (the
+/// clock the deadline is counted on), as if the deadline had passed.
+async fn deadlines_pass(db: &PgPool) {
+    sqlx::query("UPDATE gateway_holds SET settle_after = clock_timestamp() - interval '1 second'")
+        .execute(db)
+        .await
+        .unwrap();
+}
+
 async fn settling_works(db: &PgPool, works: bool) {
     let sql = if works {
         "ALTER FUNCTION broken_release(text, bigint, timestamptz) RENAME TO gateway_release"
@@ -290,34 +299,63 @@ async fn a_reservation_whose_call_never_settled_is_given_back_by_the_job(db: PgP
     )
     .await;
     let before = balance(&db, org).await;
-    // The call reserves 60; while it waits, the database stops taking the
-    // settlement (as if unreachable for longer than the call's retries).
+    // The deadline is counted on the database's clock (the tests' own clock
+    // is days behind it): a minute and two timeouts from the database's now.
     let call = call_in_flight(&app, "/v1/llm/x", &key);
     wait_for_hold(&db).await;
+    let ahead: f64 = sqlx::query_scalar("SELECT extract(epoch FROM settle_after - clock_timestamp())::float8 FROM gateway_holds")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!((50.0..=70.0).contains(&ahead), "the deadline is {ahead} s from the database's now");
+    // While the call waits, the database stops taking the settlement (as if
+    // unreachable for longer than the call's retries) ...
     assert_eq!(balance(&db, org).await, before - 60);
     settling_works(&db, false).await;
     rec.gate.notify_one();
-    let (status, _, _) = call.await.unwrap();
+    let (status, headers, _) = call.await.unwrap();
     assert_eq!(status, StatusCode::OK);
+    let cost: i64 = headers["tollgate-credits-charged"].to_str().unwrap().parse().unwrap();
+    assert!(cost > 0 && cost < 60, "the upstream reported its cost: {cost}");
+    assert_eq!(open_holds(&db).await, 1, "not settled yet");
+    // ... and comes back: the call settles in the background with what it
+    // cost, not refunded in full by the job later.
     settling_works(&db, true).await;
-    app.state.gateway.usage.flush().await;
-    assert_eq!(balance(&db, org).await, before - 60, "still held");
-    assert_eq!(open_holds(&db).await, 1);
+    for _ in 0..100 {
+        if open_holds(&db).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open_holds(&db).await, 0, "settled in the background");
+    assert_eq!(balance(&db, org).await, before - cost, "what it cost, the rest released");
 
-    // Before the hold's deadline (2 × 1 s + 60 s) the job leaves it alone:
-    // the call could still be running.
+    // A call whose settlement never lands (its instance stopped): before the
+    // hold's deadline the job leaves it alone, the call could still be
+    // running; after it, the whole reservation goes back, once, on any
+    // instance.
+    let before = balance(&db, org).await;
+    let call = call_in_flight(&app, "/v1/llm/x", &key);
+    wait_for_hold(&db).await;
+    settling_works(&db, false).await;
+    rec.gate.notify_one();
+    call.await.unwrap();
+    app.state.gateway.usage.flush().await;
     let now = app.clock.now();
     let job = |at| tollgate::gateway::holds::settle_lapsed(&db, at);
-    assert_eq!(job(now + time::Duration::seconds(30)).await.unwrap(), 0);
+    assert_eq!(job(now).await.unwrap(), 0);
     assert_eq!(balance(&db, org).await, before - 60);
-    // After it, the whole reservation goes back, once, on any instance.
+    // The deadline passes (the call's background retries then leave it to
+    // the job), and the database takes settlements again.
+    deadlines_pass(&db).await;
+    settling_works(&db, true).await;
     let later = now + time::Duration::seconds(63);
     let (a, b) = tokio::join!(job(later), job(later));
     assert_eq!(a.unwrap() + b.unwrap(), 1);
     assert_eq!(job(later).await.unwrap(), 0);
     assert_eq!(balance(&db, org).await, before);
     assert_eq!(open_holds(&db).await, 0);
-    // The usage event ends up saying what the call finally cost: nothing.
+    // The usage events end up saying what each call finally cost.
     tollgate::gateway::usage::recover(
         &db,
         later + time::Duration::minutes(10),
@@ -325,12 +363,13 @@ async fn a_reservation_whose_call_never_settled_is_given_back_by_the_job(db: PgP
     )
     .await
     .unwrap();
-    let credits: Vec<i64> =
+    let mut credits: Vec<i64> =
         sqlx::query_scalar("SELECT credits FROM usage_events WHERE endpoint = 'llm'")
             .fetch_all(&db)
             .await
             .unwrap();
-    assert_eq!(credits, vec![0]);
+    credits.sort();
+    assert_eq!(credits, vec![0, cost]);
     assert_ledger_balanced(&db).await;
 }
 
@@ -344,6 +383,7 @@ async fn a_call_that_outlives_its_hold_is_settled_once_and_charged_nothing(db: P
     let call = call_in_flight(&app, "/v1/slow/x", &key);
     wait_for_hold(&db).await;
     // The job, run long after the deadline, settles first ...
+    deadlines_pass(&db).await;
     let later = app.clock.now() + time::Duration::hours(1);
     assert_eq!(
         tollgate::gateway::holds::settle_lapsed(&db, later)

@@ -324,3 +324,34 @@ async fn live_keys_can_be_made_to_wait_for_a_confirmed_address(db: PgPool) {
     let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE mode = 'live'").fetch_one(&db).await.unwrap();
     assert_eq!(keys, 1);
 }
+
+/// A built-in call whose `gateway_authorize` committed but whose answer
+/// never arrived (the connection dropped) used to answer "not charged" and
+/// keep the charge. It is reconciled: the charge goes back, once; a call
+/// that charged nothing gets nothing back.
+#[sqlx::test]
+async fn a_charge_whose_answer_was_lost_goes_back_once(db: PgPool) {
+    let (app, _, org) = crate::gateway::customer(&db).await;
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM api_keys WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    let live = |db: PgPool| async move { tollgate::billing::ledger::balances(&db, org).await.unwrap().live() };
+    let before = live(db.clone()).await;
+    let now = app.clock.now();
+    // The charge commits, as for a call whose connection then dropped.
+    sqlx::query("SELECT * FROM gateway_authorize($1, 'sentiment', 'text', 1, $2, 'req_lost', NULL, NULL)")
+        .bind(&hash)
+        .bind(now)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(live(db.clone()).await, before - 1);
+    let quick = [std::time::Duration::ZERO];
+    let back = tollgate::gateway::reconcile_unanswered(db.clone(), "req_lost".into(), 1, now, &quick).await;
+    assert_eq!(back, Some(before));
+    assert_eq!(live(db.clone()).await, before);
+    // Again (another instance, a retry): nothing more moves.
+    tollgate::gateway::reconcile_unanswered(db.clone(), "req_lost".into(), 1, now, &quick).await;
+    assert_eq!(live(db.clone()).await, before);
+    // A call that never charged gets nothing.
+    assert_eq!(tollgate::gateway::reconcile_unanswered(db.clone(), "req_never".into(), 5, now, &quick).await, None);
+    assert_eq!(live(db.clone()).await, before);
+}
