@@ -98,6 +98,9 @@ pub struct Config {
     /// Live keys need a confirmed email address
     /// (`TOLLGATE_LIVE_KEYS_NEED_VERIFIED_EMAIL`, default false).
     pub live_keys_need_verified_email: bool,
+    /// A page that has not rendered in this long answers 500
+    /// (`TOLLGATE_PAGE_TIMEOUT_SECS`, default 30).
+    pub page_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +183,7 @@ impl Config {
             bench_routes: var("TOLLGATE_BENCH").is_some_and(|v| v == "1"),
             panic_routes: false,
             live_keys_need_verified_email: parsed("TOLLGATE_LIVE_KEYS_NEED_VERIFIED_EMAIL", false)?,
+            page_timeout: std::time::Duration::from_secs(parsed("TOLLGATE_PAGE_TIMEOUT_SECS", 30u64)?.max(1)),
             webhook_secret: var("TOLLGATE_WEBHOOK_SECRET")
                 .map(WebhookSecret)
                 .unwrap_or_else(WebhookSecret::random),
@@ -221,6 +225,7 @@ impl Config {
             bench_routes: false,
             panic_routes: true,
             live_keys_need_verified_email: false,
+            page_timeout: std::time::Duration::from_secs(30),
             webhook_secret: WebhookSecret("whsec_tests".into()),
             sandbox_webhook_url: None,
             grace_days: 3,

@@ -56,10 +56,15 @@ pub fn router(state: AppState) -> Router {
     async fn api_panics() -> &'static str {
         panic!("a test API handler panics")
     }
+    async fn never_renders() -> &'static str {
+        std::future::pending::<()>().await;
+        "never"
+    }
     let panic_routes = if state.config.panic_routes {
         Router::new()
             .route("/__tests/panic", axum::routing::get(page_panics))
             .route("/v1/__tests/panic", axum::routing::get(api_panics))
+            .route("/__tests/never", axum::routing::get(never_renders))
     } else {
         Router::new()
     };

@@ -103,6 +103,9 @@ pub const MAX_BODY: usize = 2 * 1024 * 1024;
 /// How long past a route's timeout a held reservation waits before the
 /// holds job may settle it (see [`holds`]).
 const HOLD_MARGIN: time::Duration = time::Duration::seconds(60);
+/// How long a charged built-in call's hold waits for its usage event (which
+/// settles it) before the holds job gives the charge back.
+const BUILTIN_HOLD: time::Duration = time::Duration::minutes(2);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -191,6 +194,16 @@ impl Ctx<'_> {
     }
 
     async fn record(&self, d: &Decision, status: StatusCode, problem: Option<&Problem>) {
+        self.record_event(d, status, problem, false).await
+    }
+
+    /// The usage event of an answered built-in call; writing it settles the
+    /// call's hold (its whole charge stands).
+    async fn record_answered(&self, d: &Decision) {
+        self.record_event(d, StatusCode::OK, None, d.charged.unwrap_or(0) > 0).await
+    }
+
+    async fn record_event(&self, d: &Decision, status: StatusCode, problem: Option<&Problem>, settles_hold: bool) {
         let Some(org_id) = d.org_id else { return };
         let event = UsageEvent {
             request_id: self.facts.request_id.clone(),
@@ -205,6 +218,7 @@ impl Ctx<'_> {
             latency_us: self.started.elapsed().as_micros() as i64,
             problem_body: problem.map(|p| p.body.clone()),
             at: self.now,
+            settles_hold,
         };
         self.state.gateway.usage.record(event).await;
     }
@@ -298,9 +312,8 @@ impl Ctx<'_> {
             tracing::error!("could not confirm a charge on disk; giving it back");
             let amount = d.charged.unwrap_or(0);
             match holds::settle(self.state, &self.facts.request_id, amount, self.now).await {
-                // A built-in endpoint's charge has no hold; when the database
-                // could not say, release anyway (idempotent, retried in the
-                // background) rather than leave a charge no job will find.
+                // Settled before, or the database could not say: release
+                // anyway (idempotent per request, retried in the background).
                 holds::Settled::Before | holds::Settled::Unknown => {
                     release(self.state, &self.facts.request_id, amount, self.now).await;
                 }
@@ -619,7 +632,11 @@ async fn pipeline(state: AppState, req: Request) -> Response {
                 (Ok(c), None) => c.cost(),
                 _ => 0,
             };
-            let d = match ctx.admit(&key, cost, None, None, simulate).await {
+            // A charged call is held until its answer's usage event is
+            // written: a charge whose answer never went out (the connection
+            // dropped after the commit) is given back by the holds job.
+            let hold_until = (cost > 0).then(|| now + BUILTIN_HOLD);
+            let d = match ctx.admit(&key, cost, None, hold_until, simulate).await {
                 Ok(d) => d,
                 Err(res) => return res,
             };
@@ -636,7 +653,7 @@ async fn pipeline(state: AppState, req: Request) -> Response {
             // The built-in upstream answers in-process and cannot fail, so
             // the whole reservation is captured.
             let answer = call.answer(now);
-            ctx.record(&d, StatusCode::OK, None).await;
+            ctx.record_answered(&d).await;
             let mut res = Json(answer).into_response();
             ctx.metered_headers(&mut res, &d);
             res

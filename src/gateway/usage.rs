@@ -26,6 +26,9 @@ pub struct UsageEvent {
     pub latency_us: i64,
     pub problem_body: Option<Value>,
     pub at: OffsetDateTime,
+    /// Writing this event settles the call's hold (an answered built-in
+    /// call: its whole charge stands).
+    pub settles_hold: bool,
 }
 
 enum Msg {
@@ -170,6 +173,15 @@ async fn insert(db: &PgPool, batch: &[UsageEvent]) -> Result<(), sqlx::Error> {
     .bind(&ats)
     .execute(&mut *tx)
     .await?;
+    // Answered built-in calls: their holds are settled with the event, in
+    // one statement per batch (nothing is released: the charge stands).
+    let answered: Vec<&str> = batch.iter().filter(|e| e.settles_hold).map(|e| e.request_id.as_str()).collect();
+    if !answered.is_empty() {
+        sqlx::query("DELETE FROM gateway_holds WHERE request_id = ANY($1)")
+            .bind(&answered)
+            .execute(&mut *tx)
+            .await?;
+    }
     // Last-used times move once per batch, not once per call.
     sqlx::query(
         "UPDATE api_keys k SET last_used_at = u.at

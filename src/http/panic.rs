@@ -1,6 +1,9 @@
 //! A panic in a handler or a page render answers 500 with the request id
 //! (a problem body for the API, a friendly page for a browser) instead of
-//! dropping the connection; the panic is logged with the request id.
+//! dropping the connection; the panic is logged with the request id. A page
+//! whose render does not finish within `page_timeout` (its data loading runs
+//! on tasks of its own; one that panicked never finishes) answers the same
+//! 500 rather than leave the browser waiting.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,9 +17,28 @@ use crate::state::AppState;
 pub async fn catch(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let request_id = super::request_id::of(&parts);
-    let api = parts.uri.path().starts_with("/v1") || parts.uri.path().starts_with("/webhooks/");
+    let path = parts.uri.path();
+    let api = path.starts_with("/v1") || path.starts_with("/webhooks/");
+    // Page renders only: API calls, form posts and the explorer's sends wait
+    // for upstreams and processors on their own timeouts.
+    let page = parts.method == axum::http::Method::GET
+        && !api
+        && !path.starts_with("/api/")
+        && !path.starts_with("/explorer/send");
     let req = Request::from_parts(parts, body);
-    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+    let run = AssertUnwindSafe(next.run(req)).catch_unwind();
+    let outcome = if page {
+        match tokio::time::timeout(state.config.page_timeout, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(request_id = %request_id, "a page did not finish rendering in time; answered 500");
+                return internal_error(&request_id, &state.config.support_contact, false);
+            }
+        }
+    } else {
+        run.await
+    };
+    match outcome {
         Ok(res) => res,
         Err(panic) => {
             let what = panic

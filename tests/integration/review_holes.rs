@@ -145,6 +145,24 @@ async fn a_panic_answers_500_with_the_request_id_and_the_server_goes_on(db: PgPo
     assert_eq!(health.status(), 200);
 }
 
+/// A page whose data loading panicked (on a task of its own) never finishes
+/// rendering: after the page timeout it answers 500 with the request id
+/// rather than leave the browser waiting.
+#[sqlx::test]
+async fn a_page_that_never_finishes_answers_500_after_the_page_timeout(db: PgPool) {
+    let mut config = tollgate::config::Config::for_tests();
+    config.page_timeout = Duration::from_millis(300);
+    let app = TestApp::with_config(db, config).await;
+    let base = app.state.sandbox_target().unwrap().to_string().replace("/webhooks/sandbox", "");
+    let res = tokio::time::timeout(Duration::from_secs(10), reqwest::get(format!("{base}/__tests/never")))
+        .await
+        .expect("an answer, not a wait")
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    let id = res.headers()["request-id"].to_str().unwrap().to_string();
+    assert!(res.text().await.unwrap().contains(&id));
+}
+
 /// The text of the element whose `data-testid` is `id`.
 fn testid(html: &str, id: &str) -> String {
     let marker = format!("data-testid=\"{id}\">");
@@ -331,7 +349,7 @@ async fn live_keys_can_be_made_to_wait_for_a_confirmed_address(db: PgPool) {
 /// that charged nothing gets nothing back.
 #[sqlx::test]
 async fn a_charge_whose_answer_was_lost_goes_back_once(db: PgPool) {
-    let (app, _, org) = crate::gateway::customer(&db).await;
+    let (app, key, org) = crate::gateway::customer(&db).await;
     let hash: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM api_keys WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
     let live = |db: PgPool| async move { tollgate::billing::ledger::balances(&db, org).await.unwrap().live() };
     let before = live(db.clone()).await;
@@ -354,4 +372,29 @@ async fn a_charge_whose_answer_was_lost_goes_back_once(db: PgPool) {
     // A call that never charged gets nothing.
     assert_eq!(tollgate::gateway::reconcile_unanswered(db.clone(), "req_never".into(), 5, now, &quick).await, None);
     assert_eq!(live(db.clone()).await, before);
+
+    // Durably: a charged built-in call is held until its answer's usage
+    // event is written. An answered call's hold goes with its event ...
+    let mut app = app;
+    let res = app.call("POST", "/v1/text/sentiment", Some(&key), Some(r#"{"text":"great"}"#), &[]).await;
+    assert_eq!(res.status, 200);
+    app.state.gateway.usage.flush().await;
+    let holds = |db: PgPool| async move { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM gateway_holds").fetch_one(&db).await.unwrap() };
+    assert_eq!(holds(db.clone()).await, 0, "answered: settled with its usage event");
+    let served = live(db.clone()).await;
+    assert_eq!(served, before - 1, "and charged");
+    // ... and one whose answer never went out (the instance stopped) is given
+    // back by the holds job once its deadline has passed.
+    sqlx::query("SELECT * FROM gateway_authorize($1, 'sentiment', 'text', 1, $2, 'req_crashed', NULL, $3)")
+        .bind(&hash)
+        .bind(now)
+        .bind(now + time::Duration::minutes(2))
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(live(db.clone()).await, served - 1);
+    assert_eq!(tollgate::gateway::holds::settle_lapsed(&db, now).await.unwrap(), 0, "not before its deadline");
+    sqlx::query("UPDATE gateway_holds SET settle_after = clock_timestamp() - interval '1 second'").execute(&db).await.unwrap();
+    assert_eq!(tollgate::gateway::holds::settle_lapsed(&db, now).await.unwrap(), 1);
+    assert_eq!(live(db.clone()).await, served);
 }
