@@ -139,3 +139,33 @@ pub async fn confirm(db: &PgPool, token: &str, now: OffsetDateTime) -> Result<Uu
     tx.commit().await?;
     Ok(user)
 }
+
+/// The mailbox an address delivers to, for "one trial per address": the
+/// lowercased address without a `+tag`, and for Gmail without the dots it
+/// ignores (and `googlemail.com` as `gmail.com`), so `Me.Name+2@gmail.com`
+/// and `mename@googlemail.com` are one mailbox.
+pub fn mailbox(email: &str) -> String {
+    let email = email.trim().to_lowercase();
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return email;
+    };
+    let local = local.split('+').next().unwrap_or(local);
+    let domain = domain.trim_end_matches('.');
+    match domain {
+        "gmail.com" | "googlemail.com" => format!("{}@gmail.com", local.replace('.', "")),
+        _ => format!("{local}@{domain}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mailbox;
+
+    #[test]
+    fn tags_and_gmail_dots_name_the_same_mailbox() {
+        assert_eq!(mailbox("Ada+trial2@Example.com"), "ada@example.com");
+        assert_eq!(mailbox("a.d.a+x@gmail.com"), mailbox("ada@googlemail.com"));
+        assert_eq!(mailbox("ada@example.com."), "ada@example.com");
+        assert_ne!(mailbox("a.da@example.com"), mailbox("ada@example.com"), "dots matter elsewhere");
+    }
+}

@@ -448,12 +448,14 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
             .bind(user)
             .fetch_one(&mut *tx)
             .await?;
-    let card: Option<Option<String>> = sqlx::query_scalar(
+    // A card counts only with the processor's fingerprint (one trial per card).
+    let card: Option<String> = sqlx::query_scalar::<_, Option<String>>(
         "SELECT fingerprint FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL",
     )
     .bind(org)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await?
+    .flatten();
     if !verified && card.is_none() {
         return Err(BillingError::State(
             "Confirm your email address first (we sent you a link; the account page sends another), or add a card.".into(),
@@ -461,9 +463,10 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
     }
     let mut claims = Vec::new();
     if verified {
-        claims.push(format!("email:{}", hex::encode(crate::crypto::sha256(email.as_bytes()))));
+        let mailbox = crate::accounts::verify::mailbox(&email);
+        claims.push(format!("email:{}", hex::encode(crate::crypto::sha256(mailbox.as_bytes()))));
     }
-    if let Some(Some(fingerprint)) = &card {
+    if let Some(fingerprint) = &card {
         claims.push(format!("card:{fingerprint}"));
     }
     for claim in &claims {

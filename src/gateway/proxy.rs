@@ -249,11 +249,12 @@ fn passes_on(name: &HeaderName, listed: &[String]) -> bool {
     if !forwardable(name, listed) {
         return false;
     }
-    PASSED_ON.contains(&n) || (n.starts_with("x-") && !NEVER_X.contains(&n))
+    PASSED_ON.contains(&n) || (n.starts_with("x-") && !never_x(n))
 }
 
-/// `x-` headers that are browser policies, not an API's data.
-const NEVER_X: [&str; 7] = [
+/// `x-` headers that are browser policies or instructions to a proxy in
+/// front of Tollgate, not an API's data.
+const NEVER_X: [&str; 11] = [
     "x-frame-options",
     "x-content-type-options",
     "x-xss-protection",
@@ -261,7 +262,15 @@ const NEVER_X: [&str; 7] = [
     "x-permitted-cross-domain-policies",
     "x-download-options",
     "x-forwarded-for",
+    "x-sendfile",
+    "x-lighttpd-send-file",
+    "x-ua-compatible",
+    "x-robots-tag",
 ];
+
+fn never_x(n: &str) -> bool {
+    NEVER_X.contains(&n) || n.starts_with("x-accel-") || n.ends_with("-csp") || n.starts_with("x-forwarded-")
+}
 
 /// An upstream's redirect, as the customer must follow it. The location is
 /// resolved against the URL the gateway called (so relative, path-absolute

@@ -467,12 +467,19 @@ async fn save(
     // A route's key reaches everything below its upstream URL: another
     // route's upstream must not lie below it (nor it below another's), or
     // one route's callers reach the other's API at the first one's price.
-    let others: Vec<(String, String)> =
-        sqlx::query_as("SELECT path_prefix, upstream_url FROM routes WHERE id IS DISTINCT FROM $1 ORDER BY path_prefix")
-            .bind(id)
-            .fetch_all(db)
-            .await?;
-    if let Some((other, _)) = others.iter().find(|(_, url)| nested(&upstream, url)) {
+    // Test upstreams count too: test keys spend a free sandbox, so no test
+    // upstream may lie within (or contain) any route's live upstream.
+    let others: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT path_prefix, upstream_url, test_upstream_url FROM routes WHERE id IS DISTINCT FROM $1 ORDER BY path_prefix",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    if let Some((other, _, _)) = others.iter().find(|(_, url, test)| {
+        nested(&upstream, url)
+            || test.as_deref().is_some_and(|t| nested(&upstream, t))
+            || test_upstream.as_deref().is_some_and(|t| nested(t, url))
+    }) {
         return Err(RouteError::field(
             "upstream_url",
             format!(
@@ -600,7 +607,10 @@ pub fn nested(a: &str, b: &str) -> bool {
     let (Ok(a), Ok(b)) = (url::Url::parse(a.trim()), url::Url::parse(b.trim())) else {
         return false;
     };
-    if a.origin() != b.origin() {
+    // The same origin, a host's trailing dot aside (`api.internal.` is
+    // `api.internal`).
+    let origin = |u: &url::Url| (u.scheme().to_string(), u.host_str().map(|h| h.trim_end_matches('.').to_string()), u.port_or_known_default());
+    if origin(&a) != origin(&b) {
         return false;
     }
     let segments = |u: &url::Url| -> Vec<String> {
@@ -641,6 +651,7 @@ pub(crate) mod tests {
         assert!(nested("http://api.internal/v2/admin/", "http://api.internal/v2"));
         assert!(nested("http://api.internal", "http://api.internal/anything"));
         assert!(nested("http://API.internal:80/v2", "http://api.internal/v2"));
+        assert!(nested("http://api.internal./v2", "http://api.internal/v2/x"));
         assert!(!nested("http://api.internal/v2", "http://api.internal/v20"));
         assert!(!nested("http://api.internal/v2", "http://api.internal:8080/v2/admin"));
         assert!(!nested("http://api.internal/v2", "https://api.internal/v2/admin"));

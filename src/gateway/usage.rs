@@ -123,6 +123,14 @@ async fn write(db: &PgPool, batch: &mut Vec<UsageEvent>) {
         rows = batch.len(),
         "gave up writing usage events; charged calls are recovered from the ledger"
     );
+    // The answered calls' holds are settled all the same (their answers went
+    // out): otherwise the holds job would give their charges back.
+    let answered: Vec<&str> = batch.iter().filter(|e| e.settles_hold).map(|e| e.request_id.as_str()).collect();
+    if !answered.is_empty() {
+        if let Err(e) = sqlx::query("DELETE FROM gateway_holds WHERE request_id = ANY($1)").bind(&answered).execute(db).await {
+            tracing::error!(error = %e, rows = answered.len(), "could not settle answered calls' holds either");
+        }
+    }
     batch.clear();
 }
 

@@ -300,9 +300,16 @@ async fn a_trial_needs_a_confirmed_address_or_a_card_and_each_gets_one(db: PgPoo
     start_trial(&mut ada).await;
     assert_eq!(status(db.clone(), org).await, "trialing");
 
-    // The same address in another organization (Ada leaves and signs up
-    // anew under the same address is impossible; an invitation is not a
-    // trial). Another person with the same card: one trial per card.
+    // The same mailbox under a `+tag`, in an organization of its own: one
+    // trial per mailbox.
+    let mut tagged = ada.other_browser();
+    tagged.sign_up("Ada Again", "ada+again@example.com", PASSWORD).await;
+    let tagged_org = tagged.org_of("ada+again@example.com").await;
+    verify_email(&mut tagged, "ada+again@example.com").await;
+    let page = start_trial(&mut tagged).await;
+    assert!(page.contains("This email address has had a free trial already"), "a +tag is the same mailbox");
+    assert_eq!(status(db.clone(), tagged_org).await, "active");
+    // Another person with the same card: one trial per card.
     let mut bob = ada.other_browser();
     bob.sign_up("Bob", "bob@example.com", PASSWORD).await;
     let bob_org = bob.org_of("bob@example.com").await;

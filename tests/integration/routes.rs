@@ -951,4 +951,14 @@ async fn test_keys_get_the_example_answer_or_the_test_upstream_never_the_live_on
     assert!(decode_html(&page.body).contains("Test keys must not reach the live upstream"));
     let leaky: i64 = sqlx::query_scalar("SELECT count(*) FROM routes WHERE path_prefix = '/v1/leaky'").fetch_one(&db).await.unwrap();
     assert_eq!(leaky, 0);
+    // Nor within another route's live upstream.
+    let page = add_route(
+        &mut ops,
+        &[("path_prefix", "/v1/sneaky"), ("upstream_url", &format!("{up}/echo/sneaky")), ("endpoint", "sneaky"), ("scope", "chat"),
+          ("pricing", "fixed"), ("price", "1"), ("test_upstream_url", &format!("{up}/echo/live/inside"))],
+    )
+    .await;
+    assert!(decode_html(&page.body).contains("lies within, the upstream of the route /v1/chat"), "another route's live upstream");
+    let sneaky: i64 = sqlx::query_scalar("SELECT count(*) FROM routes WHERE path_prefix = '/v1/sneaky'").fetch_one(&db).await.unwrap();
+    assert_eq!(sneaky, 0);
 }
