@@ -101,6 +101,9 @@ pub struct Config {
     /// A page that has not rendered in this long answers 500
     /// (`TOLLGATE_PAGE_TIMEOUT_SECS`, default 30).
     pub page_timeout: std::time::Duration,
+    /// How many days usage events (the request log) are kept
+    /// (`TOLLGATE_USAGE_RETENTION_DAYS`, default 90); rollups stay 13 months.
+    pub usage_retention_days: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +187,7 @@ impl Config {
             panic_routes: false,
             live_keys_need_verified_email: parsed("TOLLGATE_LIVE_KEYS_NEED_VERIFIED_EMAIL", false)?,
             page_timeout: std::time::Duration::from_secs(parsed("TOLLGATE_PAGE_TIMEOUT_SECS", 30u64)?.max(1)),
+            usage_retention_days: parsed("TOLLGATE_USAGE_RETENTION_DAYS", 90i64)?.clamp(1, 400),
             webhook_secret: var("TOLLGATE_WEBHOOK_SECRET")
                 .map(WebhookSecret)
                 .unwrap_or_else(WebhookSecret::random),
@@ -226,6 +230,7 @@ impl Config {
             panic_routes: true,
             live_keys_need_verified_email: false,
             page_timeout: std::time::Duration::from_secs(30),
+            usage_retention_days: 90,
             webhook_secret: WebhookSecret("whsec_tests".into()),
             sandbox_webhook_url: None,
             grace_days: 3,

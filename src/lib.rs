@@ -26,3 +26,4 @@ pub mod shutdown; // the shutdown signal every background loop watches
 pub mod startup; // router assembly and serving
 pub mod state; // shared application state
 pub mod telemetry; // tracing set-up
+pub mod usage; // usage rollups, partitions, the request log, the forecast

@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(crate::portal::explorer::router())
         .merge(crate::portal::docs::router())
+        .merge(crate::portal::usage::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::same_origin,

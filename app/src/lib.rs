@@ -21,7 +21,7 @@ use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
 };
-use pages::{account, admin, auth, billing, docs, explorer, home, keys};
+use pages::{account, admin, auth, billing, docs, explorer, home, keys, usage};
 
 /// The Content-Security-Policy of a portal page: scripts only from this
 /// origin or carrying this page's nonce (Leptos puts it on its own inline
@@ -107,6 +107,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/verify-email") view=auth::VerifyEmailPage ssr=ssr.clone()/>
                     <Route path=path!("/account") view=account::AccountPage ssr=ssr.clone()/>
                     <Route path=path!("/account/members") view=account::MembersPage ssr=ssr.clone()/>
+                    <Route path=path!("/account/usage") view=usage::UsagePage ssr=ssr.clone()/>
+                    <Route path=path!("/account/logs") view=usage::LogsPage ssr=ssr.clone()/>
+                    <Route path=path!("/account/logs/:id") view=usage::LogEntryPage ssr=ssr.clone()/>
                     <Route path=path!("/account/keys") view=keys::KeysPage ssr=ssr.clone()/>
                     <Route path=path!("/invitations/:token") view=account::InvitationPage ssr=ssr.clone()/>
                     <Route path=path!("/billing") view=billing::BillingPage ssr=ssr.clone()/>

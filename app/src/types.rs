@@ -118,6 +118,8 @@ pub struct BillingOverview {
     pub banners: Vec<Banner>,
     pub period_spent: i64,
     pub spend_cap: Option<i64>,
+    /// The period's included credits used, and the forecast.
+    pub outlook: OutlookView,
 }
 
 /// A notice at the top of the billing pages: what stands, and the fix.
@@ -216,6 +218,8 @@ pub struct LimitsPage {
     pub period_spent: i64,
     pub low_balance_at: i64,
     pub auto_top_up: Option<(i64, i64, i32)>,
+    pub warn_included_pct: Option<i16>,
+    pub warn_spend_cap_pct: Option<i16>,
     pub packs: Vec<PackView>,
     pub has_card: bool,
 }
@@ -443,4 +447,200 @@ pub struct KeysPage {
     pub live_credits: i64,
     pub sandbox_credits: i64,
     pub new_key: Option<NewKey>,
+}
+
+/// What the usage page and its export are asked for (the URL's query).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageQuery {
+    /// 24h, 7d, 30d or 90d; empty: 7d.
+    pub span: String,
+    /// A key id of the organization; empty: every key.
+    pub key: String,
+    /// live or test; empty: both.
+    pub mode: String,
+}
+
+impl UsageQuery {
+    /// The query string of this selection (empty values left out).
+    pub fn to_query(&self) -> String {
+        let pairs = [("span", &self.span), ("key", &self.key), ("mode", &self.mode)];
+        let q: Vec<String> = pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", crate::components::encode_component(v)))
+            .collect();
+        q.join("&")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+}
+
+/// One bar of the calls chart (and row of its table).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BucketView {
+    /// RFC 3339, UTC.
+    pub start: String,
+    /// "14:00" or "Dec 3", UTC.
+    pub label: String,
+    /// Calls per outcome, in the order of `UsagePage::outcomes`.
+    pub calls: Vec<i64>,
+    pub credits_included: i64,
+    pub credits_purchased: i64,
+    pub credits_sandbox: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointUsageView {
+    pub endpoint: String,
+    pub calls: i64,
+    pub refused_402: i64,
+    pub credits: i64,
+    pub p50: String,
+    pub p95: String,
+}
+
+/// Balances, the period's included credits, the forecast and the warnings
+/// crossed: the same on the dashboard, the usage page and billing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutlookView {
+    pub included_used: i64,
+    pub included_of: i64,
+    /// "31 Dec 2026", or empty.
+    pub reset_on: String,
+    pub included_left: i64,
+    pub purchased: i64,
+    pub sandbox: i64,
+    pub forecast: String,
+    /// The credits run out before the period ends at the recent rate.
+    pub runs_out: bool,
+    pub warnings: Vec<Banner>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsagePage {
+    pub query: UsageQuery,
+    pub spans: Vec<Choice>,
+    pub keys: Vec<Choice>,
+    /// The outcome classes, in chart order.
+    pub outcomes: Vec<String>,
+    pub buckets: Vec<BucketView>,
+    pub total_calls: i64,
+    pub total_credits_included: i64,
+    pub total_credits_purchased: i64,
+    pub total_credits_sandbox: i64,
+    pub endpoints: Vec<EndpointUsageView>,
+    pub outlook: OutlookView,
+    /// "Hour (UTC)" or "Day (UTC)".
+    pub bucket_name: String,
+    pub can_see_log: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRowView {
+    pub request_id: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// "2026-12-01 10:15:03 UTC".
+    pub at_label: String,
+    pub method: String,
+    pub endpoint: String,
+    pub status: i16,
+    pub code: String,
+    pub credits: i64,
+    pub latency: String,
+    pub key_prefix: String,
+    pub key_revoked: bool,
+    pub mode: String,
+}
+
+/// The log's filters (the URL's query).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogQuery {
+    /// 2xx, 402, 429, 4xx or 5xx.
+    pub class: String,
+    pub code: String,
+    pub key: String,
+    pub endpoint: String,
+    pub mode: String,
+    /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`, UTC.
+    pub from: String,
+    pub to: String,
+    /// The cursor of the page (from the previous page's "Older" link).
+    pub after: String,
+}
+
+impl LogQuery {
+    /// The query string of the filters, without the cursor.
+    pub fn filters_query(&self) -> String {
+        let pairs = [
+            ("class", &self.class),
+            ("code", &self.code),
+            ("key", &self.key),
+            ("endpoint", &self.endpoint),
+            ("mode", &self.mode),
+            ("from", &self.from),
+            ("to", &self.to),
+        ];
+        let q: Vec<String> = pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", crate::components::encode_component(v)))
+            .collect();
+        q.join("&")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub query: LogQuery,
+    pub rows: Vec<LogRowView>,
+    /// The next (older) page's link.
+    pub older: Option<String>,
+    pub classes: Vec<Choice>,
+    pub codes: Vec<Choice>,
+    pub keys: Vec<Choice>,
+    pub endpoints: Vec<Choice>,
+    /// Messages next to filters that could not be read.
+    pub errors: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FixLink {
+    pub label: String,
+    pub href: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEntryPage {
+    pub row: LogRowView,
+    /// The problem body as returned, pretty-printed.
+    pub body: Option<String>,
+    pub title: String,
+    pub detail: String,
+    pub fixes: Vec<FixLink>,
+    pub docs: Option<String>,
+    pub credits_included: i64,
+    pub credits_purchased: i64,
+    pub credits_sandbox: i64,
+    pub explorer: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RefusedView {
+    pub row: LogRowView,
+    pub title: String,
+    pub fix: Option<FixLink>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dashboard {
+    pub outlook: OutlookView,
+    pub today_calls: i64,
+    pub today_402: i64,
+    pub last_refused: Option<RefusedView>,
+    pub can_see_log: bool,
 }

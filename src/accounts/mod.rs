@@ -156,6 +156,12 @@ impl Role {
         }
     }
 
+    /// Owners, admins and developers read the request log (every member
+    /// sees usage).
+    pub fn reads_request_log(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin | Role::Developer)
+    }
+
     /// Owners and admins manage members.
     pub fn manages_members(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)

@@ -155,7 +155,7 @@ pub async fn open(
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Balances {
     pub included: i64,
     pub purchased: i64,

@@ -175,15 +175,55 @@ pub async fn trial_ending(conn: &mut PgConnection, state: &AppState, org: Uuid, 
     send(conn, org, "trial_ending", "Your trial ends soon", &body, now).await
 }
 
-pub async fn low_balance(conn: &mut PgConnection, state: &AppState, org: Uuid, balance: i64, now: OffsetDateTime) -> Result<(), sqlx::Error> {
-    if !once(conn, org, "low_balance", now).await? {
-        return Ok(());
+/// A warning threshold crossed (`usage::warnings`): one notice per
+/// crossing; `false` if this crossing was told before.
+pub async fn warning(
+    conn: &mut PgConnection,
+    state: &AppState,
+    org: Uuid,
+    warning: crate::usage::outlook::Warning,
+    o: &crate::usage::outlook::Outlook,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    use crate::usage::{group, outlook::Warning};
+    if !once(conn, org, warning.as_str(), now).await? {
+        return Ok(false);
     }
+    let live = o.balances.live();
+    let (subject, what, fix) = match warning {
+        Warning::LowBalance => (
+            "Your credit balance is low",
+            format!("Your credit balance is low: {} credits left (you asked to be warned below {}).", group(live), group(o.thresholds.low_balance_at)),
+            format!("Top up before calls are refused: {}", state.config.url("/billing/top-up")),
+        ),
+        Warning::IncludedUsed => (
+            "You have used most of your included credits",
+            format!(
+                "You have used {} of your {} included credits this period (you asked to be warned at {}%).",
+                group(o.included.used),
+                group(o.included.of),
+                o.thresholds.included_pct.unwrap_or(0)
+            ),
+            format!("Top up ({}) or upgrade ({}) before they run out.", state.config.url("/billing/top-up"), state.config.url("/billing/plans")),
+        ),
+        Warning::SpendCapUsed => (
+            "You are close to your spend cap",
+            format!(
+                "This period you have spent {} of your spend cap of {} credits (you asked to be warned at {}%).",
+                group(o.thresholds.period_spent),
+                group(o.thresholds.spend_cap.unwrap_or(0)),
+                o.thresholds.spend_cap_pct.unwrap_or(0)
+            ),
+            format!("Calls are refused once the cap is reached; raise it here: {}", state.config.url("/billing/limits")),
+        ),
+    };
     let body = format!(
-        "Your credit balance is low: {balance} credits left. Top up before calls are refused: {}\n",
-        state.config.url("/billing/top-up")
+        "{what}\n\n{}\n\n{fix}\nSee your usage: {}\n",
+        crate::usage::outlook::forecast_sentence(&o.forecast),
+        state.config.url("/account/usage")
     );
-    send(conn, org, "low_balance", "Your credit balance is low", &body, now).await
+    send(conn, org, warning.as_str(), subject, &body, now).await?;
+    Ok(true)
 }
 
 /// Tells every platform admin that `org` asks for `plan`: at most once per

@@ -12,7 +12,7 @@
 use super::ledger::{post, Account, Kind, Posting};
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
 use super::policy::{top_up_price, PACK_PRICES, SANDBOX_REFILLS_PER_DAY, SANDBOX_START};
-use super::{notices, BillingError};
+use super::BillingError;
 use crate::state::AppState;
 use sqlx::{PgConnection, Row};
 use std::time::Duration;
@@ -116,7 +116,8 @@ pub async fn rearm(conn: &mut PgConnection, org: Uuid) -> Result<(), sqlx::Error
 }
 
 /// Fires every armed auto top-up whose balance is below its threshold (at
-/// most its monthly maximum a period), and sends the low-balance notices.
+/// most its monthly maximum a period), and sends the warning notices
+/// (`usage::warnings`).
 pub async fn auto_top_up_due(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
     let mut tx = state.db.begin().await?;
     let fired = sqlx::query(
@@ -149,29 +150,15 @@ pub async fn auto_top_up_due(state: &AppState, now: OffsetDateTime) -> anyhow::R
         };
         invoices.push(payments::create_invoice(&mut tx, &invoice, now).await?.0);
     }
-    // Low balance: one notice per crossing below the alert threshold.
-    let low: Vec<(Uuid, i64)> = sqlx::query_as(
-        "SELECT m.org_id, m.included + m.purchased FROM org_meters m
-          WHERE m.included + m.purchased < m.low_balance_at
-            AND NOT EXISTS (SELECT 1 FROM billing_notices n WHERE n.org_id = m.org_id AND n.reason = 'low_balance')",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for (org, balance) in low {
-        notices::low_balance(&mut tx, state, org, balance, now).await?;
-    }
-    sqlx::query(
-        "DELETE FROM billing_notices n USING org_meters m
-          WHERE n.reason = 'low_balance' AND m.org_id = n.org_id AND m.included + m.purchased >= m.low_balance_at",
-    )
-    .execute(&mut *tx)
-    .await?;
     tx.commit().await?;
     for id in &invoices {
         if let Err(e) = payments::collect(state, *id, now, Duration::ZERO).await {
             tracing::warn!(invoice = %id, error = %e, "auto top-up could not be charged");
         }
     }
+    // Warnings before the cutoff (low balance, included credits, spend cap):
+    // one notice per crossing.
+    crate::usage::warnings::due(state, now).await?;
     Ok(invoices.len())
 }
 
@@ -183,11 +170,16 @@ pub struct Limits {
     pub low_balance_at: i64,
     /// (threshold, pack, monthly maximum); `None`: off.
     pub auto_top_up: Option<(i64, i64, i32)>,
+    /// Warn at this percent of the period's included credits used; `None`: off.
+    pub warn_included_pct: Option<i16>,
+    /// Warn at this percent of the spend cap spent; `None`: off.
+    pub warn_spend_cap_pct: Option<i16>,
 }
 
 pub async fn limits(db: &sqlx::PgPool, org: Uuid) -> Result<Limits, sqlx::Error> {
     let r = sqlx::query(
-        "SELECT spend_cap, low_balance_at, auto_top_up_threshold, auto_top_up_pack, auto_top_up_monthly_max
+        "SELECT spend_cap, low_balance_at, auto_top_up_threshold, auto_top_up_pack, auto_top_up_monthly_max,
+                warn_included_pct, warn_spend_cap_pct
            FROM org_meters WHERE org_id = $1",
     )
     .bind(org)
@@ -201,6 +193,8 @@ pub async fn limits(db: &sqlx::PgPool, org: Uuid) -> Result<Limits, sqlx::Error>
         spend_cap: r.get("spend_cap"),
         low_balance_at: r.get("low_balance_at"),
         auto_top_up: auto,
+        warn_included_pct: r.get("warn_included_pct"),
+        warn_spend_cap_pct: r.get("warn_spend_cap_pct"),
     })
 }
 
@@ -212,7 +206,7 @@ pub async fn save_limits(state: &AppState, org: Uuid, user: Uuid, limits: &Limit
     };
     sqlx::query(
         "UPDATE org_meters SET spend_cap = $2, low_balance_at = $3, auto_top_up_threshold = $4, auto_top_up_pack = $5,
-                auto_top_up_monthly_max = $6, auto_top_up_armed = true
+                auto_top_up_monthly_max = $6, auto_top_up_armed = true, warn_included_pct = $7, warn_spend_cap_pct = $8
           WHERE org_id = $1",
     )
     .bind(org)
@@ -221,10 +215,13 @@ pub async fn save_limits(state: &AppState, org: Uuid, user: Uuid, limits: &Limit
     .bind(threshold)
     .bind(pack)
     .bind(max)
+    .bind(limits.warn_included_pct)
+    .bind(limits.warn_spend_cap_pct)
     .execute(&mut *tx)
     .await?;
     let details = serde_json::json!({
         "spend_cap": limits.spend_cap, "low_balance_at": limits.low_balance_at,
+        "warn_included_pct": limits.warn_included_pct, "warn_spend_cap_pct": limits.warn_spend_cap_pct,
         "auto_top_up": limits.auto_top_up.map(|(t, p, m)| serde_json::json!({"threshold": t, "pack": p, "monthly_max": m})),
     });
     crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.limits_changed", details).await?;

@@ -163,9 +163,14 @@ async fn insert(db: &PgPool, batch: &[UsageEvent]) -> Result<(), sqlx::Error> {
     }
     let mut tx = db.begin().await?;
     sqlx::query(
-        "INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, problem_code, credits, latency_us, problem_body, at)
-         SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::text[], $9::int8[], $10::int8[], $11::jsonb[], $12::timestamptz[])
-         ON CONFLICT (request_id) DO NOTHING",
+        // A retried batch meets its first attempt on (request id, time);
+        // the rollups count what is inserted (a trigger, same transaction).
+        "INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, problem_code, credits,
+                                   credits_purchased, latency_us, problem_body, at)
+         SELECT r, o, k, m, e, me, s, c, cr, usage_purchased_part(r, m, cr), l, b, a
+           FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::text[], $9::int8[], $10::int8[], $11::jsonb[], $12::timestamptz[])
+                AS x (r, o, k, m, e, me, s, c, cr, l, b, a)
+         ON CONFLICT (request_id, at) DO NOTHING",
     )
     .bind(&request_ids)
     .bind(&orgs)
@@ -213,7 +218,10 @@ const RECOVER_WINDOW: time::Duration = time::Duration::days(7);
 /// what the call finally cost (its charge less its release, for example after
 /// the holds job gave a reservation back). Calls whose hold is still open are
 /// left alone until it is settled. Idempotent; run periodically. Returns the
-/// events written and corrected.
+/// events written and corrected. A charged call's event carries the time of
+/// its ledger transaction (the gateway gives both the call's `now`), which is
+/// how the two are matched, in one partition. The rollups follow both the
+/// inserts and the corrections (the events' triggers).
 pub async fn recover(
     db: &PgPool,
     now: OffsetDateTime,
@@ -221,7 +229,8 @@ pub async fn recover(
 ) -> Result<u64, sqlx::Error> {
     const CHARGED: &str = "
         WITH charged AS (
-            SELECT t.request_id, t.org_id, t.api_key_id, t.kind, t.endpoint, t.created_at,
+            SELECT t.request_id, t.org_id, t.api_key_id, t.endpoint, t.created_at,
+                   CASE t.kind WHEN 'usage' THEN 'live' ELSE 'test' END AS mode,
                    (SELECT coalesce(sum(e.amount), 0)
                       FROM ledger_transactions r JOIN ledger_entries e ON e.transaction_id = r.id
                      WHERE r.idempotency_key IN ('usage:' || t.request_id, 'release:' || t.request_id)
@@ -233,12 +242,13 @@ pub async fn recover(
         )";
     let inserted = sqlx::query(&format!(
         "{CHARGED}
-         INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, credits, latency_us, at)
-         SELECT c.request_id, c.org_id, c.api_key_id, CASE c.kind WHEN 'usage' THEN 'live' ELSE 'test' END,
-                coalesce(c.endpoint, 'unknown'), 'unknown', 0, c.credits, 0, c.created_at
+         INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, credits,
+                                   credits_purchased, latency_us, at)
+         SELECT c.request_id, c.org_id, c.api_key_id, c.mode, coalesce(c.endpoint, 'unknown'), 'unknown', 0, c.credits,
+                usage_purchased_part(c.request_id, c.mode, c.credits), 0, c.created_at
            FROM charged c
-          WHERE NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.request_id = c.request_id)
-         ON CONFLICT (request_id) DO NOTHING"
+          WHERE NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.request_id = c.request_id AND u.at = c.created_at)
+         ON CONFLICT (request_id, at) DO NOTHING"
     ))
     .bind(now - older_than)
     .bind(now - RECOVER_WINDOW)
@@ -246,9 +256,10 @@ pub async fn recover(
     .await?;
     let corrected = sqlx::query(&format!(
         "{CHARGED}
-         UPDATE usage_events u SET credits = c.credits
+         UPDATE usage_events u SET credits = c.credits, credits_purchased = usage_purchased_part(c.request_id, c.mode, c.credits)
            FROM charged c
-          WHERE u.request_id = c.request_id AND u.credits <> c.credits"
+          WHERE u.request_id = c.request_id AND u.at = c.created_at
+            AND (u.credits <> c.credits OR u.credits_purchased <> usage_purchased_part(c.request_id, c.mode, c.credits))"
     ))
     .bind(now - older_than)
     .bind(now - RECOVER_WINDOW)

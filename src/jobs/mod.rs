@@ -84,6 +84,7 @@ pub fn spawn_all(state: &AppState, shutdown: &Shutdown) -> Vec<tokio::task::Join
         tokio::spawn(sessions::run(state.clone(), shutdown.clone())),
         tokio::spawn(throttles::run(state.clone(), shutdown.clone())),
         tokio::spawn(usage::run(state.clone(), shutdown.clone())),
+        tokio::spawn(usage::partitions(state.clone(), shutdown.clone())),
         tokio::spawn(billing::renewals(state.clone(), shutdown.clone())),
         tokio::spawn(billing::auto_top_ups(state.clone(), shutdown.clone())),
         tokio::spawn(billing::sandbox_deliveries(state.clone(), shutdown.clone())),

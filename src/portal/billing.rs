@@ -100,12 +100,11 @@ struct Meters {
     sandbox: i64,
     period_spent: i64,
     spend_cap: Option<i64>,
-    low_balance_at: i64,
 }
 
 async fn meters(db: &sqlx::PgPool, org: Uuid, now: time::OffsetDateTime) -> Result<Meters, sqlx::Error> {
     let r = sqlx::query(
-        "SELECT included, included_expires_at, purchased, sandbox, period_spent, spend_cap, low_balance_at
+        "SELECT included, included_expires_at, purchased, sandbox, period_spent, spend_cap
            FROM org_meters WHERE org_id = $1",
     )
     .bind(org)
@@ -120,7 +119,6 @@ async fn meters(db: &sqlx::PgPool, org: Uuid, now: time::OffsetDateTime) -> Resu
         sandbox: spendable.sandbox,
         period_spent: r.get("period_spent"),
         spend_cap: r.get("spend_cap"),
-        low_balance_at: r.get("low_balance_at"),
     })
 }
 
@@ -287,14 +285,10 @@ impl Billing for Portal {
                 }
             }
         }
-        let live = meters.included + meters.purchased;
-        if live < meters.low_balance_at {
-            banners.push(Banner {
-                kind: "low_balance".into(),
-                text: format!("Your balance is low: {} credits left.", group(live)),
-                link: Some(("Top up".into(), "/billing/top-up?return_to=/billing".into())),
-            });
-        }
+        // Warnings crossed (low balance, included credits, spend cap).
+        let outlook = crate::usage::outlook::outlook(db, m.org, now).await.map_err(|e| errors::page(caller, e))?;
+        let outlook = super::usage::outlook_view(&outlook, "/billing");
+        banners.extend(outlook.warnings.iter().cloned());
         let next_plan = sub.next_plan.as_ref().unwrap_or(&sub.plan);
         let next_charge = match sub.status {
             Status::Active | Status::PastDue | Status::Trialing if next_plan.price_minor > 0 => Some(format!(
@@ -322,6 +316,7 @@ impl Billing for Portal {
             banners,
             period_spent: meters.period_spent,
             spend_cap: meters.spend_cap,
+            outlook,
         })
     }
 
@@ -581,6 +576,8 @@ impl Billing for Portal {
             period_spent: meters.period_spent,
             low_balance_at: limits.low_balance_at,
             auto_top_up: limits.auto_top_up,
+            warn_included_pct: limits.warn_included_pct,
+            warn_spend_cap_pct: limits.warn_spend_cap_pct,
             packs: packs(),
             has_card,
         })
@@ -597,6 +594,15 @@ impl Billing for Portal {
         let low = int("low_balance_at", &form.low_balance_at, 0, 1_000_000_000, "The alert threshold")
             .map_err(|f| fields.push(f))
             .ok();
+        let pct = |name: &'static str, value: &str, what: &str, fields: &mut Vec<(&'static str, String)>| {
+            if value.trim().is_empty() {
+                None
+            } else {
+                int(name, value, 1, 100, what).map_err(|f| fields.push(f)).ok().map(|v| v as i16)
+            }
+        };
+        let warn_included_pct = pct("warn_included_pct", &form.warn_included_pct, "The included-credits warning", &mut fields);
+        let warn_spend_cap_pct = pct("warn_spend_cap_pct", &form.warn_spend_cap_pct, "The spend-cap warning", &mut fields);
         let auto = if form.auto_enabled {
             let t = int("auto_threshold", &form.auto_threshold, 1, 1_000_000_000, "The threshold").map_err(|f| fields.push(f)).ok();
             let p = form.auto_pack.trim().parse::<i64>().ok().filter(|p| PACK_PRICES.iter().any(|(c, _)| c == p));
@@ -621,6 +627,8 @@ impl Billing for Portal {
             spend_cap,
             low_balance_at: low.unwrap_or_default(),
             auto_top_up: auto,
+            warn_included_pct,
+            warn_spend_cap_pct,
         };
         topups::save_limits(&self.state, m.org, m.user, &limits, self.now())
             .await

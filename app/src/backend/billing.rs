@@ -48,6 +48,9 @@ pub struct LimitsForm {
     pub auto_threshold: String,
     pub auto_pack: String,
     pub auto_max: String,
+    /// Percent; empty: off.
+    pub warn_included_pct: String,
+    pub warn_spend_cap_pct: String,
 }
 
 #[async_trait::async_trait]

@@ -1,5 +1,6 @@
 //! Shared pieces of the shell: the layout, form helpers, and error views.
 
+pub mod chart;
 mod form;
 mod layout;
 

@@ -3,8 +3,9 @@
 use crate::components::{
     login_path_returning_here, use_viewer, Csrf, ErrorView, FormState, Loading,
 };
-use crate::server_fns::{get_invitation, get_members};
-use crate::types::{role_summary, MembersPage, Viewer, ROLES};
+use crate::pages::usage::{group, OutlookPanel, UsageNav, Warnings};
+use crate::server_fns::{get_dashboard, get_invitation, get_members};
+use crate::types::{role_summary, Dashboard, MembersPage, Viewer, ROLES};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::Redirect;
@@ -13,8 +14,10 @@ use leptos_router::hooks::use_params_map;
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let viewer = use_viewer();
+    let dashboard = Resource::new(|| (), |_| get_dashboard());
     view! {
         <Title text="Your account"/>
+        <UsageNav/>
         <Suspense fallback=Loading>
             {move || Suspend::new(async move {
                 let v = viewer.await;
@@ -34,9 +37,16 @@ pub fn AccountPage() -> impl IntoView {
                         </form>
                     </section>
                 });
+                // A member without an organization (removed from it) has no dashboard.
+                let d = match org {
+                    Some(_) => dashboard.await.ok(),
+                    None => None,
+                };
+                let org = user.org.clone();
                 view! {
                     {f.banner()}
                     {unverified}
+                    {d.clone().map(|d| view! { <Warnings outlook=d.outlook.clone()/> })}
                     <section class="panel">
                         <h1>"Welcome, " {user.display_name.clone()}</h1>
                         <dl class="facts">
@@ -47,7 +57,23 @@ pub fn AccountPage() -> impl IntoView {
                             })}
                         </dl>
                     </section>
+                    {d.map(|d| view! { <DashboardView dashboard=d/> })}
                     <section class="cards">
+                        <article class="card">
+                            <h2>"API keys"</h2>
+                            <p>"Create test and live keys, rotate them, revoke them."</p>
+                            <a href="/account/keys">"Manage API keys"</a>
+                        </article>
+                        <article class="card">
+                            <h2>"Usage"</h2>
+                            <p>"Calls and credits by hour or day, by endpoint and key; export as CSV."</p>
+                            <a href="/account/usage">"See usage"</a>
+                        </article>
+                        <article class="card">
+                            <h2>"Request log"</h2>
+                            <p>"Every call, and the exact body of each refused one with its fix."</p>
+                            <a href="/account/logs">"Open the request log"</a>
+                        </article>
                         <article class="card">
                             <h2>"Members"</h2>
                             <p>"Invite your team and choose what each person may do."</p>
@@ -58,16 +84,44 @@ pub fn AccountPage() -> impl IntoView {
                             <p>"Your plan, its included credits and its billing period."</p>
                             <a href="/billing">"Open billing"</a>
                         </article>
-                        <article class="card">
-                            <h2>"API keys"</h2>
-                            <p>"Create test and live keys, rotate them, revoke them."</p>
-                            <a href="/account/keys">"Manage API keys"</a>
-                        </article>
                     </section>
                 }
                 .into_any()
             })}
         </Suspense>
+    }
+}
+
+#[component]
+fn DashboardView(dashboard: Dashboard) -> impl IntoView {
+    let d = dashboard;
+    let last = d.last_refused.clone().map(|r| {
+        let href = format!("/account/logs/{}", r.row.request_id);
+        let fix = r.fix.clone().map(|f| view! { <a class="button" href=f.href data-testid="last-refused-fix">{f.label}</a> " " });
+        let log = d.can_see_log.then(|| view! { <a href=href>"See the call"</a> });
+        view! {
+            <section class="panel" data-testid="last-refused">
+                <h2>"Last refused call"</h2>
+                <p>
+                    <time datetime=r.row.at.clone()>{r.row.at_label.clone()}</time> ": " {r.row.method.clone()} " "
+                    <code>{r.row.endpoint.clone()}</code> " → 402 " <code>{r.row.code.clone()}</code>
+                </p>
+                {(!r.title.is_empty()).then(|| view! { <p>{r.title.clone()}</p> })}
+                <p>{fix} {log}</p>
+            </section>
+        }
+    });
+    view! {
+        <section class="panel">
+            <h2>"Today (UTC)"</h2>
+            <dl class="facts">
+                <dt>"Calls"</dt><dd data-testid="today-calls">{group(d.today_calls)}</dd>
+                <dt>"Refused with 402"</dt><dd data-testid="today-402">{group(d.today_402)}</dd>
+            </dl>
+            <p><a href="/account/usage">"Usage"</a> {d.can_see_log.then(|| view! { " · " <a href="/account/logs">"Request log"</a> })} " · " <a href="/account/keys">"API keys"</a></p>
+        </section>
+        <OutlookPanel outlook=d.outlook.clone() back="/account"/>
+        {last}
     }
 }
 

@@ -106,6 +106,7 @@ pub fn BillingPage() -> impl IntoView {
                     <dt>"Current period"</dt><dd>{o.period_start.clone()} " – " {o.period_end.clone()}</dd>
                     <dt>"Included credits"</dt><dd data-testid="included-credits">{o.included_credits} " (lapse on " {o.included_expires.clone()} ")"</dd>
                     <dt>"Purchased credits"</dt><dd data-testid="purchased-credits">{o.purchased_credits} " (never expire)"</dd>
+                    <dt>"Included used"</dt><dd data-testid="billing-included-used">{o.outlook.included_used} " of " {o.outlook.included_of}</dd>
                     <dt>"Spent"</dt><dd>{cap}</dd>
                     <dt>"Next charge"</dt><dd data-testid="next-charge">{o.next_charge.clone().unwrap_or_else(|| "none".into())}</dd>
                     <dt>"Default card"</dt><dd data-testid="default-card">{card}</dd>
@@ -115,6 +116,7 @@ pub fn BillingPage() -> impl IntoView {
                     <a class="button" href="/billing/top-up">"Top up credits"</a> " "
                     <a class="button" href="/billing/payment-methods">"Payment methods"</a>
                 </p>
+                <p data-testid="billing-forecast" class:forecast-warning=o.outlook.runs_out>{o.outlook.forecast.clone()} " " <a href="/account/usage">"See usage"</a></p>
                 {money_note(o.can_manage)}
             </section>
             <section class="panel">
@@ -467,6 +469,8 @@ pub fn LimitsPage() -> impl IntoView {
         let threshold = pick("auto_threshold", t.to_string());
         let pack = pick("auto_pack", pk.to_string());
         let max = pick("auto_max", mx.to_string());
+        let warn_included = pick("warn_included_pct", p.warn_included_pct.map(|v| v.to_string()).unwrap_or_default());
+        let warn_cap = pick("warn_spend_cap_pct", p.warn_spend_cap_pct.map(|v| v.to_string()).unwrap_or_default());
         let options = p
             .packs
             .iter()
@@ -498,7 +502,13 @@ pub fn LimitsPage() -> impl IntoView {
                     <Csrf token=viewer.csrf.clone()/>
                     <ReturnField/>
                     {field("spend_cap", "Monthly spend cap (credits)", spend_cap, "Calls that would pass it get 402 spend_cap_reached. Empty: no cap. Past 80% you get a warning header.")}
-                    {field("low_balance_at", "Low-balance alert below (credits)", low, "Below it, responses carry a warning header, this page a banner, and you get an email.")}
+                    <fieldset class="field">
+                        <legend>"Warnings before the cutoff"</legend>
+                        <p class="muted">"Crossing one shows a banner on your dashboard and billing pages and sends one email (to owners, admins and billing members) per crossing. Empty: off."</p>
+                        {field("low_balance_at", "Credits left: warn below (credits)", low, "Below it, responses also carry a Tollgate-Warning header.")}
+                        {field("warn_included_pct", "Included credits used: warn at (percent)", warn_included, "Of the period's included credits, 1 to 100.")}
+                        {field("warn_spend_cap_pct", "Spend cap: warn at (percent)", warn_cap, "Of the monthly spend cap, 1 to 100.")}
+                    </fieldset>
                     <fieldset class="field">
                         <legend>"Auto top-up"</legend>
                         <label class="check"><input type="checkbox" name="auto_enabled" value="on" checked=auto_on/>" Buy a pack automatically when the balance falls below the threshold"</label>

@@ -8,3 +8,4 @@ pub mod docs;
 pub mod explorer;
 pub mod home;
 pub mod keys;
+pub mod usage;

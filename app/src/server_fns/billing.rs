@@ -226,6 +226,8 @@ pub async fn save_limits(
     auto_threshold: Option<String>,
     auto_pack: Option<String>,
     auto_max: Option<String>,
+    warn_included_pct: Option<String>,
+    warn_spend_cap_pct: Option<String>,
     return_to: Option<String>,
 ) -> Result<(), AppError> {
     use crate::backend::LimitsForm;
@@ -237,6 +239,8 @@ pub async fn save_limits(
         auto_threshold: auto_threshold.clone().unwrap_or_default(),
         auto_pack: auto_pack.clone().unwrap_or_default(),
         auto_max: auto_max.clone().unwrap_or_default(),
+        warn_included_pct: warn_included_pct.clone().unwrap_or_default(),
+        warn_spend_cap_pct: warn_spend_cap_pct.clone().unwrap_or_default(),
     };
     let values = vec![
         ("spend_cap", spend_cap),
@@ -245,6 +249,8 @@ pub async fn save_limits(
         ("auto_threshold", auto_threshold.unwrap_or_default()),
         ("auto_pack", auto_pack.unwrap_or_default()),
         ("auto_max", auto_max.unwrap_or_default()),
+        ("warn_included_pct", warn_included_pct.unwrap_or_default()),
+        ("warn_spend_cap_pct", warn_spend_cap_pct.unwrap_or_default()),
     ];
     submit(billing_form("limits", back.clone(), values), &csrf, |c| async move {
         let notice = c.backend.billing.save_limits(&c.caller, form).await?;

@@ -13,12 +13,14 @@ pub mod docs;
 #[cfg(feature = "ssr")]
 pub mod form;
 pub mod keys;
+pub mod usage;
 
 pub use accounts::*;
 pub use admin::*;
 pub use billing::*;
 pub use docs::*;
 pub use keys::*;
+pub use usage::*;
 
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {

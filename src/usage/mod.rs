@@ -1,0 +1,70 @@
+//! Usage you can see: what the usage pages, the dashboard and the request
+//! log read. The gateway writes usage events (`gateway::usage`, its sink);
+//! this module owns everything after that:
+//!
+//! - [`partitions`]: events live in one PostgreSQL partition per UTC day,
+//!   created ahead and dropped after the retention by the usage job;
+//! - [`rollups`]: hourly and daily sums per organization, key, endpoint,
+//!   mode, outcome and problem code, kept by statement triggers on the
+//!   events in the same transaction as the events themselves (so each event
+//!   counts exactly once, whichever instance or job writes it, and a
+//!   correction of an event moves its rollups). Pages read these, never the
+//!   raw events;
+//! - [`log`]: the request log, keyset-paged over the events (never OFFSET);
+//! - [`forecast`]: when credits run out at the recent rate;
+//! - [`latency`]: the histogram the rollups keep, and percentiles from it.
+//!
+//! Every time here is UTC: buckets are UTC hours and days, and the pages
+//! say so.
+
+pub mod forecast;
+pub mod latency;
+pub mod log;
+pub mod outlook;
+pub mod partitions;
+pub mod rollups;
+pub mod warnings;
+
+use crate::api_keys::Mode;
+use uuid::Uuid;
+
+/// What a usage page or export is narrowed to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub key: Option<Uuid>,
+    pub mode: Option<Mode>,
+}
+
+/// The outcome classes the charts stack, in order.
+pub const OUTCOMES: [&str; 6] = ["2xx", "402", "429", "4xx", "5xx", "unknown"];
+
+/// The nil key id the rollups use for calls without a key.
+pub const NO_KEY: Uuid = Uuid::nil();
+
+/// "6,200": credits and counts with thousands separated.
+pub fn group(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(super::group(6200), "6,200");
+        assert_eq!(super::group(250_000), "250,000");
+        assert_eq!(super::group(-1234567), "-1,234,567");
+        assert_eq!(super::group(12), "12");
+    }
+}
