@@ -91,7 +91,7 @@ END $$;
 -- (or UTC day), key, endpoint, mode, outcome and problem code. Kept by the
 -- statement triggers below in the transaction that writes the events, so
 -- each event counts exactly once whichever instance writes it, and a
--- correction (an UPDATE of an event) moves the rollups with it.
+-- correction (an UPDATE of an event) or a DELETE moves the rollups with it.
 CREATE FUNCTION usage_outcome(p_status smallint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN p_status BETWEEN 200 AND 299 THEN '2xx'
                 WHEN p_status = 402 THEN '402'
@@ -151,6 +151,7 @@ CREATE FUNCTION usage_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_rows text := CASE TG_OP
         WHEN 'INSERT' THEN 'SELECT n.*, 1 AS sign FROM new_rows n'
+        WHEN 'DELETE' THEN 'SELECT o.*, -1 AS sign FROM old_rows o'
         ELSE 'SELECT n.*, 1 AS sign FROM new_rows n UNION ALL SELECT o.*, -1 AS sign FROM old_rows o' END;
     v_unit text;
 BEGIN
@@ -220,6 +221,11 @@ CREATE TRIGGER usage_rollup_insert AFTER INSERT ON usage_events
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION usage_rollup();
 CREATE TRIGGER usage_rollup_update AFTER UPDATE ON usage_events
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION usage_rollup();
+-- A DELETE through the parent takes its events out of the rollups; the
+-- retention's drops (and a day's move out of the default partition) work
+-- on the partitions themselves, so the rollups keep what they counted.
+CREATE TRIGGER usage_rollup_delete AFTER DELETE ON usage_events
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION usage_rollup();
 
 -- Of the `p_credits` a call finally cost, how many came from the purchased
 -- balance: what its charge took from it less what its release gave back,

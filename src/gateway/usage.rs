@@ -231,7 +231,7 @@ pub async fn recover(
         WITH charged AS (
             SELECT t.request_id, t.org_id, t.api_key_id, t.endpoint, t.created_at,
                    CASE t.kind WHEN 'usage' THEN 'live' ELSE 'test' END AS mode,
-                   (SELECT coalesce(sum(e.amount), 0)
+                   (SELECT coalesce(sum(e.amount), 0)::int8
                       FROM ledger_transactions r JOIN ledger_entries e ON e.transaction_id = r.id
                      WHERE r.idempotency_key IN ('usage:' || t.request_id, 'release:' || t.request_id)
                        AND e.account IN ('revenue', 'sandbox_sink')) AS credits

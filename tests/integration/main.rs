@@ -17,3 +17,4 @@ mod ports;
 mod routes;
 mod sessions;
 mod throttling;
+mod usage;
