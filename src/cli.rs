@@ -96,6 +96,12 @@ pub enum Command {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// The usage benchmark on DATABASE_URL (a database of its own: it loads
+    /// millions of events). See end2end/bench/usage.sh.
+    BenchUsage {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: i64,
+    },
     /// The embedded PostgreSQL (used when DATABASE_URL is unset).
     Db {
         #[command(subcommand)]
@@ -137,6 +143,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::demo::print_credentials(config.public_url.as_str());
             }
             crate::startup::serve(AppState::start(db, config, clock)).await
+        }
+        Command::BenchUsage { events } => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            crate::usage::bench::run(&db, events).await
         }
         Command::Migrate => {
             let db = crate::db::connect(&config).await?;

@@ -17,6 +17,7 @@
 //! Every time here is UTC: buckets are UTC hours and days, and the pages
 //! say so.
 
+pub mod bench;
 pub mod forecast;
 pub mod latency;
 pub mod log;
