@@ -33,10 +33,17 @@ CREATE TABLE usage_events (
 ) PARTITION BY RANGE (at);
 -- The request log: newest first, by keyset.
 CREATE INDEX usage_events_log_idx ON usage_events (org_id, at DESC, request_id DESC);
--- Refused calls (any status from 400), and the last 402.
+-- Refused calls (any status from 400), 402s alone (the dashboard's last
+-- refusal, the log's 402 filter: an organization with many 429s would
+-- otherwise read them all), and the log's key and endpoint filters.
 CREATE INDEX usage_events_refused_idx ON usage_events (org_id, at DESC, request_id DESC) WHERE status >= 400;
+CREATE INDEX usage_events_402_idx ON usage_events (org_id, at DESC, request_id DESC) WHERE status = 402;
 CREATE INDEX usage_events_key_idx ON usage_events (org_id, api_key_id, at DESC, request_id DESC);
+CREATE INDEX usage_events_endpoint_idx ON usage_events (org_id, endpoint, at DESC, request_id DESC);
 CREATE TABLE usage_events_default PARTITION OF usage_events DEFAULT;
+-- The default partition is meant to stay nearly empty; this finds a day's
+-- events in it without reading it all.
+CREATE INDEX usage_events_default_at_idx ON usage_events_default (at);
 
 -- Creates the partition of one UTC day; `false` when it exists. Events of
 -- that day already in the default partition move into it.
@@ -45,6 +52,7 @@ DECLARE
     v_name text := 'usage_events_' || to_char(p_day, 'YYYYMMDD');
     v_lo timestamptz := p_day::timestamp AT TIME ZONE 'UTC';
     v_hi timestamptz := (p_day + 1)::timestamp AT TIME ZONE 'UTC';
+    v_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     IF to_regclass(v_name) IS NOT NULL THEN
         RETURN false;
@@ -53,8 +61,17 @@ BEGIN
     IF to_regclass(v_name) IS NOT NULL THEN
         RETURN false;
     END IF;
-    -- No event may land in the default partition while its day moves out.
-    LOCK TABLE usage_events_default IN EXCLUSIVE MODE;
+    -- Waiting behind a long reader would make every writer queue behind
+    -- this: give up after a moment instead (the job runs again within the
+    -- hour, and partitions are made a week ahead).
+    PERFORM set_config('lock_timeout', '2s', true);
+    -- The parent first, then the default partition: the order in which a
+    -- writer takes them, so the two never wait on each other in a circle.
+    -- Writers wait the few milliseconds this takes; none lands in the
+    -- default partition while its day moves out.
+    LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE;
+    LOCK TABLE usage_events_default IN ACCESS EXCLUSIVE MODE;
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
     IF EXISTS (SELECT 1 FROM usage_events_default WHERE at >= v_lo AND at < v_hi) THEN
         EXECUTE format('CREATE TABLE %I (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name);
         EXECUTE format('WITH moved AS (DELETE FROM usage_events_default WHERE at >= $1 AND at < $2 RETURNING *)
@@ -72,8 +89,13 @@ CREATE FUNCTION usage_partitions_drop_before(p_day date) RETURNS integer LANGUAG
 DECLARE
     r record;
     n integer := 0;
+    v_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('tollgate:usage_partitions'));
+    -- As above: never make writers queue behind a wait for a long reader.
+    PERFORM set_config('lock_timeout', '2s', true);
+    LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE;
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
     FOR r IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
               WHERE i.inhparent = 'usage_events'::regclass AND c.relname ~ '^usage_events_[0-9]{8}$'
                 AND to_date(substr(c.relname, 14), 'YYYYMMDD') < p_day
@@ -240,10 +262,15 @@ LANGUAGE sql STABLE AS $$
     ELSE 0 END
 $$;
 
--- The days around now get their partitions; earlier events (the retention
--- window at most) land in the default partition until the job moves or
--- drops them. The copy goes through the trigger: the rollups start complete.
-SELECT usage_partition_ensure((now() AT TIME ZONE 'UTC')::date + d) FROM generate_series(-1, 3) d;
+-- Every day from the oldest event kept (100 days back at most: the default
+-- retention is 90) to a few days ahead gets its partition, so the default
+-- partition starts empty. The copy goes through the trigger: the rollups
+-- start complete.
+SELECT usage_partition_ensure(d::date)
+  FROM generate_series(
+           date_trunc('day', greatest(coalesce((SELECT min(at) FROM usage_events_unpartitioned), now()), now() - interval '100 days') AT TIME ZONE 'UTC'),
+           (now() AT TIME ZONE 'UTC') + interval '3 days',
+           interval '1 day') d;
 INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, problem_code, credits,
                           credits_purchased, latency_us, problem_body, at)
 SELECT u.request_id, u.org_id, u.api_key_id, u.mode, u.endpoint, u.method, u.status, u.problem_code, u.credits,

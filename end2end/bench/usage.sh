@@ -34,7 +34,7 @@ trap cleanup EXIT
 
 log "1. usage queries on $EVENTS events"
 DB="$(DATABASE_URL="$ADMIN_URL" "$TOLLGATE_BIN" db fresh tollgate_bench_usage)"
-DATABASE_URL="$DB" TOLLGATE_LOG=warn timeout 3600 "$TOLLGATE_BIN" bench-usage --events "$EVENTS" | tee "$OUT/usage.txt"
+DATABASE_URL="$DB" TOLLGATE_LOG=error timeout 3600 "$TOLLGATE_BIN" bench-usage --events "$EVENTS" | tee "$OUT/usage.txt"
 psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS tollgate_bench_usage"
 
 log "2. gateway throughput with the rollups on and off (alternating)"

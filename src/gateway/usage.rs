@@ -220,7 +220,10 @@ const RECOVER_WINDOW: time::Duration = time::Duration::days(7);
 /// left alone until it is settled. Idempotent; run periodically. Returns the
 /// events written and corrected. A charged call's event carries the time of
 /// its ledger transaction (the gateway gives both the call's `now`), which is
-/// how the two are matched, in one partition. The rollups follow both the
+/// how the two are matched, in one partition (and why a retried batch and
+/// a recovery never both count: the event's key is the request id and that
+/// time). A correction moves the purchased part with the credits: only a
+/// release changes either. The rollups follow both the
 /// inserts and the corrections (the events' triggers).
 pub async fn recover(
     db: &PgPool,
@@ -258,8 +261,7 @@ pub async fn recover(
         "{CHARGED}
          UPDATE usage_events u SET credits = c.credits, credits_purchased = usage_purchased_part(c.request_id, c.mode, c.credits)
            FROM charged c
-          WHERE u.request_id = c.request_id AND u.at = c.created_at
-            AND (u.credits <> c.credits OR u.credits_purchased <> usage_purchased_part(c.request_id, c.mode, c.credits))"
+          WHERE u.request_id = c.request_id AND u.at = c.created_at AND u.credits <> c.credits"
     ))
     .bind(now - older_than)
     .bind(now - RECOVER_WINDOW)

@@ -134,7 +134,12 @@ fn fix_link(config: &crate::config::Config, href: &str, return_to: &str) -> Opti
     let mut url = url::Url::parse(&format!("http://portal.invalid{rest}")).ok()?;
     let pairs: Vec<(String, String)> = url.query_pairs().filter(|(k, _)| k != "return_to").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     url.query_pairs_mut().clear().extend_pairs(pairs).append_pair("return_to", return_to);
-    Some(format!("{}?{}", url.path(), url.query().unwrap_or_default()))
+    // The parser turns `\` into `/`: check what comes out, not what went in.
+    let path = url.path();
+    if path.starts_with("//") || !path.starts_with('/') {
+        return None;
+    }
+    Some(format!("{path}?{}", url.query().unwrap_or_default()))
 }
 
 fn fixes(config: &crate::config::Config, body: &serde_json::Value, return_to: &str) -> Vec<FixLink> {
@@ -309,10 +314,18 @@ impl Usage for Portal {
         let last_refused = last.map(|e| {
             let back = if can_see_log { format!("/account/logs/{}", e.row.request_id) } else { "/account".to_string() };
             let body = e.problem_body.clone().unwrap_or_default();
+            let mut row = row_view(&e.row);
+            if !can_see_log {
+                // What the log holds (request id, key, latency) is for
+                // those who read the log; the rest see when, what and the fix.
+                row.request_id = String::new();
+                row.key_prefix = String::new();
+                row.latency = String::new();
+            }
             RefusedView {
                 title: body.get("title").and_then(|t| t.as_str()).unwrap_or_default().to_string(),
                 fix: fixes(&self.state.config, &body, &back).into_iter().next(),
-                row: row_view(&e.row),
+                row,
             }
         });
         Ok(Dashboard { outlook: outlook_view(&o, "/account"), today_calls, today_402, last_refused, can_see_log })
@@ -358,18 +371,30 @@ impl Usage for Portal {
         };
         let from = time("from", &q.from);
         let to = time("to", &q.to);
+        let (endpoints, codes) = log::choices(db, m.org).await.map_err(page)?;
+        // Only endpoints the organization called: an unknown one would make
+        // the query read the whole log to find nothing.
+        let endpoint = match q.endpoint.as_str() {
+            "" => None,
+            e if endpoints.iter().any(|x| x == e) => Some(e.to_string()),
+            _ => {
+                errors.push(("endpoint".to_string(), "Choose an endpoint from the list.".to_string()));
+                None
+            }
+        };
+        let mut q = q;
+        q.endpoint = q.endpoint.chars().take(200).collect();
         let filter = LogFilter {
             class,
             code,
             key: key_filter(&q.key, &keys)?,
-            endpoint: (!q.endpoint.is_empty()).then(|| q.endpoint.chars().take(200).collect()),
+            endpoint,
             mode,
             from,
             to,
         };
         let after = if q.after.is_empty() { None } else { Some(Cursor::decode(&q.after).ok_or(AppError::NotFound)?) };
         let (rows, next) = log::page(db, m.org, &filter, after.as_ref(), log::PAGE).await.map_err(page)?;
-        let (endpoints, codes) = log::choices(db, m.org).await.map_err(page)?;
         let filters = q.filters_query();
         let older = next.map(|c| {
             let sep = if filters.is_empty() { "" } else { "&" };
@@ -464,12 +489,14 @@ async fn export_csv(
     }
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
+/// A CSV field, quoted when it holds a comma, a quote or a line break; one
+/// that a spreadsheet would read as a formula gets a leading `'`.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -487,6 +514,8 @@ mod tests {
         assert_eq!(fix_link(&config, "https://evil.example/billing", "/x"), None);
         assert_eq!(fix_link(&config, "http://portal.test.evil.example/billing", "/x"), None);
         assert_eq!(fix_link(&config, "http://portal.test//evil.example/", "/x"), None);
+        assert_eq!(fix_link(&config, "http://portal.test/\\evil.example/", "/x"), None);
+        assert_eq!(fix_link(&config, "http://portal.test/%2f%2fevil.example/", "/x").as_deref(), Some("/%2f%2fevil.example/?return_to=%2Fx"));
     }
 
     #[test]
@@ -501,5 +530,6 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("ping"), "ping");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
     }
 }

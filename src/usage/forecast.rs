@@ -7,6 +7,9 @@ use time::{Duration, OffsetDateTime};
 
 /// The rate is read over this window.
 pub const WINDOW: Duration = Duration::days(7);
+/// Forecasts look no further ahead than this (a large balance spent slowly
+/// would otherwise land past the calendar's end).
+pub const HORIZON: Duration = Duration::days(3650);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Forecast {
@@ -41,20 +44,23 @@ pub fn forecast(
     if spent <= 0 {
         return Forecast::NoRecentUse;
     }
-    let observed = observed.clamp(Duration::DAY, WINDOW);
+    // The window starts on an hour: up to an hour more than seven days.
+    let observed = observed.clamp(Duration::DAY, WINDOW + Duration::HOUR);
     let per_second = spent as f64 / observed.as_seconds_f64();
-    let after = |credits: i64| now + Duration::seconds_f64(credits as f64 / per_second);
+    let horizon = HORIZON.as_seconds_f64();
+    let after = |credits: i64| now + Duration::seconds_f64((credits as f64 / per_second).min(horizon));
     let per_day = ((spent as f64) * 86_400.0 / observed.as_seconds_f64()).round() as i64;
     let included_out = (included > 0).then(|| after(included));
     let included_out_in_period = included_out.filter(|t| period_end.is_none_or(|end| *t < end));
     // Included credits that outlast the period lapse at its end, so what
     // is left after it is the purchased balance alone.
     let at = match (period_end, included_out_in_period) {
-        (Some(end), None) if included > 0 && end > now => end + Duration::seconds_f64(purchased as f64 / per_second),
-        _ => after(included + purchased),
+        (Some(end), None) if included > 0 && end > now => end.min(now + HORIZON) + Duration::seconds_f64((purchased as f64 / per_second).min(horizon)),
+        _ => after(included.saturating_add(purchased)),
     };
     match period_end {
         Some(end) if at >= end => Forecast::Lasts { per_day: per_day.max(1), included_out: included_out_in_period, reset: Some(end) },
+        _ if at >= now + HORIZON => Forecast::Lasts { per_day: per_day.max(1), included_out: included_out_in_period, reset: None },
         _ => Forecast::RunsOut { per_day: per_day.max(1), included_out: included_out_in_period, at },
     }
 }
@@ -95,6 +101,15 @@ mod tests {
         let end = datetime!(2026-12-12 0:00 UTC);
         let f = forecast(NOW, 700, WINDOW, 1_000, 50, Some(end));
         assert_eq!(f, Forecast::Lasts { per_day: 100, included_out: None, reset: Some(end) });
+    }
+
+    #[test]
+    fn a_huge_balance_spent_slowly_lasts_without_leaving_the_calendar() {
+        // 1,000,000 credits at 1 a week: 19,000 years; no panic, no date.
+        let f = forecast(NOW, 1, WINDOW, 0, 1_000_000, None);
+        assert_eq!(f, Forecast::Lasts { per_day: 1, included_out: None, reset: None });
+        let f = forecast(NOW, 1, WINDOW, i64::MAX / 2, i64::MAX / 2, Some(datetime!(9999-12-31 0:00 UTC)));
+        assert!(matches!(f, Forecast::Lasts { .. }), "{f:?}");
     }
 
     #[test]

@@ -14,6 +14,15 @@ use uuid::Uuid;
 /// A page of the log.
 pub const PAGE: i64 = 50;
 
+/// The log's reads run with a time limit: one that would read too much
+/// fails (the page says so, with its request id) instead of holding a
+/// connection and the locks a partition's creation waits for.
+async fn limited(db: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET LOCAL statement_timeout = '5s'").execute(&mut *tx).await?;
+    Ok(tx)
+}
+
 /// Status classes, as the filter offers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -167,7 +176,9 @@ pub async fn page(
         q.push(" AND (u.at, u.request_id) < (").push_bind(c.at).push(", ").push_bind(c.request_id.clone()).push(")");
     }
     q.push(" ORDER BY u.at DESC, u.request_id DESC LIMIT ").push_bind(limit + 1);
-    let rows = q.build().fetch_all(db).await?;
+    let mut tx = limited(db).await?;
+    let rows = q.build().fetch_all(&mut *tx).await?;
+    tx.commit().await?;
     let mut rows: Vec<LogRow> = rows.iter().map(row).collect();
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
@@ -193,7 +204,7 @@ pub async fn entry(db: &PgPool, org: Uuid, request_id: &str) -> Result<Option<En
     ))
     .bind(org)
     .bind(request_id)
-    .fetch_optional(db)
+    .fetch_optional(&mut *limited(db).await?)
     .await?;
     Ok(r.map(|r| Entry { row: row(&r), problem_body: r.get("problem_body") }))
 }
@@ -205,7 +216,7 @@ pub async fn last_refused(db: &PgPool, org: Uuid) -> Result<Option<Entry>, sqlx:
           WHERE u.org_id = $1 AND u.status = 402 ORDER BY u.at DESC, u.request_id DESC LIMIT 1"
     ))
     .bind(org)
-    .fetch_optional(db)
+    .fetch_optional(&mut *limited(db).await?)
     .await?;
     Ok(r.map(|r| Entry { row: row(&r), problem_body: r.get("problem_body") }))
 }

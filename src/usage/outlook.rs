@@ -32,6 +32,11 @@ pub struct Thresholds {
     pub spend_cap_pct: Option<i16>,
     pub spend_cap: Option<i64>,
     pub period_spent: i64,
+    /// Credits reserved by calls still running (their holds): a call that
+    /// reserves more than it finally costs must not cross a threshold and
+    /// clear it again, so the thresholds read the balances as if every
+    /// reservation were given back.
+    pub held: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,23 +49,44 @@ pub struct Outlook {
     pub crossed: Vec<Warning>,
 }
 
+/// How far back past a threshold a value must come before the threshold is
+/// armed again (percent of the threshold, or percentage points): a balance
+/// that hovers at the line warns once, not on every call.
+pub const REARM_MARGIN_PCT: i64 = 5;
+
 impl Thresholds {
-    pub fn crossed(&self, balances: &Balances, included: &IncludedUse) -> Vec<Warning> {
+    /// The thresholds crossed; with `margin`, those crossed or not yet back
+    /// by the re-arm margin (a warning sent stays until this is false).
+    fn check(&self, balances: &Balances, included: &IncludedUse, margin: bool) -> Vec<Warning> {
         let mut out = Vec::new();
-        if balances.live() < self.low_balance_at {
+        let live = balances.live() + self.held;
+        let low_line = if margin { self.low_balance_at + (self.low_balance_at * REARM_MARGIN_PCT / 100).max(1) } else { self.low_balance_at };
+        if live < low_line {
             out.push(Warning::LowBalance);
         }
+        let back = if margin { REARM_MARGIN_PCT } else { 0 };
         if let Some(pct) = self.included_pct {
-            if included.of > 0 && included.used * 100 >= i64::from(pct) * included.of {
+            let used = (included.used - self.held).max(0);
+            if !included.lapsed && included.of > 0 && used * 100 >= (i64::from(pct) - back) * included.of {
                 out.push(Warning::IncludedUsed);
             }
         }
         if let (Some(pct), Some(cap)) = (self.spend_cap_pct, self.spend_cap) {
-            if cap > 0 && self.period_spent * 100 >= i64::from(pct) * cap {
+            let spent = (self.period_spent - self.held).max(0);
+            if cap > 0 && spent * 100 >= (i64::from(pct) - back) * cap {
                 out.push(Warning::SpendCapUsed);
             }
         }
         out
+    }
+
+    pub fn crossed(&self, balances: &Balances, included: &IncludedUse) -> Vec<Warning> {
+        self.check(balances, included, false)
+    }
+
+    /// The warnings that stay raised (crossed, or not back by the margin).
+    pub fn still_raised(&self, balances: &Balances, included: &IncludedUse) -> Vec<Warning> {
+        self.check(balances, included, true)
     }
 }
 
@@ -71,6 +97,8 @@ impl Thresholds {
 const NUMBERS: &str = "
     SELECT m.org_id, o.created_at,
            CASE WHEN m.included_expires_at IS NOT NULL AND m.included_expires_at <= $1 THEN 0 ELSE m.included END AS included,
+           m.included AS included_projected,
+           (SELECT coalesce(sum(h.amount), 0)::int8 FROM gateway_holds h WHERE h.org_id = m.org_id) AS held,
            m.purchased, m.sandbox, m.included_expires_at, m.low_balance_at, m.warn_included_pct, m.warn_spend_cap_pct,
            m.spend_cap, m.period_spent,
            (SELECT coalesce(sum(e.amount), 0)::int8 FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
@@ -92,13 +120,18 @@ pub struct Numbers {
 fn numbers(r: &sqlx::postgres::PgRow) -> Numbers {
     let balances = Balances { included: r.get("included"), purchased: r.get("purchased"), sandbox: r.get("sandbox") };
     let granted: i64 = r.get("granted");
+    // What is left of the period's credits, lapsed or not: a lapsed rest
+    // is not "used".
+    let left: i64 = r.get("included_projected");
+    let period_end: Option<OffsetDateTime> = r.get("included_expires_at");
     Numbers {
         org: r.get("org_id"),
         created: r.get("created_at"),
         included: IncludedUse {
-            used: (granted - balances.included).max(0),
-            of: granted.max(balances.included),
-            period_end: r.get("included_expires_at"),
+            used: (granted - left).max(0),
+            of: granted.max(left),
+            period_end,
+            lapsed: balances.included == 0 && left > 0,
         },
         balances,
         thresholds: Thresholds {
@@ -107,6 +140,7 @@ fn numbers(r: &sqlx::postgres::PgRow) -> Numbers {
             spend_cap_pct: r.get("warn_spend_cap_pct"),
             spend_cap: r.get("spend_cap"),
             period_spent: r.get("period_spent"),
+            held: r.get("held"),
         },
     }
 }
@@ -124,8 +158,8 @@ pub async fn outlook(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Outl
             org,
             created: now,
             balances: Balances::default(),
-            included: IncludedUse { used: 0, of: 0, period_end: None },
-            thresholds: Thresholds { low_balance_at: 0, included_pct: None, spend_cap_pct: None, spend_cap: None, period_spent: 0 },
+            included: IncludedUse { used: 0, of: 0, period_end: None, lapsed: false },
+            thresholds: Thresholds { low_balance_at: 0, included_pct: None, spend_cap_pct: None, spend_cap: None, period_spent: 0, held: 0 },
         },
     };
     outlook_of(db, n, now).await
@@ -134,8 +168,8 @@ pub async fn outlook(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Outl
 /// The outlook from its numbers (reads the recent rate from the rollups).
 pub async fn outlook_of(db: &PgPool, n: Numbers, now: OffsetDateTime) -> Result<Outlook, sqlx::Error> {
     let since = (now - forecast::WINDOW).max(n.created);
-    let spent = rollups::live_credits_since(db, n.org, since).await?;
-    let forecast = forecast::forecast(now, spent, now - since, n.balances.included, n.balances.purchased, n.included.period_end);
+    let (spent, from) = rollups::live_credits_since(db, n.org, since).await?;
+    let forecast = forecast::forecast(now, spent, now - from, n.balances.included, n.balances.purchased, n.included.period_end);
     let crossed = n.thresholds.crossed(&n.balances, &n.included);
     Ok(Outlook { balances: n.balances, included: n.included, forecast, thresholds: n.thresholds, crossed })
 }
@@ -164,7 +198,48 @@ pub fn forecast_sentence(f: &Forecast) -> String {
                 .map(|t| format!("your included credits run out on {}, then purchased credits carry you; ", day(t)))
                 .unwrap_or_default();
             let reset = reset.map(|t| format!(" to the reset on {}", day(t))).unwrap_or_default();
+            let reset = if reset.is_empty() { " for years".to_string() } else { reset };
             format!("At the recent rate ({} credits a day), {inc}your credits last{reset}.", super::group(*per_day))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thresholds(low: i64, held: i64) -> Thresholds {
+        Thresholds { low_balance_at: low, included_pct: Some(80), spend_cap_pct: Some(80), spend_cap: Some(1000), period_spent: 0, held }
+    }
+    fn balances(live: i64) -> Balances {
+        Balances { included: live, purchased: 0, sandbox: 0 }
+    }
+    const UNUSED: IncludedUse = IncludedUse { used: 0, of: 1000, period_end: None, lapsed: false };
+
+    #[test]
+    fn a_reservation_still_held_is_not_spent() {
+        // 95 left after a call reserved 10 that may cost 1: not below 90.
+        assert_eq!(thresholds(90, 10).crossed(&balances(95), &UNUSED), vec![]);
+        assert_eq!(thresholds(90, 0).crossed(&balances(85), &UNUSED), vec![Warning::LowBalance]);
+    }
+
+    #[test]
+    fn a_warning_is_armed_again_only_past_the_margin() {
+        let t = thresholds(100, 0);
+        // Crossed at 99; back at 101 it stays raised; at 105 it is armed again.
+        assert!(t.crossed(&balances(99), &UNUSED).contains(&Warning::LowBalance));
+        assert!(!t.crossed(&balances(101), &UNUSED).contains(&Warning::LowBalance));
+        assert!(t.still_raised(&balances(101), &UNUSED).contains(&Warning::LowBalance));
+        assert!(!t.still_raised(&balances(105), &UNUSED).contains(&Warning::LowBalance));
+        let used = |u| IncludedUse { used: u, of: 1000, period_end: None, lapsed: false };
+        assert!(t.crossed(&balances(500), &used(800)).contains(&Warning::IncludedUsed));
+        assert!(t.still_raised(&balances(500), &used(760)).contains(&Warning::IncludedUsed));
+        assert!(!t.still_raised(&balances(500), &used(740)).contains(&Warning::IncludedUsed));
+    }
+
+    #[test]
+    fn included_credits_that_lapsed_are_not_used() {
+        let lapsed = IncludedUse { used: 100, of: 1000, period_end: None, lapsed: true };
+        assert!(!thresholds(0, 0).crossed(&balances(0), &lapsed).contains(&Warning::IncludedUsed));
     }
 }

@@ -232,17 +232,19 @@ pub async fn today(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<(i64, 
     .await
 }
 
-/// Live credits spent in the hours `[now - window, now]`, for the forecast.
-pub async fn live_credits_since(db: &PgPool, org: Uuid, since: OffsetDateTime) -> Result<i64, sqlx::Error> {
+/// Live credits spent from the hour holding `since` until now, for the
+/// forecast, and that hour's start (the rate is over what was summed).
+pub async fn live_credits_since(db: &PgPool, org: Uuid, since: OffsetDateTime) -> Result<(i64, OffsetDateTime), sqlx::Error> {
     let since = since.to_offset(time::UtcOffset::UTC);
     let hour = since.replace_time(Time::from_hms(since.hour(), 0, 0).expect("an hour"));
-    sqlx::query_scalar(
+    let spent = sqlx::query_scalar(
         "SELECT coalesce(sum(credits), 0)::int8 FROM usage_hourly WHERE org_id = $1 AND mode = 'live' AND bucket >= $2",
     )
     .bind(org)
     .bind(hour)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok((spent, hour))
 }
 
 /// The period's included credits: how many were used, of how many
@@ -253,4 +255,7 @@ pub struct IncludedUse {
     pub of: i64,
     /// When they lapse (the period's end).
     pub period_end: Option<OffsetDateTime>,
+    /// The period ended and no new one began yet: what was left lapsed,
+    /// which is not "used".
+    pub lapsed: bool,
 }

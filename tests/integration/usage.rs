@@ -419,12 +419,21 @@ async fn no_traffic_yet_is_a_friendly_empty_state(db: PgPool) {
 async fn every_member_sees_usage_and_developers_and_up_see_the_log(db: PgPool) {
     let (mut app, key, _org) = customer(&db).await;
     app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    let refused = app.call("POST", "/v1/text/summarize", Some(&key), Some(TEXT), &[]).await;
+    let refused_id = refused.json()["request_id"].as_str().unwrap().to_string();
     app.state.gateway.usage.flush().await;
     let mut billing = app.invite_and_join("bill@example.com", "billing", "Bill").await;
     assert_eq!(billing.get("/account/usage").await.status, StatusCode::OK);
+    // The dashboard tells a billing member of the refusal and its fix, not
+    // what only the log's readers see.
+    let dash = billing.get("/account").await;
+    assert!(dash.body.contains("data-testid=\"last-refused-fix\""));
+    assert!(!dash.body.contains(&refused_id), "no request id for a billing member");
+    assert!(!dash.body.contains("tg_live_"), "no key for a billing member");
+    assert!(app.get("/account").await.body.contains(&refused_id), "the owner sees it");
     assert_eq!(billing.get("/account/usage.csv").await.status, StatusCode::OK);
     assert_eq!(billing.get("/account/logs").await.status, StatusCode::FORBIDDEN);
-    let id: String = sqlx::query_scalar("SELECT request_id FROM usage_events LIMIT 1").fetch_one(&db).await.unwrap();
+    let id = refused_id;
     assert_eq!(billing.get(&format!("/account/logs/{id}")).await.status, StatusCode::FORBIDDEN);
     let mut dev = app.invite_and_join("dev@example.com", "developer", "Dev").await;
     assert_eq!(dev.get("/account/logs").await.status, StatusCode::OK);
@@ -487,4 +496,34 @@ async fn a_threshold_crossed_warns_once_per_crossing_however_many_run_the_job(db
 async fn the_latency_buckets_are_the_databases(db: PgPool) {
     let bounds: Vec<i64> = sqlx::query_scalar("SELECT unnest(usage_latency_bounds())").fetch_all(&db).await.unwrap();
     assert_eq!(bounds, tollgate::usage::latency::BOUNDS_US);
+}
+
+#[sqlx::test]
+async fn calls_of_an_endpoint_removed_since_stay_in_usage_and_the_log(db: PgPool) {
+    let (mut app, _key, org) = customer(&db).await;
+    // A provider route's calls, the route deleted since: its events keep
+    // the endpoint's name.
+    sqlx::query(
+        "INSERT INTO usage_events (request_id, org_id, mode, endpoint, method, status, credits, latency_us, at)
+         VALUES ('req_gone_1', $1, 'live', 'retired.search', 'POST', 200, 0, 1500, $2)",
+    )
+    .bind(org)
+    .bind(app.clock.now())
+    .execute(&db)
+    .await
+    .unwrap();
+    let page = app.get("/account/usage?span=24h").await;
+    assert!(page.body.contains("retired.search"));
+    let log = app.get("/account/logs?endpoint=retired.search").await;
+    assert!(log.body.contains("/account/logs/req_gone_1"));
+    let entry = app.get("/account/logs/req_gone_1").await;
+    assert_eq!(entry.status, StatusCode::OK);
+    assert!(entry.body.contains("/explorer?endpoint=retired.search"));
+    // Bad filters are said next to the field, and nothing breaks.
+    let bad = decode_html(&app.get("/account/logs?from=yesterday&class=999&code=nope").await.body);
+    assert!(bad.contains("A date like 2026-12-01"));
+    assert!(bad.contains("Choose a status class from the list."));
+    assert!(bad.contains("Choose a problem code from the list."));
+    let long = app.get(&format!("/account/logs?endpoint={}", "x".repeat(5000))).await;
+    assert_eq!(long.status, StatusCode::OK);
 }

@@ -352,7 +352,10 @@ fn LogView(page: LogPage) -> impl IntoView {
                     {err("code")}
                 </div>
                 {select("key", "Key", "All keys", p.keys.clone(), q.key.clone())}
-                {select("endpoint", "Endpoint", "All endpoints", p.endpoints.clone(), q.endpoint.clone())}
+                <div class="field">
+                    {select("endpoint", "Endpoint", "All endpoints", p.endpoints.clone(), q.endpoint.clone())}
+                    {err("endpoint")}
+                </div>
                 <div class="field">
                     {select("mode", "Mode", "Live and test", modes(), q.mode.clone())}
                     {err("mode")}
