@@ -449,6 +449,33 @@ pub struct KeysPage {
     pub new_key: Option<NewKey>,
 }
 
+/// "6,200": credits and counts with thousands separated.
+pub fn group(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// `k=v&…` of the pairs whose values are set, values percent-encoded.
+fn query_string(pairs: &[(&str, &String)]) -> String {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", crate::components::encode_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// What the usage page and its export are asked for (the URL's query).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageQuery {
@@ -463,13 +490,7 @@ pub struct UsageQuery {
 impl UsageQuery {
     /// The query string of this selection (empty values left out).
     pub fn to_query(&self) -> String {
-        let pairs = [("span", &self.span), ("key", &self.key), ("mode", &self.mode)];
-        let q: Vec<String> = pairs
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={}", crate::components::encode_component(v)))
-            .collect();
-        q.join("&")
+        query_string(&[("span", &self.span), ("key", &self.key), ("mode", &self.mode)])
     }
 }
 
@@ -576,7 +597,7 @@ pub struct LogQuery {
 impl LogQuery {
     /// The query string of the filters, without the cursor.
     pub fn filters_query(&self) -> String {
-        let pairs = [
+        query_string(&[
             ("class", &self.class),
             ("code", &self.code),
             ("key", &self.key),
@@ -584,13 +605,7 @@ impl LogQuery {
             ("mode", &self.mode),
             ("from", &self.from),
             ("to", &self.to),
-        ];
-        let q: Vec<String> = pairs
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={}", crate::components::encode_component(v)))
-            .collect();
-        q.join("&")
+        ])
     }
 }
 
@@ -643,4 +658,15 @@ pub struct Dashboard {
     pub today_402: i64,
     pub last_refused: Option<RefusedView>,
     pub can_see_log: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(super::group(6200), "6,200");
+        assert_eq!(super::group(250_000), "250,000");
+        assert_eq!(super::group(-1234567), "-1,234,567");
+        assert_eq!(super::group(12), "12");
+    }
 }

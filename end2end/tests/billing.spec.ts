@@ -1,5 +1,5 @@
 import { APIRequestContext, expect, Page, test } from "@playwright/test";
-import { ADMIN, expectHydrated, serverAhead, signIn, signUp, uniqueEmail } from "./support";
+import { addCard, ADMIN, expectHydrated, serverAhead, signIn, signUp, uniqueEmail } from "./support";
 
 /** Creates a live key on the keys page and reads it off the page. */
 async function liveKey(page: Page): Promise<string> {
@@ -23,15 +23,6 @@ async function followFix(page: Page, body: any) {
   await page.goto(href);
 }
 
-async function addCard(page: Page, number: string) {
-  await page.getByLabel("Card number").fill(number);
-  await page.getByLabel("Expiry month").fill("12");
-  await page.getByLabel("Expiry year").fill("2030");
-  await page.getByLabel("CVC").fill("123");
-  await page.getByLabel("Name on the card").fill("Ada Lovelace");
-  await page.getByTestId("save-card").click();
-  await expect(page.getByText("Card added.")).toBeVisible();
-}
 
 test("journey 2: credits run out, the 402's fix tops up with 4242, the way back, and the call works", async ({ page, request }) => {
   test.setTimeout(120_000);

@@ -61,6 +61,17 @@ export async function signOut(page: Page) {
   await expect(page).toHaveURL(/\/login$/);
 }
 
+/** Fills the payment-methods form with a sandbox card and saves it. */
+export async function addCard(page: Page, number: string) {
+  await page.getByLabel("Card number").fill(number);
+  await page.getByLabel("Expiry month").fill("12");
+  await page.getByLabel("Expiry year").fill("2030");
+  await page.getByLabel("CVC").fill("123");
+  await page.getByLabel("Name on the card").fill("Ada Lovelace");
+  await page.getByTestId("save-card").click();
+  await expect(page.getByText("Card added.")).toBeVisible();
+}
+
 /** A link in the site's main navigation. */
 export function navLink(page: Page, name: string) {
   return page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true });

@@ -1,6 +1,6 @@
 import { APIRequestContext, expect, Page, test } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { signUp, uniqueEmail } from "./support";
+import { addCard, signUp, uniqueEmail } from "./support";
 
 /** Creates a live key on the keys page and reads it off the page. */
 async function liveKey(page: Page, name = "server"): Promise<string> {
@@ -110,12 +110,7 @@ test.describe("usage in a time zone other than UTC", () => {
       if (code === "insufficient_credits") {
         // Pay the fix, then the way back leads to the entry.
         await page.getByTestId("add-card-first").click();
-        await page.getByLabel("Card number").fill("4242424242424242");
-        await page.getByLabel("Expiry month").fill("12");
-        await page.getByLabel("Expiry year").fill("2030");
-        await page.getByLabel("CVC").fill("123");
-        await page.getByLabel("Name on the card").fill("Uma Usage");
-        await page.getByTestId("save-card").click();
+        await addCard(page, "4242424242424242");
         await page.getByTestId("return").click();
         await page.getByTestId("pay").click();
         await expect(page.getByText(/Paid: 1,000 credits were added/)).toBeVisible();

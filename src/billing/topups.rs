@@ -30,22 +30,8 @@ fn describe(credits: i64) -> String {
     }
 }
 
-/// 20000 → "20,000".
-pub fn group(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
+/// "6,200" (the UI's own formatting, one function for both).
+pub use app::types::group;
 
 /// Buys `credits` on the default card; `key` names the request. Returns the
 /// invoice and how its collection stands.

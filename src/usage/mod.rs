@@ -42,30 +42,4 @@ pub const OUTCOMES: [&str; 6] = ["2xx", "402", "429", "4xx", "5xx", "unknown"];
 /// The nil key id the rollups use for calls without a key.
 pub const NO_KEY: Uuid = Uuid::nil();
 
-/// "6,200": credits and counts with thousands separated.
-pub fn group(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counts_are_grouped_by_thousands() {
-        assert_eq!(super::group(6200), "6,200");
-        assert_eq!(super::group(250_000), "250,000");
-        assert_eq!(super::group(-1234567), "-1,234,567");
-        assert_eq!(super::group(12), "12");
-    }
-}
+pub use app::types::group;

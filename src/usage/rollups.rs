@@ -89,25 +89,45 @@ fn filter_sql(filter: &Filter) -> &'static str {
     }
 }
 
-/// Calls and credits per bucket, outcome and mode over `span`.
-pub async fn series(db: &PgPool, org: Uuid, span: Span, filter: &Filter, now: OffsetDateTime) -> Result<Vec<Point>, sqlx::Error> {
+/// Runs `select … FROM <the span's rollup> WHERE <organization, range,
+/// filter> <rest>` with the binds every rollup read shares.
+async fn read(
+    db: &PgPool,
+    org: Uuid,
+    span: Span,
+    filter: &Filter,
+    now: OffsetDateTime,
+    select: &str,
+    rest: &str,
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
     let (from, to) = span.window(now);
     let sql = format!(
-        "SELECT bucket, outcome, mode, sum(calls)::int8 AS calls, sum(credits)::int8 AS credits,
-                sum(credits_purchased)::int8 AS credits_purchased
-           FROM {} WHERE org_id = $1 AND bucket >= $2 AND bucket < $3 {}
-          GROUP BY bucket, outcome, mode HAVING sum(calls) <> 0 OR sum(credits) <> 0 ORDER BY bucket, outcome, mode",
+        "SELECT {select} FROM {} WHERE org_id = $1 AND bucket >= $2 AND bucket < $3 {} {rest}",
         span.table(),
         filter_sql(filter)
     );
-    let rows = sqlx::query(&sql)
+    sqlx::query(&sql)
         .bind(org)
         .bind(from)
         .bind(to)
         .bind(filter.key)
         .bind(filter.mode.map(|m| m.as_str()))
         .fetch_all(db)
-        .await?;
+        .await
+}
+
+/// Calls and credits per bucket, outcome and mode over `span`.
+pub async fn series(db: &PgPool, org: Uuid, span: Span, filter: &Filter, now: OffsetDateTime) -> Result<Vec<Point>, sqlx::Error> {
+    let rows = read(
+        db,
+        org,
+        span,
+        filter,
+        now,
+        "bucket, outcome, mode, sum(calls)::int8 AS calls, sum(credits)::int8 AS credits, sum(credits_purchased)::int8 AS credits_purchased",
+        "GROUP BY bucket, outcome, mode HAVING sum(calls) <> 0 OR sum(credits) <> 0 ORDER BY bucket, outcome, mode",
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|r| Point {
@@ -136,24 +156,12 @@ fn hist_columns() -> String {
 }
 
 pub async fn endpoints(db: &PgPool, org: Uuid, span: Span, filter: &Filter, now: OffsetDateTime) -> Result<Vec<EndpointRow>, sqlx::Error> {
-    let (from, to) = span.window(now);
-    let sql = format!(
-        "SELECT endpoint, sum(calls)::int8 AS calls, coalesce(sum(calls) FILTER (WHERE outcome = '402'), 0)::int8 AS refused,
-                sum(credits)::int8 AS credits, {}
-           FROM {} WHERE org_id = $1 AND bucket >= $2 AND bucket < $3 {}
-          GROUP BY endpoint HAVING sum(calls) <> 0 ORDER BY sum(calls) DESC, endpoint",
-        hist_columns(),
-        span.table(),
-        filter_sql(filter)
+    let select = format!(
+        "endpoint, sum(calls)::int8 AS calls, coalesce(sum(calls) FILTER (WHERE outcome = '402'), 0)::int8 AS refused,
+         sum(credits)::int8 AS credits, {}",
+        hist_columns()
     );
-    let rows = sqlx::query(&sql)
-        .bind(org)
-        .bind(from)
-        .bind(to)
-        .bind(filter.key)
-        .bind(filter.mode.map(|m| m.as_str()))
-        .fetch_all(db)
-        .await?;
+    let rows = read(db, org, span, filter, now, &select, "GROUP BY endpoint HAVING sum(calls) <> 0 ORDER BY sum(calls) DESC, endpoint").await?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -186,24 +194,17 @@ pub struct ExportRow {
 }
 
 pub async fn export(db: &PgPool, org: Uuid, span: Span, filter: &Filter, now: OffsetDateTime) -> Result<Vec<ExportRow>, sqlx::Error> {
-    let (from, to) = span.window(now);
-    let sql = format!(
-        "SELECT bucket, endpoint, mode, outcome, code, sum(calls)::int8 AS calls, sum(credits)::int8 AS credits,
-                sum(credits_purchased)::int8 AS credits_purchased
-           FROM {} WHERE org_id = $1 AND bucket >= $2 AND bucket < $3 {}
-          GROUP BY bucket, endpoint, mode, outcome, code HAVING sum(calls) <> 0 OR sum(credits) <> 0
-          ORDER BY bucket, endpoint, mode, outcome, code",
-        span.table(),
-        filter_sql(filter)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(org)
-        .bind(from)
-        .bind(to)
-        .bind(filter.key)
-        .bind(filter.mode.map(|m| m.as_str()))
-        .fetch_all(db)
-        .await?;
+    let rows = read(
+        db,
+        org,
+        span,
+        filter,
+        now,
+        "bucket, endpoint, mode, outcome, code, sum(calls)::int8 AS calls, sum(credits)::int8 AS credits,
+         sum(credits_purchased)::int8 AS credits_purchased",
+        "GROUP BY bucket, endpoint, mode, outcome, code HAVING sum(calls) <> 0 OR sum(credits) <> 0 ORDER BY bucket, endpoint, mode, outcome, code",
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|r| ExportRow {
