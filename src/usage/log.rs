@@ -173,6 +173,10 @@ pub async fn page(
         q.push(" AND u.at < ").push_bind(to);
     }
     if let Some(c) = after {
+        // `at <= …` on its own lets the planner skip the newer days'
+        // partitions and start each index scan at the cursor; the row
+        // comparison then orders ties by request id.
+        q.push(" AND u.at <= ").push_bind(c.at);
         q.push(" AND (u.at, u.request_id) < (").push_bind(c.at).push(", ").push_bind(c.request_id.clone()).push(")");
     }
     q.push(" ORDER BY u.at DESC, u.request_id DESC LIMIT ").push_bind(limit + 1);
