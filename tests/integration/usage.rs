@@ -423,7 +423,10 @@ async fn every_member_sees_usage_and_developers_and_up_see_the_log(db: PgPool) {
     let refused_id = refused.json()["request_id"].as_str().unwrap().to_string();
     app.state.gateway.usage.flush().await;
     let mut billing = app.invite_and_join("bill@example.com", "billing", "Bill").await;
-    assert_eq!(billing.get("/account/usage").await.status, StatusCode::OK);
+    let usage = billing.get("/account/usage").await;
+    assert_eq!(usage.status, StatusCode::OK);
+    assert!(!usage.body.contains("href=\"/account/logs\""), "no way to the log for a billing member");
+    assert!(app.get("/account/usage").await.body.contains("href=\"/account/logs\""));
     // The dashboard tells a billing member of the refusal and its fix, not
     // what only the log's readers see.
     let dash = billing.get("/account").await;

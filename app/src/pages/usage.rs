@@ -14,11 +14,19 @@ pub use crate::types::group;
 
 #[component]
 pub fn UsageNav() -> impl IntoView {
+    let viewer = crate::components::use_viewer();
     view! {
         <nav class="subnav" aria-label="Account">
             <a href="/account">"Dashboard"</a>
             <a href="/account/usage">"Usage"</a>
-            <a href="/account/logs">"Request log"</a>
+            // Billing members see usage, not the log.
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let v = viewer.await;
+                    let reads_log = v.user.and_then(|u| u.org).is_some_and(|o| o.role != "billing");
+                    reads_log.then(|| view! { <a href="/account/logs">"Request log"</a> })
+                })}
+            </Suspense>
             <a href="/account/keys">"API keys"</a>
             <a href="/account/members">"Members"</a>
         </nav>
