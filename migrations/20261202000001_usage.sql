@@ -35,11 +35,15 @@ CREATE TABLE usage_events (
 CREATE INDEX usage_events_log_idx ON usage_events (org_id, at DESC, request_id DESC);
 -- Refused calls (any status from 400), 402s alone (the dashboard's last
 -- refusal, the log's 402 filter: an organization with many 429s would
--- otherwise read them all), and the log's key and endpoint filters.
+-- otherwise read them all), and the log's key, endpoint, problem code and
+-- mode filters: each filter of the log has an index that starts at the
+-- cursor, so a rare value is found without reading the rest.
 CREATE INDEX usage_events_refused_idx ON usage_events (org_id, at DESC, request_id DESC) WHERE status >= 400;
 CREATE INDEX usage_events_402_idx ON usage_events (org_id, at DESC, request_id DESC) WHERE status = 402;
 CREATE INDEX usage_events_key_idx ON usage_events (org_id, api_key_id, at DESC, request_id DESC);
 CREATE INDEX usage_events_endpoint_idx ON usage_events (org_id, endpoint, at DESC, request_id DESC);
+CREATE INDEX usage_events_code_idx ON usage_events (org_id, problem_code, at DESC, request_id DESC) WHERE problem_code IS NOT NULL;
+CREATE INDEX usage_events_mode_idx ON usage_events (org_id, mode, at DESC, request_id DESC);
 CREATE TABLE usage_events_default PARTITION OF usage_events DEFAULT;
 -- The default partition is meant to stay nearly empty; this finds a day's
 -- events in it without reading it all.
@@ -47,12 +51,21 @@ CREATE INDEX usage_events_default_at_idx ON usage_events_default (at);
 
 -- Creates the partition of one UTC day; `false` when it exists. Events of
 -- that day already in the default partition move into it.
-CREATE FUNCTION usage_partition_ensure(p_day date) RETURNS boolean LANGUAGE plpgsql AS $$
+--
+-- Locks: `organizations` (the foreign key's triggers need it), then the
+-- parent, then the default partition: the order in which a writer's insert
+-- takes them, so the two never wait on each other in a circle, and writers
+-- wait only the few milliseconds this takes. Every lock is waited for at
+-- most 2 s (`lock_timeout` for the whole function; PostgreSQL puts the
+-- caller's back afterwards): behind a long reader it gives up rather than
+-- make every writer queue behind it, and the job runs again within the hour
+-- (partitions are made a week ahead).
+CREATE FUNCTION usage_partition_ensure(p_day date) RETURNS boolean LANGUAGE plpgsql
+SET lock_timeout = '2s' AS $$
 DECLARE
     v_name text := 'usage_events_' || to_char(p_day, 'YYYYMMDD');
     v_lo timestamptz := p_day::timestamp AT TIME ZONE 'UTC';
     v_hi timestamptz := (p_day + 1)::timestamp AT TIME ZONE 'UTC';
-    v_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     IF to_regclass(v_name) IS NOT NULL THEN
         RETURN false;
@@ -61,17 +74,9 @@ BEGIN
     IF to_regclass(v_name) IS NOT NULL THEN
         RETURN false;
     END IF;
-    -- Waiting behind a long reader would make every writer queue behind
-    -- this: give up after a moment instead (the job runs again within the
-    -- hour, and partitions are made a week ahead).
-    PERFORM set_config('lock_timeout', '2s', true);
-    -- The parent first, then the default partition: the order in which a
-    -- writer takes them, so the two never wait on each other in a circle.
-    -- Writers wait the few milliseconds this takes; none lands in the
-    -- default partition while its day moves out.
+    LOCK TABLE organizations IN SHARE ROW EXCLUSIVE MODE;
     LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE;
     LOCK TABLE usage_events_default IN ACCESS EXCLUSIVE MODE;
-    PERFORM set_config('lock_timeout', v_lock_timeout, true);
     IF EXISTS (SELECT 1 FROM usage_events_default WHERE at >= v_lo AND at < v_hi) THEN
         EXECUTE format('CREATE TABLE %I (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name);
         EXECUTE format('WITH moved AS (DELETE FROM usage_events_default WHERE at >= $1 AND at < $2 RETURNING *)
@@ -84,28 +89,32 @@ BEGIN
 END $$;
 
 -- Drops the partitions of days before `p_day` (and the default partition's
--- events from before it). Returns how many partitions went.
-CREATE FUNCTION usage_partitions_drop_before(p_day date) RETURNS integer LANGUAGE plpgsql AS $$
+-- events from before it). Returns how many partitions went. Takes no lock
+-- when nothing is due; a partition is dropped without being detached first
+-- (which would lock `organizations` for the foreign key); locks are waited
+-- for 2 s at most, as above.
+CREATE FUNCTION usage_partitions_drop_before(p_day date) RETURNS integer LANGUAGE plpgsql
+SET lock_timeout = '2s' AS $$
 DECLARE
     r record;
     n integer := 0;
-    v_lock_timeout text := current_setting('lock_timeout');
+    v_before timestamptz := p_day::timestamp AT TIME ZONE 'UTC';
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('tollgate:usage_partitions'));
-    -- As above: never make writers queue behind a wait for a long reader.
-    PERFORM set_config('lock_timeout', '2s', true);
-    LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE;
-    PERFORM set_config('lock_timeout', v_lock_timeout, true);
     FOR r IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
               WHERE i.inhparent = 'usage_events'::regclass AND c.relname ~ '^usage_events_[0-9]{8}$'
                 AND to_date(substr(c.relname, 14), 'YYYYMMDD') < p_day
               ORDER BY c.relname
     LOOP
-        EXECUTE format('ALTER TABLE usage_events DETACH PARTITION %I', r.relname);
+        IF n = 0 THEN
+            LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE;
+        END IF;
         EXECUTE format('DROP TABLE %I', r.relname);
         n := n + 1;
     END LOOP;
-    DELETE FROM usage_events_default WHERE at < p_day::timestamp AT TIME ZONE 'UTC';
+    IF EXISTS (SELECT 1 FROM usage_events_default WHERE at < v_before) THEN
+        DELETE FROM usage_events_default WHERE at < v_before;
+    END IF;
     RETURN n;
 END $$;
 
@@ -277,6 +286,7 @@ SELECT u.request_id, u.org_id, u.api_key_id, u.mode, u.endpoint, u.method, u.sta
        usage_purchased_part(u.request_id, u.mode, u.credits), u.latency_us, u.problem_body, u.at
   FROM usage_events_unpartitioned u;
 DROP TABLE usage_events_unpartitioned;
+ALTER TABLE usage_events RENAME CONSTRAINT usage_events_org_id_fkey1 TO usage_events_org_id_fkey;
 
 -- What a period's included credits were: the grants (and adjustments) of
 -- the period, found without reading its usage transactions.

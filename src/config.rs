@@ -187,7 +187,9 @@ impl Config {
             panic_routes: false,
             live_keys_need_verified_email: parsed("TOLLGATE_LIVE_KEYS_NEED_VERIFIED_EMAIL", false)?,
             page_timeout: std::time::Duration::from_secs(parsed("TOLLGATE_PAGE_TIMEOUT_SECS", 30u64)?.max(1)),
-            usage_retention_days: parsed("TOLLGATE_USAGE_RETENTION_DAYS", 90i64)?.clamp(1, 400),
+            // At least the 7 days the ledger's recovery of lost events looks
+            // back, so it never writes again an event the retention dropped.
+            usage_retention_days: parsed("TOLLGATE_USAGE_RETENTION_DAYS", 90i64)?.clamp(8, 400),
             webhook_secret: var("TOLLGATE_WEBHOOK_SECRET")
                 .map(WebhookSecret)
                 .unwrap_or_else(WebhookSecret::random),

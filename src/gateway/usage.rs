@@ -222,8 +222,8 @@ const RECOVER_WINDOW: time::Duration = time::Duration::days(7);
 /// its ledger transaction (the gateway gives both the call's `now`), which is
 /// how the two are matched, in one partition (and why a retried batch and
 /// a recovery never both count: the event's key is the request id and that
-/// time). A correction moves the purchased part with the credits: only a
-/// release changes either. The rollups follow both the
+/// time). A correction moves the purchased part with the credits (only a
+/// release changes either). The rollups follow both the
 /// inserts and the corrections (the events' triggers).
 pub async fn recover(
     db: &PgPool,
@@ -261,7 +261,13 @@ pub async fn recover(
         "{CHARGED}
          UPDATE usage_events u SET credits = c.credits, credits_purchased = usage_purchased_part(c.request_id, c.mode, c.credits)
            FROM charged c
-          WHERE u.request_id = c.request_id AND u.at = c.created_at AND u.credits <> c.credits"
+          WHERE u.request_id = c.request_id AND u.at = c.created_at
+            AND (u.credits <> c.credits
+                 -- A release landing after the event (a settlement retried in
+                 -- the background) gives purchased credits back first: the
+                 -- split moves even when the total does not.
+                 OR (EXISTS (SELECT 1 FROM ledger_transactions r WHERE r.idempotency_key = 'release:' || c.request_id)
+                     AND u.credits_purchased <> usage_purchased_part(c.request_id, c.mode, c.credits)))"
     ))
     .bind(now - older_than)
     .bind(now - RECOVER_WINDOW)

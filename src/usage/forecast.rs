@@ -44,24 +44,31 @@ pub fn forecast(
     if spent <= 0 {
         return Forecast::NoRecentUse;
     }
+    let (included, purchased) = (included.max(0), purchased.max(0));
+    // A period that has ended (not renewed yet) has no reset ahead.
+    let period_end = period_end.filter(|end| *end > now);
     // The window starts on an hour: up to an hour more than seven days.
     let observed = observed.clamp(Duration::DAY, WINDOW + Duration::HOUR);
     let per_second = spent as f64 / observed.as_seconds_f64();
     let horizon = HORIZON.as_seconds_f64();
-    let after = |credits: i64| now + Duration::seconds_f64((credits as f64 / per_second).min(horizon));
-    let per_day = ((spent as f64) * 86_400.0 / observed.as_seconds_f64()).round() as i64;
-    let included_out = (included > 0).then(|| after(included));
+    // Never past the horizon (nor past the calendar's end).
+    let far = now.checked_add(HORIZON).unwrap_or(now);
+    let plus = |from: OffsetDateTime, credits: i64| {
+        from.checked_add(Duration::seconds_f64((credits as f64 / per_second).min(horizon))).unwrap_or(far).min(far)
+    };
+    let per_day = (((spent as f64) * 86_400.0 / observed.as_seconds_f64()).round() as i64).max(1);
+    let included_out = (included > 0).then(|| plus(now, included));
     let included_out_in_period = included_out.filter(|t| period_end.is_none_or(|end| *t < end));
     // Included credits that outlast the period lapse at its end, so what
     // is left after it is the purchased balance alone.
     let at = match (period_end, included_out_in_period) {
-        (Some(end), None) if included > 0 && end > now => end.min(now + HORIZON) + Duration::seconds_f64((purchased as f64 / per_second).min(horizon)),
-        _ => after(included.saturating_add(purchased)),
+        (Some(end), None) if included > 0 => plus(end.min(far), purchased),
+        _ => plus(now, included.saturating_add(purchased)),
     };
     match period_end {
-        Some(end) if at >= end => Forecast::Lasts { per_day: per_day.max(1), included_out: included_out_in_period, reset: Some(end) },
-        _ if at >= now + HORIZON => Forecast::Lasts { per_day: per_day.max(1), included_out: included_out_in_period, reset: None },
-        _ => Forecast::RunsOut { per_day: per_day.max(1), included_out: included_out_in_period, at },
+        Some(end) if at >= end => Forecast::Lasts { per_day, included_out: included_out_in_period, reset: Some(end) },
+        _ if at >= far => Forecast::Lasts { per_day, included_out: included_out_in_period, reset: None },
+        _ => Forecast::RunsOut { per_day, included_out: included_out_in_period, at },
     }
 }
 
@@ -110,6 +117,20 @@ mod tests {
         assert_eq!(f, Forecast::Lasts { per_day: 1, included_out: None, reset: None });
         let f = forecast(NOW, 1, WINDOW, i64::MAX / 2, i64::MAX / 2, Some(datetime!(9999-12-31 0:00 UTC)));
         assert!(matches!(f, Forecast::Lasts { .. }), "{f:?}");
+        // Whatever comes in, no panic.
+        let end = datetime!(9999-12-31 23:59 UTC);
+        for (spent, inc, pur) in [(i64::MAX, i64::MAX, i64::MAX), (1, i64::MIN, i64::MIN), (1, -1_000_000_000, 5), (i64::MAX, 0, 0)] {
+            for now in [NOW, end] {
+                let _ = forecast(now, spent, Duration::MAX, inc, pur, Some(end));
+                let _ = forecast(now, spent, Duration::MIN, inc, pur, None);
+            }
+        }
+    }
+
+    #[test]
+    fn an_ended_period_has_no_reset_ahead() {
+        let f = forecast(NOW, 700, WINDOW, 0, 0, Some(NOW - Duration::days(1)));
+        assert_eq!(f, Forecast::RunsOut { per_day: 100, included_out: None, at: NOW });
     }
 
     #[test]

@@ -35,8 +35,10 @@ pub struct Thresholds {
     /// Credits reserved by calls still running (their holds): a call that
     /// reserves more than it finally costs must not cross a threshold and
     /// clear it again, so the thresholds read the balances as if every
-    /// reservation were given back.
+    /// reservation were given back. Live calls' holds only.
     pub held: i64,
+    /// Of `held`, what came from the included credits.
+    pub held_included: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,16 +66,22 @@ impl Thresholds {
         if live < low_line {
             out.push(Warning::LowBalance);
         }
-        let back = if margin { REARM_MARGIN_PCT } else { 0 };
+        // The line a share must stay above to keep a warning raised: the
+        // threshold, less the margin (at most half the threshold, so a low
+        // one still re-arms, in a new period at the latest).
+        let line = |pct: i16| {
+            let pct = i64::from(pct);
+            if margin { pct - REARM_MARGIN_PCT.min(pct / 2) } else { pct }
+        };
         if let Some(pct) = self.included_pct {
-            let used = (included.used - self.held).max(0);
-            if !included.lapsed && included.of > 0 && used * 100 >= (i64::from(pct) - back) * included.of {
+            let used = (included.used - self.held_included).max(0);
+            if !included.lapsed && included.of > 0 && used > 0 && used * 100 >= line(pct) * included.of {
                 out.push(Warning::IncludedUsed);
             }
         }
         if let (Some(pct), Some(cap)) = (self.spend_cap_pct, self.spend_cap) {
             let spent = (self.period_spent - self.held).max(0);
-            if cap > 0 && spent * 100 >= (i64::from(pct) - back) * cap {
+            if cap > 0 && spent > 0 && spent * 100 >= line(pct) * cap {
                 out.push(Warning::SpendCapUsed);
             }
         }
@@ -98,13 +106,30 @@ const NUMBERS: &str = "
     SELECT m.org_id, o.created_at,
            CASE WHEN m.included_expires_at IS NOT NULL AND m.included_expires_at <= $1 THEN 0 ELSE m.included END AS included,
            m.included AS included_projected,
-           (SELECT coalesce(sum(h.amount), 0)::int8 FROM gateway_holds h WHERE h.org_id = m.org_id) AS held,
+           -- Live calls' reservations still held, and what of them came
+           -- from the included credits (test calls' holds are the sandbox's).
+           (SELECT coalesce(sum(h.amount), 0)::int8 FROM gateway_holds h
+              JOIN ledger_transactions t ON t.idempotency_key = 'usage:' || h.request_id
+             WHERE h.org_id = m.org_id AND t.kind = 'usage') AS held,
+           (SELECT coalesce(-sum(e.amount), 0)::int8 FROM gateway_holds h
+              JOIN ledger_transactions t ON t.idempotency_key = 'usage:' || h.request_id
+              JOIN ledger_entries e ON e.transaction_id = t.id AND e.account = 'included'
+             WHERE h.org_id = m.org_id AND t.kind = 'usage') AS held_included,
            m.purchased, m.sandbox, m.included_expires_at, m.low_balance_at, m.warn_included_pct, m.warn_spend_cap_pct,
            m.spend_cap, m.period_spent,
            (SELECT coalesce(sum(e.amount), 0)::int8 FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
              WHERE t.org_id = m.org_id AND t.created_at >= m.period_start
                AND t.kind NOT IN ('usage', 'sandbox_usage', 'refund', 'sandbox_refund')
-               AND e.account = 'included' AND e.amount > 0) AS granted
+               AND e.account = 'included' AND e.amount > 0) AS granted,
+           -- Taken from the period's included credits otherwise than by
+           -- calls: lapsed at its end (the gateway's expiry; the expiry of
+           -- the previous period, posted as this one begins, is not this
+           -- period's), or removed by an adjustment.
+           (SELECT coalesce(-sum(e.amount), 0)::int8 FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
+             WHERE t.org_id = m.org_id AND t.created_at >= m.period_start
+               AND t.kind NOT IN ('usage', 'sandbox_usage', 'refund', 'sandbox_refund')
+               AND t.idempotency_key NOT LIKE 'expiry:%:roll:%'
+               AND e.account = 'included' AND e.amount < 0) AS taken
       FROM org_meters m JOIN organizations o ON o.id = m.org_id";
 
 /// One organization's numbers.
@@ -117,21 +142,23 @@ pub struct Numbers {
     pub thresholds: Thresholds,
 }
 
-fn numbers(r: &sqlx::postgres::PgRow) -> Numbers {
+fn numbers(r: &sqlx::postgres::PgRow, now: OffsetDateTime) -> Numbers {
     let balances = Balances { included: r.get("included"), purchased: r.get("purchased"), sandbox: r.get("sandbox") };
     let granted: i64 = r.get("granted");
-    // What is left of the period's credits, lapsed or not: a lapsed rest
-    // is not "used".
+    // What is left of the period's credits (lapsed or not), and what left
+    // them otherwise than by calls: neither is "used".
     let left: i64 = r.get("included_projected");
+    let taken: i64 = r.get("taken");
     let period_end: Option<OffsetDateTime> = r.get("included_expires_at");
+    let lapsed = period_end.is_some_and(|end| end <= now);
     Numbers {
         org: r.get("org_id"),
         created: r.get("created_at"),
         included: IncludedUse {
-            used: (granted - left).max(0),
+            used: (granted - left - taken).max(0),
             of: granted.max(left),
             period_end,
-            lapsed: balances.included == 0 && left > 0,
+            lapsed,
         },
         balances,
         thresholds: Thresholds {
@@ -141,25 +168,26 @@ fn numbers(r: &sqlx::postgres::PgRow) -> Numbers {
             spend_cap: r.get("spend_cap"),
             period_spent: r.get("period_spent"),
             held: r.get("held"),
+            held_included: r.get("held_included"),
         },
     }
 }
 
 /// Every organization's numbers (for the warnings job).
 pub async fn all_numbers(db: &PgPool, now: OffsetDateTime) -> Result<Vec<Numbers>, sqlx::Error> {
-    Ok(sqlx::query(NUMBERS).bind(now).fetch_all(db).await?.iter().map(numbers).collect())
+    Ok(sqlx::query(NUMBERS).bind(now).fetch_all(db).await?.iter().map(|r| numbers(r, now)).collect())
 }
 
 pub async fn outlook(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Outlook, sqlx::Error> {
     let r = sqlx::query(&format!("{NUMBERS} WHERE m.org_id = $2")).bind(now).bind(org).fetch_optional(db).await?;
     let n = match r {
-        Some(r) => numbers(&r),
+        Some(r) => numbers(&r, now),
         None => Numbers {
             org,
             created: now,
             balances: Balances::default(),
             included: IncludedUse { used: 0, of: 0, period_end: None, lapsed: false },
-            thresholds: Thresholds { low_balance_at: 0, included_pct: None, spend_cap_pct: None, spend_cap: None, period_spent: 0, held: 0 },
+            thresholds: Thresholds { low_balance_at: 0, included_pct: None, spend_cap_pct: None, spend_cap: None, period_spent: 0, held: 0, held_included: 0 },
         },
     };
     outlook_of(db, n, now).await
@@ -209,7 +237,7 @@ mod tests {
     use super::*;
 
     fn thresholds(low: i64, held: i64) -> Thresholds {
-        Thresholds { low_balance_at: low, included_pct: Some(80), spend_cap_pct: Some(80), spend_cap: Some(1000), period_spent: 0, held }
+        Thresholds { low_balance_at: low, included_pct: Some(80), spend_cap_pct: Some(80), spend_cap: Some(1000), period_spent: 0, held, held_included: held }
     }
     fn balances(live: i64) -> Balances {
         Balances { included: live, purchased: 0, sandbox: 0 }
@@ -235,6 +263,14 @@ mod tests {
         assert!(t.crossed(&balances(500), &used(800)).contains(&Warning::IncludedUsed));
         assert!(t.still_raised(&balances(500), &used(760)).contains(&Warning::IncludedUsed));
         assert!(!t.still_raised(&balances(500), &used(740)).contains(&Warning::IncludedUsed));
+    }
+
+    #[test]
+    fn a_low_threshold_is_armed_again_in_a_new_period() {
+        let mut t = thresholds(0, 0);
+        t.included_pct = Some(2);
+        let fresh = IncludedUse { used: 0, of: 1000, period_end: None, lapsed: false };
+        assert!(!t.still_raised(&balances(1000), &fresh).contains(&Warning::IncludedUsed));
     }
 
     #[test]

@@ -530,3 +530,44 @@ async fn calls_of_an_endpoint_removed_since_stay_in_usage_and_the_log(db: PgPool
     let long = app.get(&format!("/account/logs?endpoint={}", "x".repeat(5000))).await;
     assert_eq!(long.status, StatusCode::OK);
 }
+
+#[sqlx::test]
+async fn held_reservations_and_lapsed_credits_are_neither_spent_nor_used(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    let test_key = app.create_key("tests", "test", &["*"], "never").await;
+    let mut ids = Vec::new();
+    for k in [&key, &test_key] {
+        app.clock.advance(time::Duration::milliseconds(250));
+        let r = app.call("POST", "/v1/text/sentiment", Some(k), Some(TEXT), &[]).await;
+        ids.push(r.header("request-id").unwrap());
+    }
+    app.state.gateway.usage.flush().await;
+    // As if both calls were still running: their reservations held.
+    for id in &ids {
+        sqlx::query("INSERT INTO gateway_holds (request_id, org_id, amount, settle_after, created_at) VALUES ($1, $2, 1, now() + interval '1 hour', now())")
+            .bind(id)
+            .bind(org)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    let o = tollgate::usage::outlook::outlook(&db, org, app.clock.now()).await.unwrap();
+    assert_eq!((o.thresholds.held, o.thresholds.held_included), (1, 1), "the live call's hold only, from the included credits");
+    sqlx::query("DELETE FROM gateway_holds").execute(&db).await.unwrap();
+    for _ in 0..9 {
+        app.clock.advance(time::Duration::milliseconds(250));
+        app.call("POST", "/v1/text/sentiment", Some(&key), Some(TEXT), &[]).await;
+    }
+    // The period ends unrenewed; a test call makes the gateway post the
+    // lapse of the 90 left. They lapsed; 10 were used.
+    let now = app.clock.now();
+    sqlx::query("UPDATE org_meters SET included_expires_at = $2 WHERE org_id = $1").bind(org).bind(now).execute(&db).await.unwrap();
+    app.clock.advance(time::Duration::seconds(1));
+    app.call("POST", "/v1/text/sentiment", Some(&test_key), Some(TEXT), &[]).await;
+    let expired: i64 = sqlx::query_scalar("SELECT included FROM org_meters WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    assert_eq!(expired, 0, "the gateway moved them to expired");
+    let o = tollgate::usage::outlook::outlook(&db, org, app.clock.now()).await.unwrap();
+    assert_eq!((o.included.used, o.included.of), (10, 100));
+    assert!(o.included.lapsed);
+    assert!(!o.crossed.contains(&tollgate::usage::outlook::Warning::IncludedUsed));
+}

@@ -26,15 +26,15 @@ pub fn nice_max(max: i64) -> i64 {
         return 1;
     }
     let mut p = 1i64;
-    while p * 10 <= max {
+    while p <= max / 10 {
         p *= 10;
     }
-    for m in [1, 2, 5, 10] {
-        if m * p >= max {
+    for m in [1i64, 2, 5] {
+        if m.saturating_mul(p) >= max {
             return m * p;
         }
     }
-    10 * p
+    p.saturating_mul(10)
 }
 
 fn short(n: i64) -> String {
@@ -60,14 +60,17 @@ pub fn StackedBars(
     id: String,
 ) -> impl IntoView {
     let n = labels.len().max(1);
-    let totals: Vec<i64> = (0..labels.len()).map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0)).sum()).collect();
+    let totals: Vec<i64> = (0..labels.len())
+        .map(|i| series.iter().fold(0i64, |t, s| t.saturating_add(s.values.get(i).copied().unwrap_or(0).max(0))))
+        .collect();
     let max = nice_max(totals.iter().copied().max().unwrap_or(0));
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let slot = plot_w / n as f64;
     let bar_w = (slot * 0.7).max(1.0);
     let y = move |v: i64| TOP + plot_h - (v as f64 / max as f64) * plot_h;
-    let ticks = [0, max / 2, max];
+    let mut ticks = vec![0, max / 2, max];
+    ticks.dedup();
     let grid = ticks
         .iter()
         .map(|t| {
@@ -100,9 +103,9 @@ pub fn StackedBars(
                     if v <= 0 {
                         return None;
                     }
-                    let (top, bottom) = (y(base + v), y(base));
-                    base += v;
-                    let tip = format!("{}: {} {} {}", labels[i], v, s.name, unit);
+                    let (top, bottom) = (y(base.saturating_add(v)), y(base));
+                    base = base.saturating_add(v);
+                    let tip = format!("{}: {} {} {}", labels[i], crate::types::group(v), s.name, unit);
                     Some(view! {
                         <rect x=x y=top width=bar_w height=(bottom - top).max(1.0) class=s.class.clone()>
                             <title>{tip}</title>
@@ -139,5 +142,7 @@ mod tests {
         assert_eq!(super::nice_max(13), 20);
         assert_eq!(super::nice_max(420), 500);
         assert_eq!(super::nice_max(1000), 1000);
+        assert_eq!(super::nice_max(i64::MAX), i64::MAX);
+        assert_eq!(super::nice_max(9_000_000_000_000_000_000), i64::MAX);
     }
 }
