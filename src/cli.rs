@@ -140,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if demo {
                 crate::demo::seed(&db, clock.now()).await?;
+                crate::demo::seed_usage(&db, &config, clock.now()).await?;
                 crate::demo::print_credentials(config.public_url.as_str());
             }
             crate::startup::serve(AppState::start(db, config, clock)).await
@@ -261,6 +262,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(&config).await?;
             crate::db::migrate(&db).await?;
             crate::demo::seed(&db, Clock::System.now()).await?;
+            crate::demo::seed_usage(&db, &config, Clock::System.now()).await?;
             crate::demo::print_credentials(config.public_url.as_str());
             Ok(())
         }

@@ -112,6 +112,23 @@ async fn demo_data_seeds_plans_an_admin_and_a_customer(db: PgPool) {
         .await;
     assert_eq!(res.location(), "/account");
     assert!(app.get("/account").await.body.contains("Demo Co"));
+    // Two weeks of calls that moved no credits, once.
+    let config = tollgate::config::Config::for_tests();
+    tollgate::demo::seed_usage(&app.db, &config, app.clock.now()).await.unwrap();
+    tollgate::demo::seed_usage(&app.db, &config, app.clock.now()).await.unwrap();
+    let (events, credits, refused): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(credits), 0)::int8, count(*) FILTER (WHERE status = 402) FROM usage_events",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(events > 500 && refused > 10, "{events} {refused}");
+    assert_eq!(credits, 0);
+    let usage = app.get("/account/usage?span=30d").await;
+    assert!(usage.body.contains("data-testid=\"calls-chart\""));
+    let log = app.get("/account/logs?class=402").await;
+    assert!(log.body.contains("plan_upgrade_required"));
+    assert!(tollgate::billing::ledger::audit(&app.db).await.unwrap().is_sound());
 }
 
 #[sqlx::test]
