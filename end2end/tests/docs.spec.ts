@@ -1,6 +1,6 @@
 import { APIRequestContext, expect, Page, test } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { addCard, expectHydrated, signUp, uniqueEmail, watchConsole } from "./support";
+import { addCard, axeViolations, expectHydrated, signUp, uniqueEmail, watchConsole } from "./support";
 
 async function createKey(page: Page, mode: "live" | "test", name: string): Promise<string> {
   await page.goto("/account/keys");
@@ -124,12 +124,7 @@ test.describe("accessibility", () => {
     for (const path of ["/docs", "/docs/quickstart", "/docs/errors/insufficient_credits", "/docs/reference/summarize", "/docs/search?q=credits", "/explorer", "/billing", "/billing/plans", "/billing/top-up", "/billing/payment-methods", "/billing/limits", "/billing/invoices"]) {
       await page.goto(path);
       await expectHydrated(page);
-      await page.evaluate(axe);
-      const violations: any[] = await page.evaluate(async () => {
-        const r = await (window as any).axe.run(document, { resultTypes: ["violations"] });
-        return r.violations.filter((v: any) => v.impact === "serious" || v.impact === "critical")
-          .map((v: any) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n: any) => n.target.join(" ")) }));
-      });
+      const violations = await axeViolations(page, axe);
       if (violations.length) found.push(`${path}: ${JSON.stringify(violations, null, 1)}`);
     }
     expect(found).toEqual([]);

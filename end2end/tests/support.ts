@@ -72,6 +72,20 @@ export async function addCard(page: Page, number: string) {
   await expect(page.getByText("Card added.")).toBeVisible();
 }
 
+/**
+ * The serious and critical axe-core violations of the page (axe's source,
+ * `require.resolve("axe-core/axe.min.js")` read once, is injected; the test
+ * must `bypassCSP`).
+ */
+export async function axeViolations(page: Page, axeSource: string): Promise<any[]> {
+  await page.evaluate(axeSource);
+  return page.evaluate(async () => {
+    const r = await (window as any).axe.run(document, { resultTypes: ["violations"] });
+    return r.violations.filter((v: any) => v.impact === "serious" || v.impact === "critical")
+      .map((v: any) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n: any) => n.target.join(" ")) }));
+  });
+}
+
 /** A link in the site's main navigation. */
 export function navLink(page: Page, name: string) {
   return page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true });

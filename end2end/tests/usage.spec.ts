@@ -1,6 +1,6 @@
 import { APIRequestContext, expect, Page, test } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { addCard, signUp, uniqueEmail } from "./support";
+import { addCard, axeViolations, signUp, uniqueEmail } from "./support";
 
 /** Creates a live key on the keys page and reads it off the page. */
 async function liveKey(page: Page, name = "server"): Promise<string> {
@@ -161,12 +161,7 @@ test.describe("usage accessibility", () => {
     const found: string[] = [];
     for (const path of ["/account", "/account/usage?span=24h", "/account/usage?span=90d", "/account/logs", `/account/logs/${refused.request_id}`, "/billing", "/billing/limits"]) {
       await page.goto(path);
-      await page.evaluate(axe);
-      const violations: any[] = await page.evaluate(async () => {
-        const r = await (window as any).axe.run(document, { resultTypes: ["violations"] });
-        return r.violations.filter((v: any) => v.impact === "serious" || v.impact === "critical")
-          .map((v: any) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n: any) => n.target.join(" ")) }));
-      });
+      const violations = await axeViolations(page, axe);
       if (violations.length) found.push(`${path}: ${JSON.stringify(violations, null, 1)}`);
     }
     expect(found).toEqual([]);
