@@ -539,6 +539,8 @@ pub struct OutlookView {
     /// The credits run out before the period ends at the recent rate.
     pub runs_out: bool,
     pub warnings: Vec<Banner>,
+    /// The organization's "included credits used" warning, percent.
+    pub warn_included_pct: Option<i16>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -120,6 +120,7 @@ pub fn outlook_view(o: &Outlook, back: &str) -> OutlookView {
         forecast: outlook::forecast_sentence(&o.forecast),
         runs_out: matches!(o.forecast, Forecast::RunsOut { .. }),
         warnings,
+        warn_included_pct: o.thresholds.included_pct,
     }
 }
 
@@ -394,7 +395,13 @@ impl Usage for Portal {
             to,
         };
         let after = if q.after.is_empty() { None } else { Some(Cursor::decode(&q.after).ok_or(AppError::NotFound)?) };
-        let (rows, next) = log::page(db, m.org, &filter, after.as_ref(), log::PAGE).await.map_err(page)?;
+        // A filter that could not be read shows nothing rather than the
+        // whole log under a filter the reader did not ask for.
+        let (rows, next) = if errors.is_empty() {
+            log::page(db, m.org, &filter, after.as_ref(), log::PAGE).await.map_err(page)?
+        } else {
+            (Vec::new(), None)
+        };
         let filters = q.filters_query();
         let older = next.map(|c| {
             let sep = if filters.is_empty() { "" } else { "&" };

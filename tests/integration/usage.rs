@@ -527,6 +527,9 @@ async fn calls_of_an_endpoint_removed_since_stay_in_usage_and_the_log(db: PgPool
     assert!(bad.contains("A date like 2026-12-01"));
     assert!(bad.contains("Choose a status class from the list."));
     assert!(bad.contains("Choose a problem code from the list."));
+    assert!(bad.contains("aria-invalid=\"true\""));
+    assert!(bad.contains("data-testid=\"log-filter-errors\""), "no rows under filters that could not be read");
+    assert!(!bad.contains("/account/logs/req_gone_1"));
     let long = app.get(&format!("/account/logs?endpoint={}", "x".repeat(5000))).await;
     assert_eq!(long.status, StatusCode::OK);
 }

@@ -55,7 +55,7 @@ pub fn OutlookPanel(outlook: OutlookView, back: &'static str) -> impl IntoView {
     let used_text = format!("{} of {} included credits used{reset}", group(o.included_used), group(o.included_of));
     let max = o.included_of.max(1).to_string();
     let value = o.included_used.to_string();
-    let high = (o.included_of * 8 / 10).to_string();
+    let high = (o.included_of * i64::from(o.warn_included_pct.unwrap_or(80)) / 100).to_string();
     view! {
         <section class="panel" data-testid="outlook">
             <h2>"Credits"</h2>
@@ -75,7 +75,8 @@ pub fn OutlookPanel(outlook: OutlookView, back: &'static str) -> impl IntoView {
     }
 }
 
-fn select(name: &'static str, label: &'static str, all: &'static str, choices: Vec<Choice>, selected: String) -> impl IntoView {
+/// A filter's select; `error`, when set, is said under it and tied to it.
+fn select_with(name: &'static str, label: &'static str, all: &'static str, choices: Vec<Choice>, selected: String, error: Option<String>) -> impl IntoView {
     let id = format!("filter-{name}");
     let options = choices
         .into_iter()
@@ -84,15 +85,23 @@ fn select(name: &'static str, label: &'static str, all: &'static str, choices: V
             view! { <option value=c.value selected=sel>{c.label}</option> }
         })
         .collect_view();
+    let described = error.as_ref().map(|_| format!("{name}-error"));
+    let invalid = error.as_ref().map(|_| "true");
+    let has_error = error.is_some();
     view! {
-        <div class="field">
+        <div class="field" class:field-invalid=has_error>
             <label for=id.clone()>{label}</label>
-            <select id=id name=name>
+            <select id=id name=name aria-invalid=invalid aria-describedby=described>
                 <option value="" selected=selected.is_empty()>{all}</option>
                 {options}
             </select>
+            {error.map(|m| view! { <p class="field-error" id=format!("{name}-error")>{m}</p> })}
         </div>
     }
+}
+
+fn select(name: &'static str, label: &'static str, all: &'static str, choices: Vec<Choice>, selected: String) -> impl IntoView {
+    select_with(name, label, all, choices, selected, None)
 }
 
 fn modes() -> Vec<Choice> {
@@ -294,6 +303,7 @@ pub fn LogsPage() -> impl IntoView {
 fn LogView(page: LogPage) -> impl IntoView {
     let p = page;
     let q = p.query.clone();
+    let message = |name: &str| p.errors.iter().find(|(f, _)| f == name).map(|(_, m)| m.clone());
     let err = |name: &str| {
         p.errors.iter().find(|(f, _)| f == name).map(|(f, m)| view! { <p class="field-error" id=format!("{f}-error")>{m.clone()}</p> })
     };
@@ -336,23 +346,11 @@ fn LogView(page: LogPage) -> impl IntoView {
             <h1>"Request log"</h1>
             <p class="muted">"Every call to the API, newest first. Times are UTC. Request bodies are never stored; a refused call keeps the exact problem body it got."</p>
             <form method="get" action="/account/logs" class="row-form filters" data-testid="log-filters">
-                <div class="field">
-                    {select("class", "Status", "Any status", p.classes.clone(), q.class.clone())}
-                    {err("class")}
-                </div>
-                <div class="field">
-                    {select("code", "Problem code", "Any code", p.codes.clone(), q.code.clone())}
-                    {err("code")}
-                </div>
+                {select_with("class", "Status", "Any status", p.classes.clone(), q.class.clone(), message("class"))}
+                {select_with("code", "Problem code", "Any code", p.codes.clone(), q.code.clone(), message("code"))}
                 {select("key", "Key", "All keys", p.keys.clone(), q.key.clone())}
-                <div class="field">
-                    {select("endpoint", "Endpoint", "All endpoints", p.endpoints.clone(), q.endpoint.clone())}
-                    {err("endpoint")}
-                </div>
-                <div class="field">
-                    {select("mode", "Mode", "Live and test", modes(), q.mode.clone())}
-                    {err("mode")}
-                </div>
+                {select_with("endpoint", "Endpoint", "All endpoints", p.endpoints.clone(), q.endpoint.clone(), message("endpoint"))}
+                {select_with("mode", "Mode", "Live and test", modes(), q.mode.clone(), message("mode"))}
                 {time_field("from", "From (UTC)", q.from.clone())}
                 {time_field("to", "Until (UTC)", q.to.clone())}
                 <button type="submit" class="button">"Filter"</button>
@@ -372,13 +370,23 @@ fn LogView(page: LogPage) -> impl IntoView {
                 }
                 .into_any()
             } else {
-                view! {
-                    <div class="empty-state" data-testid="log-empty">
-                        <h2>"No calls match"</h2>
-                        <p>"Calls appear here within seconds. Change the filters, or make a call in the " <a href="/explorer">"explorer"</a> "."</p>
-                    </div>
+                if p.errors.is_empty() {
+                    view! {
+                        <div class="empty-state" data-testid="log-empty">
+                            <h2>"No calls match"</h2>
+                            <p>"Calls appear here within seconds. Change the filters, or make a call in the " <a href="/explorer">"explorer"</a> "."</p>
+                        </div>
+                    }
+                    .into_any()
+                } else {
+                    view! {
+                        <div class="empty-state" data-testid="log-filter-errors">
+                            <h2>"Some filters could not be read"</h2>
+                            <p>"Correct the highlighted filters above to see the calls."</p>
+                        </div>
+                    }
+                    .into_any()
                 }
-                .into_any()
             }}
             <p class="pager">
                 {(!first_page).then(|| view! { <a href=newest>"Newest"</a> " " })}
