@@ -303,7 +303,7 @@ pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow:
             .execute(&mut *tx)
             .await?;
         let details = serde_json::json!({"user_id": user.id});
-        crate::audit::record(&mut tx, now, None, None, "admin.granted", details).await?;
+        crate::audit::record(&mut tx, now, None, None, crate::audit::Action::AdminGranted, details).await?;
         tx.commit().await?;
         println!("{email} is now a platform admin (password unchanged)");
         return Ok(());
@@ -332,7 +332,7 @@ pub async fn create_admin(db: &sqlx::PgPool, email: &str, name: &str) -> anyhow:
         now,
         None,
         None,
-        "admin.created",
+        crate::audit::Action::AdminCreated,
         serde_json::json!({"user_id": id}),
     )
     .await?;

@@ -121,7 +121,7 @@ pub async fn invite(
         now,
         Some(actor),
         Some(org),
-        "member.invited",
+        crate::audit::Action::MemberInvited,
         details,
     )
     .await?;
@@ -187,7 +187,7 @@ pub async fn accept_in(
         now,
         Some(user),
         Some(inv.org_id),
-        "member.joined",
+        crate::audit::Action::MemberJoined,
         details,
     )
     .await?;
@@ -257,7 +257,7 @@ pub async fn revoke(
         now,
         Some(actor),
         Some(org),
-        "invitation.revoked",
+        crate::audit::Action::InvitationRevoked,
         serde_json::json!({"invitation_id": id}),
     )
     .await?;

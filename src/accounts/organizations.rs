@@ -227,7 +227,7 @@ pub async fn change_role(
         now,
         Some(actor),
         Some(org),
-        "member.role_changed",
+        crate::audit::Action::MemberRoleChanged,
         details,
     )
     .await?;
@@ -278,7 +278,7 @@ pub async fn remove(
         now,
         Some(actor),
         Some(org),
-        "member.removed",
+        crate::audit::Action::MemberRemoved,
         serde_json::json!({"user_id": target}),
     )
     .await?;

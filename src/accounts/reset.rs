@@ -104,7 +104,7 @@ pub async fn reset(
         now,
         Some(user),
         None,
-        "user.password_reset",
+        crate::audit::Action::UserPasswordReset,
         serde_json::json!({}),
     )
     .await?;

@@ -75,7 +75,7 @@ pub async fn sign_up(
         now,
         Some(user_id),
         Some(org_id),
-        "user.signed_up",
+        crate::audit::Action::UserSignedUp,
         serde_json::json!({}),
     )
     .await?;

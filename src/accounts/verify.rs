@@ -135,7 +135,7 @@ pub async fn confirm(db: &PgPool, token: &str, now: OffsetDateTime) -> Result<Uu
         .execute(&mut *tx)
         .await?;
     mark_verified(&mut tx, user, now).await?;
-    crate::audit::record(&mut tx, now, Some(user), None, "user.email_verified", serde_json::json!({})).await?;
+    crate::audit::record(&mut tx, now, Some(user), None, crate::audit::Action::UserEmailVerified, serde_json::json!({})).await?;
     tx.commit().await?;
     Ok(user)
 }

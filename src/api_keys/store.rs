@@ -178,7 +178,7 @@ pub async fn create(
         now,
         Some(user),
         Some(org),
-        "api_key.created",
+        crate::audit::Action::ApiKeyCreated,
         details,
     )
     .await?;
@@ -223,7 +223,7 @@ pub async fn revoke(
         now,
         Some(user),
         Some(org),
-        "api_key.revoked",
+        crate::audit::Action::ApiKeyRevoked,
         serde_json::json!({"key_id": id}),
     )
     .await?;
@@ -285,7 +285,7 @@ pub async fn rotate(
         now,
         Some(user),
         Some(org),
-        "api_key.rotated",
+        crate::audit::Action::ApiKeyRotated,
         details,
     )
     .await?;

@@ -94,7 +94,7 @@ pub async fn add(
     .execute(&mut *tx)
     .await?;
     let details = serde_json::json!({"card": id, "brand": saved.brand, "last4": saved.last4, "default": default});
-    crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.card_added", details).await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::BillingCardAdded, details).await?;
     tx.commit().await?;
     if default {
         retry_owed(state, org, now, super::payments::WAIT).await
@@ -134,7 +134,7 @@ pub async fn make_default(state: &AppState, org: Uuid, user: Uuid, id: &str, now
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.card_default", serde_json::json!({"card": id})).await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::BillingCardDefault, serde_json::json!({"card": id})).await?;
     tx.commit().await?;
     retry_owed(state, org, now, super::payments::WAIT).await
 }
@@ -182,7 +182,7 @@ pub async fn remove(state: &AppState, org: Uuid, user: Uuid, id: &str, now: Offs
     .bind(org)
     .execute(&mut *tx)
     .await?;
-    crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.card_removed", serde_json::json!({"card": id})).await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::BillingCardRemoved, serde_json::json!({"card": id})).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -218,7 +218,7 @@ pub async fn choose(
             .execute(&mut *tx)
             .await?;
             let details = serde_json::json!({"withdrawn": sub.plan.code, "stays_on": to.code});
-            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.request_withdrawn", details).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionRequestWithdrawn, details).await?;
             tx.commit().await?;
             Ok(Changed::Withdrawn)
         }
@@ -231,7 +231,7 @@ pub async fn choose(
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.kept", details).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionKept, details).await?;
             tx.commit().await?;
             Ok(Changed::Kept)
         }
@@ -246,7 +246,7 @@ pub async fn choose(
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.downgrade_scheduled", details).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionDowngradeScheduled, details).await?;
             tx.commit().await?;
             Ok(Changed::DowngradeScheduled(at))
         }
@@ -271,7 +271,7 @@ pub async fn choose(
                 .fetch_one(&mut *tx)
                 .await?;
             notices::approval_requested(&mut tx, state, org, &org_name, &to.name, now).await?;
-            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.approval_requested", details).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionApprovalRequested, details).await?;
             tx.commit().await?;
             Ok(Changed::ApprovalRequested)
         }
@@ -301,7 +301,7 @@ pub async fn choose(
             }
             if price == 0 {
                 open_period(&mut tx, org, to.id, now, add_month(now), Grant::Full, now).await?;
-                crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.renewed", details).await?;
+                crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionRenewed, details).await?;
                 tx.commit().await?;
                 return Ok(Changed::Renewed);
             }
@@ -323,7 +323,7 @@ pub async fn choose(
                 created_by: Some(user),
             };
             let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
-            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.renewal_started", details).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionRenewalStarted, details).await?;
             tx.commit().await?;
             outcome(payments::collect(state, id, now, wait).await?, Changed::Renewed)
         }
@@ -347,7 +347,7 @@ pub async fn choose(
                     owed: false,
                 };
                 super::subscriptions::upgraded(&mut tx, &inv, now).await?;
-                crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.upgraded", details).await?;
+                crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionUpgraded, details).await?;
                 tx.commit().await?;
                 return Ok(Changed::Upgraded);
             }
@@ -389,7 +389,7 @@ pub async fn choose(
                 created_by: Some(user),
             };
             let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
-            crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.upgrade_started", details).await?;
+            crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionUpgradeStarted, details).await?;
             tx.commit().await?;
             outcome(payments::collect(state, id, now, wait).await?, Changed::Upgraded)
         }
@@ -425,7 +425,7 @@ pub async fn cancel(state: &AppState, org: Uuid, user: Uuid, now: OffsetDateTime
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.canceled", serde_json::json!({"plan": sub.plan.code})).await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionCanceled, serde_json::json!({"plan": sub.plan.code})).await?;
     tx.commit().await?;
     Ok(sub.period_end)
 }
@@ -489,7 +489,7 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
         .bind(end)
         .execute(&mut *tx)
         .await?;
-    crate::audit::record(&mut tx, now, Some(user), Some(org), "subscription.trial_started", serde_json::json!({"plan": to.code})).await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionTrialStarted, serde_json::json!({"plan": to.code})).await?;
     tx.commit().await?;
     Ok(end)
 }
@@ -534,7 +534,7 @@ pub async fn decide(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        crate::audit::record(&mut tx, now, Some(admin), Some(org), "subscription.rejected", details).await?;
+        crate::audit::record(&mut tx, now, Some(admin), Some(org), crate::audit::Action::SubscriptionRejected, details).await?;
         tx.commit().await?;
         return Ok(None);
     }
@@ -563,7 +563,7 @@ pub async fn decide(
         .bind(note)
         .execute(&mut *tx)
         .await?;
-    crate::audit::record(&mut tx, now, Some(admin), Some(org), "subscription.approved", details).await?;
+    crate::audit::record(&mut tx, now, Some(admin), Some(org), crate::audit::Action::SubscriptionApproved, details).await?;
     if total == 0 {
         tx.commit().await?;
         return Ok(None);

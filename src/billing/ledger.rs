@@ -105,7 +105,7 @@ pub async fn adjust(
     )
     .await?;
     let details = serde_json::json!({"amount": amount, "reason": reason});
-    crate::audit::record(&mut tx, now, actor, Some(org), "credits.adjusted", details).await?;
+    crate::audit::record(&mut tx, now, actor, Some(org), crate::audit::Action::CreditsAdjusted, details).await?;
     tx.commit().await
 }
 

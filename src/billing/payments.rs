@@ -464,7 +464,7 @@ async fn settle(
                 now,
                 None,
                 Some(inv.org),
-                "billing.refund_due",
+                crate::audit::Action::BillingRefundDue,
                 serde_json::json!({"invoice": inv.number, "charge": charge, "amount_minor": inv.total_minor, "why": "invoice paid twice"}),
             )
             .await?;
@@ -609,7 +609,7 @@ async fn fulfil(tx: &mut PgConnection, state: &AppState, inv: &Invoice, now: Off
                     now,
                     None,
                     Some(inv.org),
-                    "billing.refund_due",
+                    crate::audit::Action::BillingRefundDue,
                     serde_json::json!({"invoice": inv.number, "amount_minor": inv.total_minor, "why": "renewal paid after another renewal"}),
                 )
                 .await?;

@@ -285,7 +285,7 @@ pub async fn upgraded(conn: &mut PgConnection, inv: &Invoice, now: OffsetDateTim
             now,
             None,
             Some(inv.org),
-            "billing.refund_due",
+            crate::audit::Action::BillingRefundDue,
             serde_json::json!({"invoice": inv.number, "amount_minor": inv.total_minor, "why": "upgrade paid after the subscription changed"}),
         )
         .await;

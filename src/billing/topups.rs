@@ -210,7 +210,7 @@ pub async fn save_limits(state: &AppState, org: Uuid, user: Uuid, limits: &Limit
         "warn_included_pct": limits.warn_included_pct, "warn_spend_cap_pct": limits.warn_spend_cap_pct,
         "auto_top_up": limits.auto_top_up.map(|(t, p, m)| serde_json::json!({"threshold": t, "pack": p, "monthly_max": m})),
     });
-    crate::audit::record(&mut tx, now, Some(user), Some(org), "billing.limits_changed", details).await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::BillingLimitsChanged, details).await?;
     tx.commit().await?;
     Ok(())
 }

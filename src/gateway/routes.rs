@@ -538,9 +538,9 @@ async fn save(
         "test_upstream_url": route.test_upstream_url,
     });
     let action = if id.is_some() {
-        "route.updated"
+        crate::audit::Action::RouteUpdated
     } else {
-        "route.created"
+        crate::audit::Action::RouteCreated
     };
     crate::audit::record(&mut tx, now, actor, None, action, details).await?;
     tx.commit().await?;
@@ -576,9 +576,9 @@ pub async fn set_active(
         return Err(RouteError::NotFound);
     };
     let action = if active {
-        "route.enabled"
+        crate::audit::Action::RouteEnabled
     } else {
-        "route.disabled"
+        crate::audit::Action::RouteDisabled
     };
     let details = serde_json::json!({"route_id": id, "path_prefix": prefix});
     crate::audit::record(&mut tx, now, actor, None, action, details).await?;

@@ -129,7 +129,7 @@ async fn send(State(state): State<AppState>, req: Request) -> Response {
         Ok(c) => c,
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment."),
     };
-    if let Err(e) = crate::audit::record(&mut conn, state.clock.now(), Some(user), Some(org), "api_key.used_in_explorer", details).await {
+    if let Err(e) = crate::audit::record(&mut conn, state.clock.now(), Some(user), Some(org), crate::audit::Action::ApiKeyUsedInExplorer, details).await {
         tracing::error!(error = %e, "explorer: audit failed");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
     }
