@@ -45,7 +45,59 @@ crate::text_enum! {
         UserEmailVerified = "user.email_verified",
         UserPasswordReset = "user.password_reset",
         UserSignedUp = "user.signed_up",
+        OrgKeysSuspended = "org.keys_suspended",
+        OrgKeysRestored = "org.keys_restored",
+        PlanCreated = "plan.created",
+        PlanUpdated = "plan.updated",
+        PlanArchived = "plan.archived",
+        PlanRestored = "plan.restored",
     }
+}
+
+/// One entry: who (`actor`), acting for which organization, what, and the
+/// state before and after where the action changed one. The request id is
+/// the current request's ([`crate::http::request_id::current`]); a job's
+/// entries have none.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub actor: Option<Uuid>,
+    pub org: Option<Uuid>,
+    pub action: Action,
+    pub details: serde_json::Value,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+impl Entry {
+    pub fn new(actor: Option<Uuid>, org: Option<Uuid>, action: Action, details: serde_json::Value) -> Entry {
+        Entry { actor, org, action, details, before: None, after: None }
+    }
+
+    pub fn change(mut self, before: serde_json::Value, after: serde_json::Value) -> Entry {
+        self.before = Some(before);
+        self.after = Some(after);
+        self
+    }
+}
+
+/// Appends an entry, on the connection (so in the transaction) of the
+/// change it records.
+pub async fn write(conn: &mut PgConnection, now: OffsetDateTime, entry: Entry) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_user_id, org_id, action, details, before, after, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(now)
+    .bind(entry.actor)
+    .bind(entry.org)
+    .bind(entry.action)
+    .bind(entry.details)
+    .bind(entry.before)
+    .bind(entry.after)
+    .bind(crate::http::request_id::current())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn record(
@@ -56,17 +108,7 @@ pub async fn record(
     action: Action,
     details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor_user_id, org_id, action, details) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(now)
-    .bind(actor)
-    .bind(org)
-    .bind(action)
-    .bind(details)
-    .execute(conn)
-    .await?;
-    Ok(())
+    write(conn, now, Entry::new(actor, org, action, details)).await
 }
 
 #[cfg(test)]

@@ -242,16 +242,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(&config).await?;
             crate::db::migrate(&db).await?;
             let (org, user, _) = membership_of(&db, &email).await?;
-            crate::billing::ledger::adjust(
-                &db,
-                org,
-                Some(user),
-                amount,
-                &reason,
-                Clock::System.now(),
-            )
-            .await
-            .context("the adjustment would make the balance negative")?;
+            let key = uuid::Uuid::now_v7().to_string();
+            let purchased = crate::billing::ledger::Account::Purchased;
+            crate::billing::ledger::adjust(&db, org, Some(user), purchased, amount, &reason, &key, Clock::System.now())
+                .await
+                .context("the adjustment was refused")?;
             println!(
                 "{}",
                 crate::billing::ledger::balances(&db, org).await?.live()

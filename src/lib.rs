@@ -5,6 +5,7 @@
 //! and reaches this one only through the ports in `app::backend` (one per
 //! area), which [`portal`] implements.
 
+pub mod admin; // the operator's console: organizations, suspension, audit queries, 402 recovery
 pub mod accounts; // users, passwords, sessions, sign-in throttling, organizations
 pub mod api_keys; // key format, hashing, create/list/revoke/rotate
 pub mod audit; // the append-only audit log

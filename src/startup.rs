@@ -86,11 +86,17 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::portal::explorer::router())
         .merge(crate::portal::docs::router())
         .merge(crate::portal::usage::router())
+        .merge(crate::portal::console::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::portal::visits::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::same_origin,
         ))
         .layer(sessions)
+        .layer(axum::middleware::from_fn(request_id::scope))
         .merge(health::router())
         .merge(crate::gateway::router())
         .merge(crate::billing::webhooks::router())

@@ -21,7 +21,7 @@ use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
 };
-use pages::{account, admin, auth, billing, docs, explorer, home, keys, usage};
+use pages::{account, admin, auth, billing, console, docs, explorer, home, keys, usage};
 
 /// The Content-Security-Policy of a portal page: scripts only from this
 /// origin or carrying this page's nonce (Leptos puts it on its own inline
@@ -119,7 +119,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/billing/limits") view=billing::LimitsPage ssr=ssr.clone()/>
                     <Route path=path!("/billing/invoices") view=billing::InvoicesPage ssr=ssr.clone()/>
                     <Route path=path!("/billing/invoices/:id") view=billing::InvoicePage ssr=ssr.clone()/>
-                    <Route path=path!("/admin") view=admin::AdminPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin") view=console::AdminPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/recovery") view=console::RecoveryAdminPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/orgs") view=console::OrgsAdminPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/orgs/:id") view=console::OrgAdminPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/plans") view=console::PlansAdminPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/audit") view=console::AuditAdminPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/outbox") view=admin::OutboxPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/approvals") view=admin::ApprovalsPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/routes") view=admin::RoutesAdminPage ssr=ssr.clone()/>

@@ -96,6 +96,8 @@ pub struct PlanView {
     pub rate_limit_per_sec: i32,
     pub requires_approval: bool,
     pub endpoints: Vec<String>,
+    /// Days of the trial the plan offers (0: none).
+    pub trial_days: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -265,14 +267,6 @@ pub struct OutboxEntry {
     pub created: String,
     pub sent: Option<String>,
     pub last_error: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AdminOverview {
-    pub users: i64,
-    pub organizations: i64,
-    pub platform_admins: i64,
-    pub unsent_emails: i64,
 }
 
 /// A provider route as the admin console lists it.
@@ -671,4 +665,193 @@ mod tests {
         assert_eq!(super::group(-1234567), "-1,234,567");
         assert_eq!(super::group(12), "12");
     }
+}
+
+// The operator's console (/admin/…).
+
+/// A line of this month's revenue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevenueLine {
+    /// "Subscriptions", "Upgrades", "Top-ups".
+    pub kind: String,
+    pub amount: String,
+    pub invoices: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopOrg {
+    pub id: String,
+    pub name: String,
+    pub calls: i64,
+    pub refused: i64,
+}
+
+/// `/admin`: money, subscriptions and 402s at a glance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminHome {
+    pub month: String,
+    pub revenue: Vec<RevenueLine>,
+    /// (plan, status, count)
+    pub subscriptions: Vec<(String, String, i64)>,
+    /// Day labels of the 402 chart, oldest first ("Nov 2").
+    pub days: Vec<String>,
+    /// (code, 402s per day)
+    pub refusals: Vec<(String, Vec<i64>)>,
+    pub top_usage: Vec<TopOrg>,
+    pub top_refused: Vec<TopOrg>,
+    pub pending_approvals: i64,
+    pub users: i64,
+    pub organizations: i64,
+    pub unsent_emails: i64,
+}
+
+/// The recovery view's range, as typed (dates, UTC).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryQuery {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunnelView {
+    pub code: String,
+    pub refused: i64,
+    pub visited: i64,
+    pub fixed: i64,
+    pub recovered: i64,
+    pub episodes: i64,
+    /// "4 min", "—".
+    pub median: String,
+    pub p90: String,
+    pub revenue: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnrecoveredView {
+    pub org_id: String,
+    pub name: String,
+    pub code: String,
+    pub refused: i64,
+    pub visited: bool,
+    pub last: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryPage {
+    /// The range shown, as dates (the end is exclusive).
+    pub from: String,
+    pub to: String,
+    /// (field, message) when the range could not be read.
+    pub errors: Vec<(String, String)>,
+    pub funnels: Vec<FunnelView>,
+    pub unrecovered: Vec<UnrecoveredView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrgListRow {
+    pub id: String,
+    pub name: String,
+    pub plan: String,
+    pub status: String,
+    pub included: i64,
+    pub purchased: i64,
+    pub refusals_7d: i64,
+    pub suspended: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrgListPage {
+    pub q: String,
+    pub rows: Vec<OrgListRow>,
+}
+
+/// One audit entry, as the log and an organization's trail show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub at: String,
+    pub actor: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub action: String,
+    pub details: String,
+    pub before: String,
+    pub after: String,
+    pub request_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrgPage {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub suspended: Option<String>,
+    pub suspended_reason: String,
+    /// (plan, status, period, next plan)
+    pub subscription: Option<(String, String, String, String)>,
+    pub included: i64,
+    pub purchased: i64,
+    pub sandbox: i64,
+    /// (email, name, role, joined)
+    pub members: Vec<(String, String, String, String)>,
+    /// (name, mode, shown as, created, last used, state)
+    pub keys: Vec<(String, String, String, String, String, String)>,
+    /// (when, kind, memo, included, purchased, sandbox, request id)
+    pub ledger: Vec<(String, String, String, i64, i64, i64, String)>,
+    /// (id, number, purpose, status, total, created)
+    pub invoices: Vec<(String, String, String, String, String, String)>,
+    /// (when, amount, status, failure)
+    pub charges: Vec<(String, String, String, String)>,
+    /// (mode, outcome, calls, credits), the last 30 days
+    pub usage: Vec<(String, String, i64, i64)>,
+    pub audit: Vec<AuditRow>,
+    /// The adjustment form's one-time key.
+    pub idempotency_key: String,
+}
+
+/// The audit log's filters, as typed (in the URL).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    pub actor: String,
+    pub org: String,
+    pub action: String,
+    pub from: String,
+    pub to: String,
+    pub after: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub query: AuditQuery,
+    pub rows: Vec<AuditRow>,
+    /// The next page's cursor.
+    pub next: Option<String>,
+    pub actions: Vec<String>,
+    /// (field, message) for filters that could not be read.
+    pub errors: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanAdminRow {
+    pub id: String,
+    pub code: String,
+    pub name: String,
+    pub price: String,
+    /// The price as the form shows it ("29.00").
+    pub price_input: String,
+    pub currency: String,
+    pub included_credits: i64,
+    pub rate_limit_per_sec: i32,
+    pub endpoints: Vec<String>,
+    pub requires_approval: bool,
+    pub trial_days: i32,
+    pub visible: bool,
+    pub archived: bool,
+    pub signup: bool,
+    pub subscribers: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlansAdminPage {
+    pub plans: Vec<PlanAdminRow>,
+    pub endpoint_choices: Vec<String>,
 }

@@ -92,10 +92,13 @@ pub async fn add_member(
     Ok(())
 }
 
-/// The organization a user lands in: the first one they joined.
+/// The organization a user lands in: the one they chose last (while they
+/// are still a member), else the first one they joined.
 pub async fn default_for_user(db: &PgPool, user: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY created_at, org_id LIMIT 1",
+        "SELECT m.org_id FROM memberships m JOIN users u ON u.id = m.user_id
+          WHERE m.user_id = $1
+          ORDER BY (m.org_id = u.last_org_id) IS TRUE DESC, m.created_at, m.org_id LIMIT 1",
     )
     .bind(user)
     .fetch_optional(db)

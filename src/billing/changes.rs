@@ -5,7 +5,7 @@
 
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
 use super::plans::{Plan, COLUMNS};
-use super::policy::{prorate, TRIAL_DAYS};
+use super::policy::prorate;
 use super::subscriptions::{add_month, current_in, open_period, Current, Grant, Status, UNCANCELED};
 use super::{notices, BillingError};
 use crate::state::AppState;
@@ -438,8 +438,8 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
     if sub.trial_used {
         return Err(BillingError::State("Your organization has had its trial already.".into()));
     }
-    if sub.status != Status::Active || sub.plan.price_minor != 0 || to.price_minor == 0 || to.requires_approval {
-        return Err(BillingError::State("A trial starts from the free plan, for a plan without approval.".into()));
+    if sub.status != Status::Active || sub.plan.price_minor != 0 || to.price_minor == 0 || to.requires_approval || to.trial_days <= 0 {
+        return Err(BillingError::State("A trial starts from the free plan, for a plan that offers one without approval.".into()));
     }
     // A trial needs a verified address or a card, and each verified address
     // and each card gets one trial, whichever organization asks for it.
@@ -482,7 +482,7 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
             return Err(BillingError::State(format!("This {what} has had a free trial already.")));
         }
     }
-    let end = now + time::Duration::days(TRIAL_DAYS);
+    let end = now + time::Duration::days(to.trial_days.into());
     open_period(&mut tx, org, to.id, now, end, Grant::Full, now).await?;
     sqlx::query("UPDATE subscriptions SET status = 'trialing', trial_end = $2, trial_used = true WHERE org_id = $1")
         .bind(org)
@@ -633,6 +633,10 @@ mod tests {
             requires_approval: false,
             endpoints: vec![],
             sort_order: 0,
+            signup: false,
+            trial_days: 0,
+            active: true,
+            archived_at: None,
         }
     }
 

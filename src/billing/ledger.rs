@@ -76,37 +76,93 @@ pub async fn post(
         .await
 }
 
-/// An operator's credit adjustment (CLI now, the admin console later):
-/// `amount` credits into (or, negative, out of) the purchased balance, with
-/// the reason and who made it in the audit log, in one transaction.
+/// Why an adjustment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdjustError {
+    #[error("the organization has no balances")]
+    NoMeters,
+    #[error("the balance would go below zero: {available} available")]
+    BelowZero { available: i64 },
+    #[error("this period's included credits have lapsed; adjust the purchased credits instead")]
+    Lapsed,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// What an adjustment did: the balances before and after, and whether this
+/// was a replay of one already posted (then nothing moved).
+#[derive(Debug, Clone, Copy)]
+pub struct Adjusted {
+    pub before: Balances,
+    pub after: Balances,
+    pub replayed: bool,
+}
+
+/// An operator's credit adjustment (the console, the CLI): `amount` credits
+/// into (or, negative, out of) the included or purchased balance, posted
+/// through [`post`] with `key` (a form's one-time key: the same form sent
+/// twice moves credits once), and the audit entry with the reason, who made
+/// it and the balances before and after, in one transaction. The meters'
+/// row is locked first, so the check that the balance stays at zero or above
+/// and the posting see the same balance.
 pub async fn adjust(
     db: &PgPool,
     org: Uuid,
     actor: Option<Uuid>,
+    account: Account,
     amount: i64,
     reason: &str,
+    key: &str,
     now: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
+) -> Result<Adjusted, AdjustError> {
     let mut tx = db.begin().await?;
-    let key = format!("adjustment:{}", Uuid::now_v7());
+    let row: Option<(i64, Option<OffsetDateTime>, i64, i64)> = sqlx::query_as(
+        "SELECT included, included_expires_at, purchased, sandbox FROM org_meters WHERE org_id = $1 FOR UPDATE",
+    )
+    .bind(org)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (included, expires, purchased, sandbox) = row.ok_or(AdjustError::NoMeters)?;
+    let before = Balances { included, purchased, sandbox };
+    let key = format!("adjustment:{key}");
+    let done: Option<i64> = sqlx::query_scalar("SELECT 1 FROM ledger_transactions WHERE idempotency_key = $1")
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if done.is_some() {
+        return Ok(Adjusted { before, after: before, replayed: true });
+    }
+    let lapsed = expires.is_some_and(|e| e <= now);
+    let available = match account {
+        Account::Included if lapsed => {
+            if amount > 0 {
+                return Err(AdjustError::Lapsed);
+            }
+            0
+        }
+        Account::Included => included,
+        _ => purchased,
+    };
+    if available + amount < 0 {
+        return Err(AdjustError::BelowZero { available });
+    }
     post(
         &mut tx,
-        Posting {
-            org,
-            kind: Kind::Adjustment,
-            key: &key,
-            entries: &[
-                (Account::Purchased, amount),
-                (Account::Adjustments, -amount),
-            ],
-            memo: reason,
-        },
+        Posting { org, kind: Kind::Adjustment, key: &key, entries: &[(account, amount), (Account::Adjustments, -amount)], memo: reason },
         now,
     )
     .await?;
-    let details = serde_json::json!({"amount": amount, "reason": reason});
-    crate::audit::record(&mut tx, now, actor, Some(org), crate::audit::Action::CreditsAdjusted, details).await?;
-    tx.commit().await
+    let mut after = before;
+    match account {
+        Account::Included => after.included += amount,
+        _ => after.purchased += amount,
+    }
+    let view = |b: Balances| serde_json::json!({"included": b.included, "purchased": b.purchased});
+    let details = serde_json::json!({"amount": amount, "account": account.as_str(), "reason": reason});
+    let entry = crate::audit::Entry::new(actor, Some(org), crate::audit::Action::CreditsAdjusted, details).change(view(before), view(after));
+    crate::audit::write(&mut tx, now, entry).await?;
+    tx.commit().await?;
+    Ok(Adjusted { before, after, replayed: false })
 }
 
 /// Opens an organization's meters for a period: its plan's included credits

@@ -269,3 +269,43 @@ pub async fn approval_decided(
     };
     send(conn, org, "approval_decided", &subject, &body, now).await
 }
+
+/// Tells every organization on `before`'s plan (or moving to it at its
+/// period's end) of the plan's new price or included credits, which apply
+/// from its next period. Returns how many organizations were told.
+pub async fn plan_terms_changed(
+    conn: &mut PgConnection,
+    before: &super::plans::Plan,
+    after: &super::plans::Plan,
+    now: OffsetDateTime,
+) -> Result<usize, sqlx::Error> {
+    let orgs: Vec<(Uuid, OffsetDateTime)> = sqlx::query_as(
+        "SELECT org_id, current_period_end FROM subscriptions
+          WHERE (plan_id = $1 OR next_plan_id = $1) AND status <> 'expired' ORDER BY org_id",
+    )
+    .bind(before.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let terms = |p: &super::plans::Plan| {
+        format!("{} a month with {} included credits", format_money(p.price_minor, &p.currency), app::types::group(p.included_credits))
+    };
+    let mut told = 0;
+    for (org, next) in orgs {
+        if !once(conn, org, &format!("plan_terms:{}:{}", after.id, now.unix_timestamp_nanos()), now).await? {
+            continue;
+        }
+        let body = format!(
+            "The {} plan changes from your next period, which starts on {} {}, {} (UTC): it will be {} (it is {} now). \
+             Your current period is unchanged. To choose another plan before then, open the plans page of your billing settings.",
+            after.name,
+            next.month(),
+            next.day(),
+            next.year(),
+            terms(after),
+            terms(before)
+        );
+        send(conn, org, "plan_terms_changed", &format!("Your {} plan changes at your next period", after.name), &body, now).await?;
+        told += 1;
+    }
+    Ok(told)
+}

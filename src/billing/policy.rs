@@ -36,8 +36,6 @@ pub fn prorate(amount_minor: i64, part: i64, whole: i64) -> i64 {
     sign * (n / (2 * i128::from(whole))) as i64
 }
 
-/// Days a trial lasts.
-pub const TRIAL_DAYS: i64 = 14;
 
 /// The smallest pack that covers `missing` credits (whole thousands beyond
 /// the largest).

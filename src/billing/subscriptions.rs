@@ -23,16 +23,14 @@ pub fn add_month(start: OffsetDateTime) -> OffsetDateTime {
     start.replace_date(date)
 }
 
-/// Puts a new organization on the free plan.
+/// Puts a new organization on the sign-up plan (the plan marked so).
 pub async fn start_free(
     conn: &mut PgConnection,
     org: Uuid,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    let (plan, included, name): (Uuid, i64, String) =
-        sqlx::query_as("SELECT id, included_credits, name FROM plans WHERE code = 'free'")
-            .fetch_one(&mut *conn)
-            .await?;
+    let signup = super::plans::signup_plan(&mut *conn).await?;
+    let (plan, included, name) = (signup.id, signup.included_credits, signup.name);
     sqlx::query(
         "INSERT INTO subscriptions (id, org_id, plan_id, status, current_period_start, current_period_end, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $5, $5)",

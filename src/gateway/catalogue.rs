@@ -9,6 +9,7 @@ pub enum Code {
     InvalidApiKey,
     ApiKeyRevoked,
     ApiKeyExpired,
+    ApiKeySuspended,
     ScopeForbidden,
     InsufficientCredits,
     PlanUpgradeRequired,
@@ -26,10 +27,11 @@ pub enum Code {
     PayloadTooLarge,
 }
 
-pub const ALL: [Code; 18] = [
+pub const ALL: [Code; 19] = [
     Code::InvalidApiKey,
     Code::ApiKeyRevoked,
     Code::ApiKeyExpired,
+    Code::ApiKeySuspended,
     Code::ScopeForbidden,
     Code::InsufficientCredits,
     Code::PlanUpgradeRequired,
@@ -53,6 +55,7 @@ impl Code {
             Code::InvalidApiKey => "invalid_api_key",
             Code::ApiKeyRevoked => "api_key_revoked",
             Code::ApiKeyExpired => "api_key_expired",
+            Code::ApiKeySuspended => "api_key_suspended",
             Code::ScopeForbidden => "scope_forbidden",
             Code::InsufficientCredits => "insufficient_credits",
             Code::PlanUpgradeRequired => "plan_upgrade_required",
@@ -80,7 +83,7 @@ impl Code {
             Code::InvalidApiKey | Code::ApiKeyRevoked | Code::ApiKeyExpired => {
                 StatusCode::UNAUTHORIZED
             }
-            Code::ScopeForbidden => StatusCode::FORBIDDEN,
+            Code::ScopeForbidden | Code::ApiKeySuspended => StatusCode::FORBIDDEN,
             Code::InsufficientCredits
             | Code::PlanUpgradeRequired
             | Code::SubscriptionPendingApproval
@@ -103,6 +106,7 @@ impl Code {
             Code::InvalidApiKey => "Invalid API key",
             Code::ApiKeyRevoked => "API key revoked",
             Code::ApiKeyExpired => "API key expired",
+            Code::ApiKeySuspended => "API keys suspended",
             Code::ScopeForbidden => "Scope not granted",
             Code::InsufficientCredits => "Insufficient credits",
             Code::PlanUpgradeRequired => "Plan upgrade required",

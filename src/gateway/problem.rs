@@ -40,7 +40,10 @@ pub struct Problem {
 /// Where fixes send the customer back to.
 const RETURN_TO: &str = "/explorer";
 
-fn fix(config: &Config, path: &str, params: &[(&str, String)]) -> String {
+/// A fix page's link: its prefilled values, the way back, and `ref`, the
+/// refused request's id, by which the console attributes the visit to this
+/// refusal (src/admin/recovery.rs).
+fn fix_link(config: &Config, path: &str, params: &[(&str, String)], request_id: &str) -> String {
     let mut url = url::Url::parse(&config.url(path)).expect("the public URL joins with a path");
     {
         let mut q = url.query_pairs_mut();
@@ -48,6 +51,9 @@ fn fix(config: &Config, path: &str, params: &[(&str, String)]) -> String {
             q.append_pair(k, v);
         }
         q.append_pair("return_to", RETURN_TO);
+        if !request_id.is_empty() {
+            q.append_pair("ref", request_id);
+        }
     }
     url.to_string()
 }
@@ -90,6 +96,7 @@ impl Problem {
         let balance = facts.balance.unwrap_or(0);
         let required = facts.required.unwrap_or(0);
         let plan = facts.plan.clone().unwrap_or_default();
+        let fix = |path: &str, params: &[(&str, String)]| fix_link(config, path, params, &facts.request_id);
         let (detail, resolution): (String, Vec<Value>) = match code {
             Code::InvalidApiKey => (
                 "The request has no API key, or the key is not one we issued. Send it as \"Authorization: Bearer tg_…\".".into(),
@@ -97,6 +104,10 @@ impl Problem {
             ),
             Code::ApiKeyRevoked => ("This API key was revoked. Create a new key, or use the key that replaced it.".into(), keys()),
             Code::ApiKeyExpired => ("This API key has expired. Create a new key.".into(), keys()),
+            Code::ApiKeySuspended => (
+                "Our team has suspended this organization's API keys. No payment lifts a suspension; contact support, quoting this request id.".into(),
+                vec![action("read_docs", "About suspended keys", docs.clone())],
+            ),
             Code::ScopeForbidden => (
                 format!(
                     "This API key lacks the \"{}\" scope this endpoint needs. Create a key with that scope.",
@@ -109,31 +120,35 @@ impl Problem {
                 let pack = pack_covering(missing);
                 (
                     format!("This call costs {}; your balance is {balance}.", count(required)),
-                    vec![action("top_up_credits", "Top up credits", fix(config, "/billing/top-up", &[("credits", pack.to_string())]))],
+                    vec![action("top_up_credits", "Top up credits", fix("/billing/top-up", &[("credits", pack.to_string())]))],
                 )
             }
-            Code::PlanUpgradeRequired => {
-                let to = facts.suggested_plan.clone().unwrap_or_else(|| "pro".into());
-                (
+            Code::PlanUpgradeRequired => match facts.suggested_plan.clone() {
+                Some(to) => (
                     format!("Your {} plan does not include this endpoint; the {} plan does.", plan_name(&plan), plan_name(&to)),
-                    vec![action("upgrade_plan", &format!("Upgrade to {}", plan_name(&to)), fix(config, "/billing/plans", &[("plan", to.clone())]))],
-                )
-            }
+                    vec![action("upgrade_plan", &format!("Upgrade to {}", plan_name(&to)), fix("/billing/plans", &[("plan", to.clone())]))],
+                ),
+                // No plan on offer includes it.
+                None => (
+                    format!("Your {} plan does not include this endpoint.", plan_name(&plan)),
+                    vec![action("upgrade_plan", "See the plans", fix("/billing/plans", &[]))],
+                ),
+            },
             Code::SubscriptionPendingApproval => (
                 "Your subscription is waiting for approval by our team; calls start working as soon as it is approved.".into(),
-                vec![action("view_subscription", "See your subscription's status", fix(config, "/billing", &[]))],
+                vec![action("view_subscription", "See your subscription's status", fix("/billing", &[]))],
             ),
             Code::SubscriptionPastDue => (
                 "Your subscription's renewal payment failed and its grace period has ended. Update your card to retry the payment and restore access at once.".into(),
-                vec![action("update_payment_method", "Update your card", fix(config, "/billing/payment-methods", &[]))],
+                vec![action("update_payment_method", "Update your card", fix("/billing/payment-methods", &[]))],
             ),
             Code::SubscriptionExpired => (
                 "Your subscription has ended. Renew it to call the API again.".into(),
-                vec![action("renew_subscription", "Renew your subscription", fix(config, "/billing/plans", &[("renew", "1".into())]))],
+                vec![action("renew_subscription", "Renew your subscription", fix("/billing/plans", &[("renew", "1".into())]))],
             ),
             Code::PaymentMethodRequired => (
                 "Your plan needs a card on file (the trial has ended). Add a card to continue.".into(),
-                vec![action("add_payment_method", "Add a card", fix(config, "/billing/payment-methods", &[]))],
+                vec![action("add_payment_method", "Add a card", fix("/billing/payment-methods", &[]))],
             ),
             Code::SpendCapReached => (
                 format!(
@@ -142,7 +157,7 @@ impl Problem {
                     count(facts.spend_cap.unwrap_or(0)),
                     facts.period_spent.unwrap_or(0)
                 ),
-                vec![action("raise_spend_cap", "Raise your spend cap", fix(config, "/billing/limits", &[]))],
+                vec![action("raise_spend_cap", "Raise your spend cap", fix("/billing/limits", &[]))],
             ),
             Code::RateLimited => (
                 format!("Too many requests for your {} plan's rate limit; retry after the time in Retry-After.", plan_name(&plan)),

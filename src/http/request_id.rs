@@ -26,3 +26,26 @@ pub fn of(parts: &http::request::Parts) -> String {
         .unwrap_or("unknown")
         .to_string()
 }
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request this task serves, where [`scope`] set it (portal
+/// requests): the audit log records it without every function passing it.
+pub fn current() -> Option<String> {
+    CURRENT.try_with(|id| id.clone()).ok()
+}
+
+/// Middleware: runs the rest of the request with its id in [`current`].
+pub async fn scope(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_string);
+    match id {
+        Some(id) => CURRENT.scope(id, next.run(req)).await,
+        None => next.run(req).await,
+    }
+}

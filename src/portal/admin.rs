@@ -4,19 +4,19 @@
 use super::{date_time, errors, Portal};
 use crate::gateway::routes;
 use crate::gateway::routes::RouteError;
-use app::backend::{Admin, Caller, FormError, RouteForm};
+use app::backend::{AdjustForm, Admin, Caller, FormError, PlanForm, RouteForm};
 use app::error::AppError;
-use app::types::{AdminOverview, ApprovalView, OutboxEntry, RouteView, RoutesPage};
+use app::types::*;
 use uuid::Uuid;
 
 impl Portal {
     /// The admin's user id, or why not.
-    fn admin_id(&self, caller: &Caller) -> Result<Uuid, AppError> {
+    pub(super) fn admin_id(&self, caller: &Caller) -> Result<Uuid, AppError> {
         let user = caller.admin()?;
         Uuid::parse_str(&user.id).map_err(|e| errors::internal(caller, e))
     }
 
-    fn form_admin(&self, caller: &Caller) -> Result<Uuid, FormError> {
+    pub(super) fn form_admin(&self, caller: &Caller) -> Result<Uuid, FormError> {
         self.admin_id(caller)
             .map_err(|e| FormError::message(e.to_string()))
     }
@@ -32,25 +32,6 @@ impl Portal {
 
 #[async_trait::async_trait]
 impl Admin for Portal {
-    async fn overview(&self, caller: &Caller) -> Result<AdminOverview, AppError> {
-        self.admin_id(caller)?;
-        let (users, organizations, platform_admins, unsent_emails): (i64, i64, i64, i64) =
-            sqlx::query_as(
-                "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM organizations),
-                    (SELECT count(*) FROM users WHERE is_platform_admin),
-                    (SELECT count(*) FROM email_outbox WHERE sent_at IS NULL)",
-            )
-            .fetch_one(&self.state.db)
-            .await
-            .map_err(|e| errors::page(caller, e))?;
-        Ok(AdminOverview {
-            users,
-            organizations,
-            platform_admins,
-            unsent_emails,
-        })
-    }
-
     async fn outbox(&self, caller: &Caller) -> Result<Vec<OutboxEntry>, AppError> {
         self.admin_id(caller)?;
         let rows = crate::email::recent(&self.state.db, 200)
@@ -222,5 +203,49 @@ impl Admin for Portal {
             "The route is off: its calls now answer 404."
         }
         .into())
+    }
+
+    async fn home(&self, caller: &Caller) -> Result<AdminHome, AppError> {
+        self.console_home(caller).await
+    }
+
+    async fn recovery(&self, caller: &Caller, query: RecoveryQuery) -> Result<RecoveryPage, AppError> {
+        self.console_recovery(caller, query).await
+    }
+
+    async fn orgs(&self, caller: &Caller, q: String) -> Result<OrgListPage, AppError> {
+        self.console_orgs(caller, q).await
+    }
+
+    async fn org(&self, caller: &Caller, id: String) -> Result<OrgPage, AppError> {
+        self.console_org(caller, id).await
+    }
+
+    async fn adjust_credits(&self, caller: &Caller, form: AdjustForm) -> Result<String, FormError> {
+        self.console_adjust(caller, form).await
+    }
+
+    async fn set_keys_suspended(&self, caller: &Caller, org_id: String, suspend: bool, reason: String) -> Result<String, FormError> {
+        self.console_suspend(caller, org_id, suspend, reason).await
+    }
+
+    async fn audit(&self, caller: &Caller, query: AuditQuery) -> Result<AuditPage, AppError> {
+        self.console_audit(caller, query).await
+    }
+
+    async fn audit_csv(&self, caller: &Caller, query: AuditQuery) -> Result<String, AppError> {
+        self.console_audit_csv(caller, query).await
+    }
+
+    async fn plans(&self, caller: &Caller) -> Result<PlansAdminPage, AppError> {
+        self.console_plans(caller).await
+    }
+
+    async fn save_plan(&self, caller: &Caller, form: PlanForm) -> Result<String, FormError> {
+        self.console_save_plan(caller, form).await
+    }
+
+    async fn set_plan_archived(&self, caller: &Caller, plan_id: String, archive: bool) -> Result<String, FormError> {
+        self.console_archive_plan(caller, plan_id, archive).await
     }
 }

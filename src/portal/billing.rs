@@ -24,6 +24,7 @@ fn plan_view(p: &crate::billing::plans::Plan) -> PlanView {
         rate_limit_per_sec: p.rate_limit_per_sec,
         requires_approval: p.requires_approval,
         endpoints: p.endpoints.clone(),
+        trial_days: p.trial_days,
     }
 }
 
@@ -398,9 +399,10 @@ impl Billing for Portal {
                 }
             })
             .collect();
+        // The cheapest offered plan with a trial (list_active is by price).
         let trial = plans
             .iter()
-            .find(|p| p.code == "pro" && !p.requires_approval)
+            .find(|p| p.trial_days > 0 && p.price_minor > 0 && !p.requires_approval)
             .filter(|_| !sub.trial_used && sub.status == Status::Active && sub.plan.price_minor == 0)
             .map(plan_view);
         Ok(PlansPage {

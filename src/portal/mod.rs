@@ -8,11 +8,13 @@
 pub mod accounts;
 pub mod admin;
 pub mod billing;
+pub mod console;
 pub mod docs;
 pub mod errors;
 pub mod explorer;
 pub mod keys;
 pub mod usage;
+pub mod visits;
 pub mod web;
 
 use crate::state::AppState;

@@ -14,13 +14,10 @@ use crate::usage::{group, latency, Filter, OUTCOMES};
 use app::backend::{Caller, Usage};
 use app::error::AppError;
 use app::types::*;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_default()
-}
+use crate::usage::{csv_field, rfc3339};
 
 /// "2026-12-01 10:15:03 UTC".
 fn stamp(t: OffsetDateTime) -> String {
@@ -467,6 +464,27 @@ async fn export_csv(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let query = UsageQuery { span: get("span"), key: get("key"), mode: get("mode") };
+    csv_download(state, req, "usage.csv", "/account/usage", |backend, caller| async move {
+        backend.usage.usage_csv(&caller, query).await
+    })
+    .await
+}
+
+/// A CSV download behind a page: who asks is resolved as for the page, and
+/// a refusal is the page's (sign in, 403, 404) as plain text.
+pub(crate) async fn csv_download<F, Fut>(
+    state: crate::state::AppState,
+    req: axum::extract::Request,
+    filename: &str,
+    page: &str,
+    make: F,
+) -> axum::response::Response
+where
+    F: FnOnce(app::backend::Backend, app::backend::Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<String, AppError>>,
+{
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     let (parts, _) = req.into_parts();
@@ -476,34 +494,24 @@ async fn export_csv(
         Ok(c) => c,
         Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
-    let query = UsageQuery { span: get("span"), key: get("key"), mode: get("mode") };
-    match backend.usage.usage_csv(&caller, query).await {
+    match make(backend, caller).await {
         Ok(csv) => (
             [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"usage.csv\""),
-                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+                (header::CACHE_CONTROL, "no-store".to_string()),
             ],
             csv,
         )
             .into_response(),
-        Err(AppError::NotSignedIn) => axum::response::Redirect::to("/login?return_to=%2Faccount%2Fusage").into_response(),
+        Err(AppError::NotSignedIn) => {
+            let back = url::form_urlencoded::byte_serialize(page.as_bytes()).collect::<String>();
+            axum::response::Redirect::to(&format!("/login?return_to={back}")).into_response()
+        }
         Err(AppError::NotFound) => text(StatusCode::NOT_FOUND, "Not found.".into()),
         Err(AppError::Forbidden) => text(StatusCode::FORBIDDEN, AppError::Forbidden.to_string()),
         Err(e @ AppError::Invalid(_)) => text(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-/// A CSV field, quoted when it holds a comma, a quote or a line break; one
-/// that a spreadsheet would read as a formula gets a leading `'`.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
     }
 }
 

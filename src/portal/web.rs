@@ -21,24 +21,24 @@ impl Portal {
             AppError::Internal { request_id }
         })
     }
+}
 
-    /// The user's membership in the organization the session shows, falling
-    /// back to their first one (for example after being removed from it).
-    async fn membership(
-        &self,
-        session: &Session,
-        user: Uuid,
-    ) -> Result<Option<Membership>, sqlx::Error> {
-        let db = &self.state.db;
-        if let Some(org) = sessions::get::<Uuid>(session, ORG_ID).await {
-            if let Some(m) = organizations::membership(db, org, user).await? {
-                return Ok(Some(m));
-            }
+/// The user's membership in the organization the session shows, falling
+/// back to the one they chose last, then their first one (for example after
+/// being removed from it).
+pub(crate) async fn session_membership(
+    db: &sqlx::PgPool,
+    session: &Session,
+    user: Uuid,
+) -> Result<Option<Membership>, sqlx::Error> {
+    if let Some(org) = sessions::get::<Uuid>(session, ORG_ID).await {
+        if let Some(m) = organizations::membership(db, org, user).await? {
+            return Ok(Some(m));
         }
-        match organizations::default_for_user(db, user).await? {
-            Some(org) => organizations::membership(db, org, user).await,
-            None => Ok(None),
-        }
+    }
+    match organizations::default_for_user(db, user).await? {
+        Some(org) => organizations::membership(db, org, user).await,
+        None => Ok(None),
     }
 }
 
@@ -60,8 +60,7 @@ impl Web for Portal {
         let Some(user) = user else {
             return Ok(caller);
         };
-        let membership = self
-            .membership(&session, user_id)
+        let membership = session_membership(&self.state.db, &session, user_id)
             .await
             .map_err(|e| errors::internal(&caller, e))?;
         caller.platform_admin = user.is_platform_admin;

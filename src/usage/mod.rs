@@ -29,6 +29,22 @@ pub mod warnings;
 use crate::api_keys::Mode;
 use uuid::Uuid;
 
+/// A time as RFC 3339 in UTC, for exports.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break; one
+/// that a spreadsheet would read as a formula gets a leading `'`.
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
 /// What a usage page or export is narrowed to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Filter {

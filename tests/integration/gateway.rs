@@ -36,9 +36,10 @@ async fn adjust_included(db: &PgPool, org: Uuid, amount: i64, key: &str) {
 }
 
 fn snapshot_body(res: &TestResponse) -> serde_json::Value {
-    let mut v = res.json();
-    v["request_id"] = serde_json::Value::String("[request_id]".into());
-    v
+    let v = res.json();
+    // The request id varies, in the body and in the fix links' `ref`.
+    let id = v["request_id"].as_str().unwrap_or("[none]").to_string();
+    serde_json::from_str(&v.to_string().replace(&id, "[request_id]")).unwrap()
 }
 
 async fn set_subscription(db: &PgPool, org: Uuid, sql: &str) {
@@ -116,7 +117,10 @@ async fn spending_the_credits_gives_insufficient_credits_with_a_top_up_link(db: 
     let href = body["resolution"][0]["href"].as_str().unwrap();
     assert_eq!(
         href,
-        "http://portal.test/billing/top-up?credits=1000&return_to=%2Fexplorer"
+        format!(
+            "http://portal.test/billing/top-up?credits=1000&return_to=%2Fexplorer&ref={}",
+            body["request_id"].as_str().unwrap()
+        )
     );
     insta::assert_json_snapshot!("insufficient_credits", snapshot_body(&res));
 
@@ -194,7 +198,10 @@ async fn a_free_key_on_a_pro_endpoint_is_told_which_plan_includes_it(db: PgPool)
     assert_eq!(body["required_plan"], "pro");
     assert_eq!(
         body["resolution"][0]["href"],
-        "http://portal.test/billing/plans?plan=pro&return_to=%2Fexplorer"
+        format!(
+            "http://portal.test/billing/plans?plan=pro&return_to=%2Fexplorer&ref={}",
+            body["request_id"].as_str().unwrap()
+        )
     );
     insta::assert_json_snapshot!("plan_upgrade_required", snapshot_body(&res));
     assert_eq!(

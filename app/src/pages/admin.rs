@@ -1,49 +1,19 @@
 //! The platform admin console (operators of this Tollgate, not customers).
 
 use crate::components::{use_viewer, Csrf, ErrorView, FormState, Loading};
-use crate::server_fns::{get_admin_approvals, get_admin_outbox, get_admin_overview, get_admin_routes};
+use super::console::ConsoleNav;
+use crate::server_fns::{get_admin_approvals, get_admin_outbox, get_admin_routes};
 use crate::types::{RouteView, RoutesPage, Viewer};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 #[component]
-pub fn AdminPage() -> impl IntoView {
-    let overview = Resource::new(|| (), |_| get_admin_overview());
-    view! {
-        <Title text="Admin"/>
-        <Suspense fallback=Loading>
-            {move || Suspend::new(async move {
-                match overview.await {
-                    Ok(o) => view! {
-                        <section class="panel">
-                            <h1>"Admin console"</h1>
-                            <dl class="facts">
-                                <dt>"Users"</dt><dd>{o.users}</dd>
-                                <dt>"Organizations"</dt><dd>{o.organizations}</dd>
-                                <dt>"Platform admins"</dt><dd>{o.platform_admins}</dd>
-                                <dt>"Emails not yet sent"</dt><dd>{o.unsent_emails}</dd>
-                            </dl>
-                            <p><a href="/admin/routes">"API routes"</a> " · " <a href="/admin/outbox">"Email outbox"</a></p>
-                            <p class="muted">
-                                "Approvals, organizations, credit adjustments, the plan editor and the audit "
-                                "log arrive with the billing issues; they are not built yet."
-                            </p>
-                        </section>
-                    }
-                    .into_any(),
-                    Err(e) => view! { <ErrorView error=e/> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
-}
-
-#[component]
 pub fn OutboxPage() -> impl IntoView {
     let outbox = Resource::new(|| (), |_| get_admin_outbox());
     view! {
         <Title text="Email outbox"/>
+        <ConsoleNav/>
         <Suspense fallback=Loading>
             {move || Suspend::new(async move {
                 match outbox.await {
@@ -92,6 +62,7 @@ pub fn RoutesAdminPage() -> impl IntoView {
     let page = Resource::new(|| (), |_| get_admin_routes());
     view! {
         <Title text="API routes"/>
+        <ConsoleNav/>
         <Suspense fallback=Loading>
             {move || Suspend::new(async move {
                 let v = viewer.await;
@@ -284,6 +255,7 @@ pub fn ApprovalsPage() -> impl IntoView {
     let queue = Resource::new(|| (), |_| get_admin_approvals());
     view! {
         <Title text="Approvals"/>
+        <ConsoleNav/>
         <Suspense fallback=Loading>
             {move || Suspend::new(async move {
                 let v = viewer.await;

@@ -205,7 +205,7 @@ pub fn PlansPage() -> impl IntoView {
             .collect_view();
         let trial = p.trial.clone().filter(|_| p.can_manage).map(|t| view! {
             <section class="panel">
-                <h2>"Try " {t.name.clone()} " free for 14 days"</h2>
+                <h2>"Try " {t.name.clone()} " free for " {t.trial_days} " days"</h2>
                 <p>"No card needed to start. Without a card when the trial ends, its calls are refused until you add one."</p>
                 <form method="post" action="/api/start_trial">
                     <Csrf token=viewer.csrf.clone()/>

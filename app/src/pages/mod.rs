@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod billing;
+pub mod console;
 pub mod docs;
 pub mod explorer;
 pub mod home;

@@ -7,12 +7,6 @@ use leptos::prelude::*;
 #[cfg(feature = "ssr")]
 use super::form::{submit, Form, Needs, Success};
 
-#[server(endpoint = "admin_overview")]
-pub async fn get_admin_overview() -> Result<AdminOverview, AppError> {
-    let (backend, caller) = super::ssr::caller().await?;
-    backend.admin.overview(&caller).await
-}
-
 #[server(endpoint = "admin_outbox")]
 pub async fn get_admin_outbox() -> Result<Vec<OutboxEntry>, AppError> {
     let (backend, caller) = super::ssr::caller().await?;

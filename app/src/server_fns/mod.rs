@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod billing;
+pub mod console;
 pub mod docs;
 #[cfg(feature = "ssr")]
 pub mod form;
@@ -18,6 +19,7 @@ pub mod usage;
 pub use accounts::*;
 pub use admin::*;
 pub use billing::*;
+pub use console::*;
 pub use docs::*;
 pub use keys::*;
 pub use usage::*;

@@ -1,0 +1,92 @@
+//! Fix-page visits: a 402's `resolution` links carry `ref`, the refused
+//! request's id (src/gateway/problem.rs). When a signed-in member opens a
+//! billing page with one, the first visit is recorded against that refusal,
+//! which is how the console's recovery funnel knows the 402 led to the fix
+//! page (never by guessing from times). Only a live 402 of the visitor's own
+//! organization counts: a `ref` naming another organization's request, a
+//! test-mode refusal or no refusal at all records nothing, and the page is
+//! served the same either way.
+
+use crate::accounts::sessions;
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_sessions::Session;
+use uuid::Uuid;
+
+/// The pages a resolution link leads to.
+const FIX_PAGES: [&str; 5] = ["/billing", "/billing/plans", "/billing/top-up", "/billing/payment-methods", "/billing/limits"];
+
+/// `ref`'s value, when it has the shape of a request id.
+fn reference(query: Option<&str>) -> Option<String> {
+    let query = query?;
+    let value = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "ref")?.1;
+    let ok = (5..=64).contains(&value.len()) && value.starts_with("req_") && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    ok.then(|| value.into_owned())
+}
+
+pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let page = req.uri().path().trim_end_matches('/');
+    if req.method() == http::Method::GET && FIX_PAGES.contains(&page) {
+        if let (Some(rid), Some(session)) = (reference(req.uri().query()), req.extensions().get::<Session>()) {
+            let page = page.to_string();
+            if let Err(e) = visit(&state, session, &rid, &page).await {
+                tracing::warn!(error = %e, "cannot record a fix page visit");
+            }
+        }
+    }
+    next.run(req).await
+}
+
+async fn visit(state: &AppState, session: &Session, rid: &str, page: &str) -> Result<(), sqlx::Error> {
+    let Some(user) = sessions::user_id(session).await else {
+        return Ok(());
+    };
+    let Some(m) = super::web::session_membership(&state.db, session, user).await? else {
+        return Ok(());
+    };
+    insert(&state.db, m.org_id, Some(user), rid, page, state.clock.now()).await
+}
+
+/// Records the first visit of `page` for the 402 `rid`, when it is a live
+/// 402 of `org`.
+pub async fn insert(
+    db: &sqlx::PgPool,
+    org: Uuid,
+    user: Option<Uuid>,
+    rid: &str,
+    page: &str,
+    now: time::OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO fix_visits (request_id, org_id, code, refused_at, page, user_id, visited_at)
+         SELECT e.request_id, e.org_id, e.problem_code, e.at, $3, $4, $5 FROM usage_events e
+          WHERE e.request_id = $1 AND e.org_id = $2 AND e.status = 402 AND e.mode = 'live'
+            AND e.problem_code IS NOT NULL AND e.at <= $5
+          LIMIT 1
+         ON CONFLICT (request_id) DO NOTHING",
+    )
+    .bind(rid)
+    .bind(org)
+    .bind(page)
+    .bind(user)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference;
+
+    #[test]
+    fn only_a_request_id_is_a_reference() {
+        assert_eq!(reference(Some("credits=1000&ref=req_0192abc&return_to=%2Fexplorer")).as_deref(), Some("req_0192abc"));
+        assert_eq!(reference(Some("ref=req_1%27%3B--")), None);
+        assert_eq!(reference(Some("ref=abc")), None);
+        assert_eq!(reference(Some("credits=1")), None);
+        assert_eq!(reference(None), None);
+    }
+}
