@@ -125,7 +125,7 @@ pub async fn adjust(
     let (included, expires, purchased, sandbox) = row.ok_or(AdjustError::NoMeters)?;
     let before = Balances { included, purchased, sandbox };
     let key = format!("adjustment:{key}");
-    let done: Option<i64> = sqlx::query_scalar("SELECT 1 FROM ledger_transactions WHERE idempotency_key = $1")
+    let done: Option<i32> = sqlx::query_scalar("SELECT 1 FROM ledger_transactions WHERE idempotency_key = $1")
         .bind(&key)
         .fetch_optional(&mut *tx)
         .await?;

@@ -12,18 +12,18 @@ use tollgate::billing::webhooks::sign;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-const GOOD: &str = "4242 4242 4242 4242";
+pub(crate) const GOOD: &str = "4242 4242 4242 4242";
 const NO_FUNDS: &str = "4000000000009995";
 const ALWAYS_FAILS: &str = "4000000000000341";
 
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name}")) + marker.len();
     let end = html[start..].find('"').unwrap();
     decode_html(&html[start..start + end])
 }
 
-async fn add_card(app: &mut TestApp, number: &str) -> TestResponse {
+pub(crate) async fn add_card(app: &mut TestApp, number: &str) -> TestResponse {
     let csrf = extract_csrf(&app.get("/billing/payment-methods").await.body);
     app.post_form(
         "/api/add_card",
@@ -60,7 +60,7 @@ async fn status(db: &PgPool, org: Uuid) -> String {
 }
 
 /// The top-up form as the page renders it for `credits`, posted once.
-async fn top_up(app: &mut TestApp, credits: i64) -> TestResponse {
+pub(crate) async fn top_up(app: &mut TestApp, credits: i64) -> TestResponse {
     let page = app.get(&format!("/billing/top-up?credits={credits}")).await;
     let csrf = extract_csrf(&page.body);
     let key = hidden(&page.body, "idempotency_key");
@@ -257,7 +257,7 @@ async fn forged_replayed_and_duplicated_webhooks_change_nothing(db: PgPool) {
 }
 
 /// Upgrades to `plan` from the plans page, paying the amount it previews.
-async fn upgrade(app: &mut TestApp, plan: &str) -> (TestResponse, i64) {
+pub(crate) async fn upgrade(app: &mut TestApp, plan: &str) -> (TestResponse, i64) {
     let page = app.get(&format!("/billing/plans?plan={plan}")).await;
     let csrf = extract_csrf(&page.body);
     let key = hidden(&page.body, "idempotency_key");
@@ -356,7 +356,7 @@ async fn a_renewal_is_charged_once_per_period_however_many_jobs_run(db: PgPool) 
     assert_eq!(start, end, "the next period starts where the last ended");
 }
 
-async fn wait_for(db: &PgPool, org: Uuid, want: &str) {
+pub(crate) async fn wait_for(db: &PgPool, org: Uuid, want: &str) {
     for _ in 0..100 {
         if status(db, org).await == want {
             return;

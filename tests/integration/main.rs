@@ -3,6 +3,7 @@
 
 mod account_holes;
 mod billing;
+mod console;
 mod review_holes;
 mod docs;
 mod accounts;
