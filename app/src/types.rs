@@ -27,6 +27,8 @@ pub struct UserView {
     pub email_verified: bool,
     pub is_platform_admin: bool,
     pub org: Option<OrgView>,
+    /// Every organization the user belongs to (the header's switcher).
+    pub orgs: Vec<OrgView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -127,8 +127,23 @@ impl Web for Portal {
     }
 
     async fn switch_org(&self, req: &Parts, org_id: &str) {
-        if let (Ok(session), Ok(org)) = (self.session(req), Uuid::parse_str(org_id)) {
-            let _ = session.insert(ORG_ID, org).await;
+        let (Ok(session), Ok(org)) = (self.session(req), Uuid::parse_str(org_id)) else {
+            return;
+        };
+        let _ = session.insert(ORG_ID, org).await;
+        // The next sign-in lands here too, while the user is a member.
+        if let Some(user) = sessions::user_id(&session).await {
+            let saved = sqlx::query(
+                "UPDATE users u SET last_org_id = m.org_id FROM memberships m
+                  WHERE u.id = $1 AND m.user_id = u.id AND m.org_id = $2",
+            )
+            .bind(user)
+            .bind(org)
+            .execute(&self.state.db)
+            .await;
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "cannot remember the organization chosen");
+            }
         }
     }
 

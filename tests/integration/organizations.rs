@@ -336,3 +336,61 @@ async fn invitations_are_validated_and_can_be_revoked(db: PgPool) {
         .body
         .contains("This invitation is invalid"));
 }
+
+#[sqlx::test]
+async fn the_organization_switcher_acts_for_the_chosen_one_and_survives_sign_in(db: sqlx::PgPool) {
+    let mut bob = TestApp::new(db.clone()).await;
+    bob.sign_up("Bob", "bob@example.com", PASSWORD).await;
+    let bob_org = bob.org_of("bob@example.com").await;
+    let mut ada = bob.other_browser();
+    ada.sign_up("Ada", "ada@example.com", PASSWORD).await;
+    let ada_org = ada.org_of("ada@example.com").await;
+    // One organization: no switcher.
+    assert!(!ada.get("/account").await.body.contains("data-testid=\"org-switcher\""));
+    invite(&mut bob, "ada@example.com", "developer").await;
+    let (_, body) = last_email(&db, "ada@example.com").await.expect("an invitation");
+    let token = link_path(&body).trim_start_matches("/invitations/").to_string();
+    let csrf = extract_csrf(&ada.get(&format!("/invitations/{token}")).await.body);
+    let res = ada.post_form("/api/accept_invitation", &[("csrf", &csrf), ("token", &token)]).await;
+    assert_eq!(res.location(), "/account");
+    let mut joined = ada;
+    let page = joined.get("/account/keys").await.body;
+    assert!(page.contains("data-testid=\"org-switcher\""), "two organizations: a switcher");
+    let names: Vec<(uuid::Uuid, String)> = sqlx::query_as("SELECT id, name FROM organizations").fetch_all(&db).await.unwrap();
+    let name = |id: uuid::Uuid| names.iter().find(|n| n.0 == id).unwrap().1.clone();
+    let (bob_name, ada_name) = (name(bob_org), name(ada_org));
+    // Switch to Ada's own organization from the keys page: back on it, acting there.
+    let csrf = extract_csrf(&page);
+    let ada_id = ada_org.to_string();
+    let res = joined.post_form("/api/switch_org", &[("csrf", &csrf), ("org_id", &ada_id), ("return_to", "/account/keys")]).await;
+    assert_eq!(res.location(), "/account/keys");
+    let members = decode_html(&joined.get("/account/members").await.body).replace("<!>", "");
+    assert!(members.contains(&format!("Members of {ada_name}")), "acts for the chosen organization: {ada_name} {}", &members[members.find("<h1").unwrap_or(0)..][..200.min(members.len())]);
+    // An organization she does not belong to (any spelling): refused, nothing changes.
+    let mut stranger = joined.other_browser();
+    stranger.sign_up("Cy", "cy@example.com", PASSWORD).await;
+    let cy_org = stranger.org_of("cy@example.com").await;
+    for spelling in [cy_org.to_string(), cy_org.to_string().to_uppercase(), cy_org.simple().to_string()] {
+        let csrf = extract_csrf(&joined.get("/account").await.body);
+        joined.post_form("/api/switch_org", &[("csrf", &csrf), ("org_id", &spelling), ("return_to", "/account")]).await;
+        let last: Option<uuid::Uuid> = sqlx::query_scalar("SELECT last_org_id FROM users WHERE email = 'ada@example.com'").fetch_one(&db).await.unwrap();
+        assert_eq!(last, Some(ada_org), "{spelling}");
+    }
+    assert!(decode_html(&joined.get("/account").await.body).contains("not a member of that organization"));
+    // Signed out and in again: still the one chosen.
+    joined.sign_out().await;
+    joined.sign_in("ada@example.com", PASSWORD).await;
+    let members = decode_html(&joined.get("/account/members").await.body).replace("<!>", "");
+    assert!(members.contains(&format!("Members of {ada_name}")), "{members}");
+    let csrf = extract_csrf(&members);
+    let bob_id = bob_org.to_string();
+    joined.post_form("/api/switch_org", &[("csrf", &csrf), ("org_id", &bob_id), ("return_to", "/account")]).await;
+    joined.sign_out().await;
+    joined.sign_in("ada@example.com", PASSWORD).await;
+    let last: Option<uuid::Uuid> = sqlx::query_scalar("SELECT last_org_id FROM users WHERE email = 'ada@example.com'").fetch_one(&db).await.unwrap();
+    assert_eq!(last, Some(bob_org));
+    let page = joined.get("/account").await.body;
+    assert!(page.contains(&format!("<option value=\"{bob_org}\" selected")), "the next sign-in lands in the organization chosen last");
+    // A developer there: the members page is not hers to see.
+    assert_eq!(joined.get("/account/members").await.status, StatusCode::FORBIDDEN, "{bob_name}");
+}

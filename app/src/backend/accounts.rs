@@ -80,4 +80,9 @@ pub trait Accounts: Send + Sync + 'static {
     async fn invitation(&self, token: String) -> Result<InvitationPreview, AppError>;
     /// Joins the invitation's organization; returns its id.
     async fn accept_invitation(&self, caller: &Caller, token: String) -> Result<String, FormError>;
+    /// Every organization the user belongs to, for the switcher.
+    async fn organizations(&self, caller: &Caller) -> Result<Vec<crate::types::OrgView>, AppError>;
+    /// Makes `org_id` the organization the user acts in, now and at their
+    /// next sign-in, when they belong to it; returns its id.
+    async fn choose_org(&self, caller: &Caller, org_id: String) -> Result<String, FormError>;
 }

@@ -66,6 +66,23 @@ fn SessionLinks(viewer: Viewer) -> impl IntoView {
         Some(user) => view! {
             {admin.then(|| view! { <a href="/admin">"Admin"</a> })}
             <span class="nav-spacer"></span>
+            {(user.orgs.len() > 1).then(|| {
+                let current = user.org.as_ref().map(|o| o.id.clone()).unwrap_or_default();
+                let options = user
+                    .orgs
+                    .iter()
+                    .map(|o| view! { <option value=o.id.clone() selected=o.id == current>{o.name.clone()}</option> })
+                    .collect_view();
+                view! {
+                    <form method="post" action="/api/switch_org" class="inline-form org-switcher" data-testid="org-switcher">
+                        <Csrf token=viewer.csrf.clone()/>
+                        <input type="hidden" name="return_to" value=super::current_path()/>
+                        <label for="org-switch" class="visually-hidden">"Organization"</label>
+                        <select id="org-switch" name="org_id">{options}</select>
+                        <button type="submit" class="link-button">"Switch"</button>
+                    </form>
+                }
+            })}
             <span class="nav-user" title=user.email.clone()>{user.display_name.clone()}</span>
             <form method="post" action="/api/sign_out" class="inline-form">
                 <Csrf token=viewer.csrf.clone()/>

@@ -32,6 +32,7 @@ pub async fn get_viewer() -> Result<Viewer, AppError> {
     } else {
         backend.web.take_flash(&parts).await
     };
+    let orgs = if caller.user.is_some() { backend.accounts.organizations(&caller).await? } else { Vec::new() };
     let user = caller.user.map(|u| UserView {
         email: u.email,
         display_name: u.display_name,
@@ -42,6 +43,7 @@ pub async fn get_viewer() -> Result<Viewer, AppError> {
             name: o.name,
             role: o.role.as_str().to_string(),
         }),
+        orgs,
     });
     Ok(Viewer { user, csrf, flash })
 }
@@ -296,6 +298,20 @@ pub async fn accept_invitation(csrf: String, token: String) -> Result<(), AppErr
             .await?;
         c.backend.web.switch_org(&c.parts, &org).await;
         Ok(Success::to("/account").notice("", "You joined the organization."))
+    })
+    .await
+}
+
+/// The header's organization switcher: every page then acts for the
+/// organization chosen, and so does the next sign-in.
+#[server(endpoint = "switch_org")]
+pub async fn switch_org(csrf: String, org_id: String, return_to: Option<String>) -> Result<(), AppError> {
+    let back = super::form::safe_return_to(return_to.as_deref()).unwrap_or_else(|| "/account".into());
+    let form = Form { name: "switch_org", back: back.clone(), values: vec![], needs: Needs::User };
+    submit(form, &csrf, |c| async move {
+        let org = c.backend.accounts.choose_org(&c.caller, org_id).await?;
+        c.backend.web.switch_org(&c.parts, &org).await;
+        Ok(Success::to(back).notice("", "Switched organization."))
     })
     .await
 }
