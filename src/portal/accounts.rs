@@ -118,6 +118,10 @@ impl Accounts for Portal {
 
     async fn members(&self, caller: &Caller) -> Result<MembersPage, AppError> {
         let m = member(caller)?;
+        // Who belongs and their addresses are the managers' to see.
+        if !m.role.manages_members() {
+            return Err(AppError::Forbidden);
+        }
         let db = &self.state.db;
         let members = organizations::members(db, m.org)
             .await

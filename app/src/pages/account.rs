@@ -43,6 +43,7 @@ pub fn AccountPage() -> impl IntoView {
                     None => None,
                 };
                 let org = user.org.clone();
+                let manages_members = org.as_ref().is_some_and(|o| o.role == "owner" || o.role == "admin");
                 view! {
                     {f.banner()}
                     {unverified}
@@ -74,11 +75,13 @@ pub fn AccountPage() -> impl IntoView {
                             <p>"Every call, and the exact body of each refused one with its fix."</p>
                             <a href="/account/logs">"Open the request log"</a>
                         </article>
-                        <article class="card">
-                            <h2>"Members"</h2>
-                            <p>"Invite your team and choose what each person may do."</p>
-                            <a href="/account/members">"Manage members"</a>
-                        </article>
+                        {manages_members.then(|| view! {
+                            <article class="card">
+                                <h2>"Members"</h2>
+                                <p>"Invite your team and choose what each person may do."</p>
+                                <a href="/account/members">"Manage members"</a>
+                            </article>
+                        })}
                         <article class="card">
                             <h2>"Billing"</h2>
                             <p>"Your plan, its included credits and its billing period."</p>

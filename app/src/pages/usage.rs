@@ -23,12 +23,16 @@ pub fn UsageNav() -> impl IntoView {
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     let v = viewer.await;
-                    let reads_log = v.user.and_then(|u| u.org).is_some_and(|o| o.role != "billing");
-                    reads_log.then(|| view! { <a href="/account/logs">"Request log"</a> })
+                    let role = v.user.and_then(|u| u.org).map(|o| o.role).unwrap_or_default();
+                    let reads_log = !role.is_empty() && role != "billing";
+                    let manages = role == "owner" || role == "admin";
+                    view! {
+                        {reads_log.then(|| view! { <a href="/account/logs">"Request log"</a> })}
+                        <a href="/account/keys">"API keys"</a>
+                        {manages.then(|| view! { <a href="/account/members">"Members"</a> })}
+                    }
                 })}
             </Suspense>
-            <a href="/account/keys">"API keys"</a>
-            <a href="/account/members">"Members"</a>
         </nav>
     }
 }
