@@ -33,6 +33,16 @@ fn manages(m: &Member) -> bool {
 }
 
 /// The member, if they may pay and change plans.
+/// The member, if they may see billing (owners, admins, billing members).
+fn billing_reader(caller: &Caller) -> Result<Member, AppError> {
+    let m = member(caller)?;
+    if manages(&m) {
+        Ok(m)
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
+
 fn payer(caller: &Caller) -> Result<Member, FormError> {
     let m = form_member(caller)?;
     if manages(&m) {
@@ -204,7 +214,7 @@ impl Billing for Portal {
     }
 
     async fn overview(&self, caller: &Caller) -> Result<BillingOverview, AppError> {
-        let m = member(caller)?;
+        let m = billing_reader(caller)?;
         let db = &self.state.db;
         let now = self.now();
         let page = |e| errors::page(caller, e);
@@ -323,7 +333,7 @@ impl Billing for Portal {
 
     async fn plans_page(&self, caller: &Caller, selected: Option<String>, renew: bool) -> Result<PlansPage, AppError> {
         let db = &self.state.db;
-        let m = match member(caller) {
+        let m = match billing_reader(caller) {
             Ok(m) => m,
             // Visitors see the catalogue, and sign up to choose.
             Err(AppError::NotSignedIn) => {
@@ -462,7 +472,7 @@ impl Billing for Portal {
     }
 
     async fn payment_methods(&self, caller: &Caller) -> Result<PaymentMethodsPage, AppError> {
-        let m = member(caller)?;
+        let m = billing_reader(caller)?;
         let db = &self.state.db;
         let page = |e| errors::page(caller, e);
         let cards = cards::list(db, m.org).await.map_err(page)?;
@@ -512,7 +522,7 @@ impl Billing for Portal {
     }
 
     async fn top_up_page(&self, caller: &Caller, credits: Option<String>) -> Result<TopUpPage, AppError> {
-        let m = member(caller)?;
+        let m = billing_reader(caller)?;
         let db = &self.state.db;
         let page = |e| errors::page(caller, e);
         let wanted = credits.and_then(|c| c.trim().parse::<i64>().ok()).filter(|c| *c > 0);
@@ -566,7 +576,7 @@ impl Billing for Portal {
     }
 
     async fn limits(&self, caller: &Caller) -> Result<LimitsPage, AppError> {
-        let m = member(caller)?;
+        let m = billing_reader(caller)?;
         let db = &self.state.db;
         let page = |e| errors::page(caller, e);
         let limits = topups::limits(db, m.org).await.map_err(page)?;
@@ -639,12 +649,12 @@ impl Billing for Portal {
     }
 
     async fn invoices(&self, caller: &Caller) -> Result<Vec<InvoiceView>, AppError> {
-        let m = member(caller)?;
+        let m = billing_reader(caller)?;
         invoice_views(&self.state.db, m.org, None, false).await.map_err(|e| errors::page(caller, e))
     }
 
     async fn invoice(&self, caller: &Caller, id: String) -> Result<InvoiceView, AppError> {
-        let m = member(caller)?;
+        let m = billing_reader(caller)?;
         let id = Uuid::parse_str(id.trim()).map_err(|_| AppError::NotFound)?;
         invoice_views(&self.state.db, m.org, Some(id), false)
             .await

@@ -1,6 +1,6 @@
 //! The `Keys` port: list, create, revoke, rotate.
 
-use super::{date_time, errors, form_member, member, Portal};
+use super::{date_time, errors, member, Portal};
 use crate::api_keys::store;
 use crate::api_keys::KeyError;
 use app::backend::{Caller, CreateKeyForm, FormError, Keys, NewSecret};
@@ -8,10 +8,27 @@ use app::error::AppError;
 use app::types::{ApiKeyView, KeysPage};
 use uuid::Uuid;
 
+/// The member, if they may manage keys (owners, admins, developers).
+fn key_member(caller: &Caller) -> Result<super::Member, AppError> {
+    let m = member(caller)?;
+    if crate::api_keys::store::may_manage(m.role) {
+        Ok(m)
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
+
+fn key_form_member(caller: &Caller) -> Result<super::Member, FormError> {
+    key_member(caller).map_err(|e| match e {
+        AppError::Forbidden => FormError::message("Only developers, admins and owners manage API keys."),
+        e => FormError::message(e.to_string()),
+    })
+}
+
 #[async_trait::async_trait]
 impl Keys for Portal {
     async fn page(&self, caller: &Caller) -> Result<KeysPage, AppError> {
-        let m = member(caller)?;
+        let m = key_member(caller)?;
         let now = self.now();
         let keys = store::list(&self.state.db, m.org)
             .await
@@ -54,7 +71,7 @@ impl Keys for Portal {
     }
 
     async fn create(&self, caller: &Caller, form: CreateKeyForm) -> Result<NewSecret, FormError> {
-        let m = form_member(caller)?;
+        let m = key_form_member(caller)?;
         let verified = caller.user.as_ref().is_some_and(|u| u.email_verified);
         if form.mode == "live" && self.state.config.live_keys_need_verified_email && !verified {
             return Err(FormError {
@@ -79,7 +96,7 @@ impl Keys for Portal {
     }
 
     async fn revoke(&self, caller: &Caller, key_id: String) -> Result<String, FormError> {
-        let m = form_member(caller)?;
+        let m = key_form_member(caller)?;
         let result = match Uuid::parse_str(&key_id) {
             Ok(id) => store::revoke(&self.state.db, m.org, m.user, id, self.now()).await,
             Err(_) => Err(KeyError::NotFound),
@@ -94,7 +111,7 @@ impl Keys for Portal {
         key_id: String,
         overlap_hours: String,
     ) -> Result<NewSecret, FormError> {
-        let m = form_member(caller)?;
+        let m = key_form_member(caller)?;
         let overlap = overlap_hours.trim().parse::<i64>().unwrap_or(-1);
         let result = match Uuid::parse_str(&key_id) {
             Ok(id) => store::rotate(&self.state.db, m.org, m.user, id, overlap, self.now()).await,

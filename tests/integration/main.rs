@@ -7,6 +7,7 @@ mod console;
 mod review_holes;
 mod docs;
 mod accounts;
+mod authorization;
 mod gateway;
 mod gateway_holes;
 mod helpers;

@@ -43,7 +43,10 @@ pub fn AccountPage() -> impl IntoView {
                     None => None,
                 };
                 let org = user.org.clone();
-                let manages_members = org.as_ref().is_some_and(|o| o.role == "owner" || o.role == "admin");
+                let role = org.as_ref().map(|o| o.role.clone()).unwrap_or_default();
+                let manages_members = role == "owner" || role == "admin";
+                let uses_keys = role != "billing";
+                let sees_billing = role != "developer";
                 view! {
                     {f.banner()}
                     {unverified}
@@ -60,21 +63,25 @@ pub fn AccountPage() -> impl IntoView {
                     </section>
                     {d.map(|d| view! { <DashboardView dashboard=d/> })}
                     <section class="cards">
-                        <article class="card">
-                            <h2>"API keys"</h2>
-                            <p>"Create test and live keys, rotate them, revoke them."</p>
-                            <a href="/account/keys">"Manage API keys"</a>
-                        </article>
+                        {uses_keys.then(|| view! {
+                            <article class="card">
+                                <h2>"API keys"</h2>
+                                <p>"Create test and live keys, rotate them, revoke them."</p>
+                                <a href="/account/keys">"Manage API keys"</a>
+                            </article>
+                        })}
                         <article class="card">
                             <h2>"Usage"</h2>
                             <p>"Calls and credits by hour or day, by endpoint and key; export as CSV."</p>
                             <a href="/account/usage">"See usage"</a>
                         </article>
-                        <article class="card">
-                            <h2>"Request log"</h2>
-                            <p>"Every call, and the exact body of each refused one with its fix."</p>
-                            <a href="/account/logs">"Open the request log"</a>
-                        </article>
+                        {uses_keys.then(|| view! {
+                            <article class="card">
+                                <h2>"Request log"</h2>
+                                <p>"Every call, and the exact body of each refused one with its fix."</p>
+                                <a href="/account/logs">"Open the request log"</a>
+                            </article>
+                        })}
                         {manages_members.then(|| view! {
                             <article class="card">
                                 <h2>"Members"</h2>
@@ -82,11 +89,13 @@ pub fn AccountPage() -> impl IntoView {
                                 <a href="/account/members">"Manage members"</a>
                             </article>
                         })}
-                        <article class="card">
-                            <h2>"Billing"</h2>
-                            <p>"Your plan, its included credits and its billing period."</p>
-                            <a href="/billing">"Open billing"</a>
-                        </article>
+                        {sees_billing.then(|| view! {
+                            <article class="card">
+                                <h2>"Billing"</h2>
+                                <p>"Your plan, its included credits and its billing period."</p>
+                                <a href="/billing">"Open billing"</a>
+                            </article>
+                        })}
                     </section>
                 }
                 .into_any()

@@ -28,7 +28,7 @@ pub fn UsageNav() -> impl IntoView {
                     let manages = role == "owner" || role == "admin";
                     view! {
                         {reads_log.then(|| view! { <a href="/account/logs">"Request log"</a> })}
-                        <a href="/account/keys">"API keys"</a>
+                        {reads_log.then(|| view! { <a href="/account/keys">"API keys"</a> })}
                         {manages.then(|| view! { <a href="/account/members">"Members"</a> })}
                     }
                 })}
