@@ -712,6 +712,8 @@ pub struct AdminHome {
 pub struct RecoveryQuery {
     pub from: String,
     pub to: String,
+    /// One organization's id, or empty for all.
+    pub org: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -743,6 +745,8 @@ pub struct RecoveryPage {
     /// The range shown, as dates (the end is exclusive).
     pub from: String,
     pub to: String,
+    /// The organization the funnel is narrowed to: (id, name).
+    pub org: Option<(String, String)>,
     /// (field, message) when the range could not be read.
     pub errors: Vec<(String, String)>,
     pub funnels: Vec<FunnelView>,

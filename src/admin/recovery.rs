@@ -138,8 +138,8 @@ fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
     sorted.get(rank - 1).copied()
 }
 
-/// The funnel for the 402s of `[from, to)`.
-pub async fn load(db: &PgPool, from: OffsetDateTime, to: OffsetDateTime) -> Result<Recovery, sqlx::Error> {
+/// The funnel for the 402s of `[from, to)`, of one organization or all.
+pub async fn load(db: &PgPool, from: OffsetDateTime, to: OffsetDateTime, org: Option<Uuid>) -> Result<Recovery, sqlx::Error> {
     let mut codes: Vec<&str> = Vec::new();
     let mut kinds: Vec<&str> = Vec::new();
     for code in crate::gateway::catalogue::ALL {
@@ -156,6 +156,7 @@ pub async fn load(db: &PgPool, from: OffsetDateTime, to: OffsetDateTime) -> Resu
         "WITH refusals AS (
              SELECT e.request_id, e.org_id, e.problem_code AS code, e.at FROM usage_events e
               WHERE e.status = 402 AND e.mode = 'live' AND e.problem_code IS NOT NULL AND e.at >= $1 AND e.at < $2
+                AND ($7::uuid IS NULL OR e.org_id = $7)
          ),
          fixes AS (
              SELECT i.org_id, CASE i.purpose WHEN 'top_up' THEN 'top_up' WHEN 'auto_top_up' THEN 'top_up'
@@ -190,6 +191,7 @@ pub async fn load(db: &PgPool, from: OffsetDateTime, to: OffsetDateTime) -> Resu
     .bind(&kinds)
     .bind(&actions)
     .bind(&action_kinds)
+    .bind(org)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

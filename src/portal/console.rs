@@ -163,11 +163,33 @@ impl Portal {
         if to < from || (to - from) > Duration::days(400) {
             errors.push(("to".into(), "The range ends on or after its start, within 400 days.".into()));
         }
-        let mut page = RecoveryPage { from: day_text(from), to: day_text(to), errors, funnels: vec![], unrecovered: vec![] };
+        let mut org = None;
+        if !q.org.trim().is_empty() {
+            let found: Option<(Uuid, String)> = match crate::admin::parse_id(&q.org) {
+                Some(id) => sqlx::query_as("SELECT id, name FROM organizations WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.state.db)
+                    .await
+                    .map_err(|e| errors::page(caller, e))?,
+                None => None,
+            };
+            match found {
+                Some(o) => org = Some(o),
+                None => errors.push(("org".into(), "No organization has this id.".into())),
+            }
+        }
+        let mut page = RecoveryPage {
+            from: day_text(from),
+            to: day_text(to),
+            org: org.as_ref().map(|(id, name)| (id.to_string(), name.clone())),
+            errors,
+            funnels: vec![],
+            unrecovered: vec![],
+        };
         if !page.errors.is_empty() {
             return Ok(page);
         }
-        let r = recovery::load(&self.state.db, from.midnight().assume_utc(), (to + Duration::days(1)).midnight().assume_utc())
+        let r = recovery::load(&self.state.db, from.midnight().assume_utc(), (to + Duration::days(1)).midnight().assume_utc(), org.map(|o| o.0))
             .await
             .map_err(|e| errors::page(caller, e))?;
         let words = |s: Option<i64>| s.map(duration_words).unwrap_or_else(|| "—".into());

@@ -40,7 +40,6 @@ const MANAGERS: &[&str] = &["owner", "admin"];
 enum V {
     Lit(&'static str),
     Csrf,
-    Key,
     Org,
     KeyId,
     UserId,
@@ -105,7 +104,7 @@ fn function_case(endpoint: &str) -> Option<(Need, Vec<(&'static str, V)>)> {
         "revoke_invitation" => (Need::Member(MANAGERS), vec![("csrf", Csrf), ("invitation_id", InvitationId)]),
         // Platform admins.
         "admin_home" | "admin_plans" | "admin_outbox" | "admin_routes" | "admin_approvals" => (Need::Admin, vec![]),
-        "admin_recovery" => (Need::Admin, vec![("query[from]", Lit("")), ("query[to]", Lit(""))]),
+        "admin_recovery" => (Need::Admin, vec![("query[from]", Lit("")), ("query[to]", Lit("")), ("query[org]", Org)]),
         "admin_orgs" => (Need::Admin, vec![("q", Org)]),
         "admin_org" => (Need::Admin, vec![("id", Org)]),
         "admin_audit" => (
@@ -152,7 +151,7 @@ fn page_case(route: &str) -> Option<(Need, &'static str)> {
         "/billing/invoices" => (Need::Member(BILLING), "/billing/invoices"),
         "/billing/invoices/:id" => (Need::Member(BILLING), "/billing/invoices/{invoice}"),
         "/admin" => (Need::Admin, "/admin"),
-        "/admin/recovery" => (Need::Admin, "/admin/recovery"),
+        "/admin/recovery" => (Need::Admin, "/admin/recovery?org={org}"),
         "/admin/orgs" => (Need::Admin, "/admin/orgs?q={org}"),
         "/admin/orgs/:id" => (Need::Admin, "/admin/orgs/{org}"),
         "/admin/plans" => (Need::Admin, "/admin/plans"),
@@ -176,7 +175,6 @@ struct Victim {
     invitation_id: Uuid,
     card_id: Uuid,
     invoice_id: Uuid,
-    invoice_number: String,
     request_id: String,
     route_id: Uuid,
     plan_id: Uuid,
@@ -232,7 +230,6 @@ fn value(v: V, victim: &Victim, csrf: &str, spelling: usize) -> String {
     match v {
         Lit(s) => s.to_string(),
         Csrf => csrf.to_string(),
-        Key => victim.key.clone(),
         Org => id(victim.org.to_string()),
         KeyId => id(victim.key_id.to_string()),
         UserId => id(victim.user_id.to_string()),
@@ -339,7 +336,6 @@ async fn setup(db: &PgPool) -> (TestApp, Victim, Vec<Attacker>) {
         invitation_id,
         card_id,
         invoice_id,
-        invoice_number,
         request_id,
         route_id,
         plan_id,

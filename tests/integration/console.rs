@@ -469,7 +469,9 @@ async fn the_recovery_funnel_counts_each_step_by_its_reference(db: PgPool) {
     );
 
     let from = t0 - time::Duration::days(1);
-    let r = tollgate::admin::recovery::load(&db, from, cy.clock.now() + time::Duration::days(1)).await.unwrap();
+    let r = tollgate::admin::recovery::load(&db, from, cy.clock.now() + time::Duration::days(1), None).await.unwrap();
+    let only_cy = tollgate::admin::recovery::load(&db, from, cy.clock.now() + time::Duration::days(1), Some(cy_org)).await.unwrap();
+    assert_eq!(only_cy.funnels.iter().map(|f| (f.code.as_str(), f.refused, f.visited)).collect::<Vec<_>>(), vec![("insufficient_credits", 1, 1)]);
     let credits = r.funnels.iter().find(|f| f.code == "insufficient_credits").unwrap();
     assert_eq!(
         (credits.refused, credits.visited, credits.fixed, credits.recovered, credits.episodes),

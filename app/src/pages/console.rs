@@ -162,7 +162,7 @@ fn HomeView(home: AdminHome) -> impl IntoView {
 
 #[component]
 pub fn RecoveryAdminPage() -> impl IntoView {
-    let query = RecoveryQuery { from: query_value("from"), to: query_value("to") };
+    let query = RecoveryQuery { from: query_value("from"), to: query_value("to"), org: query_value("org") };
     let page = Resource::new(move || query.clone(), get_admin_recovery);
     view! {
         <Title text="402 recovery"/>
@@ -237,7 +237,12 @@ fn RecoveryView(page: RecoveryPage) -> impl IntoView {
                 "changed, a card added, a cap raised, a renewal paid, an approval granted) and by a successful call. "
                 "Time to recovery runs from an organization's first 402 of a run to its first successful call after the fix."
             </p>
+            {p.org.clone().map(|(id, name)| view! {
+                <p data-testid="recovery-org">"Only " {org_link(&id, &name)} ". " <a href="/admin/recovery">"Every organization"</a></p>
+            })}
+            {field_error(&p.errors, "org")}
             <form method="get" action="/admin/recovery" class="filters">
+                {p.org.clone().map(|(id, _)| view! { <input type="hidden" name="org" value=id/> })}
                 <div class="field">
                     <label for="recovery-from">"From (UTC date)"</label>
                     <input id="recovery-from" name="from" type="text" value=p.from.clone() placeholder="2026-11-01"
@@ -458,7 +463,8 @@ fn OrgView(page: OrgPage, viewer: Viewer) -> impl IntoView {
                 <dt>"Purchased credits"</dt><dd data-testid="purchased">{group(p.purchased)}</dd>
                 <dt>"Sandbox credits"</dt><dd>{group(p.sandbox)}</dd>
             </dl>
-            <p><a href=format!("/admin/audit?org={}", p.id)>"Its whole audit trail"</a></p>
+            <p><a href=format!("/admin/audit?org={}", p.id)>"Its whole audit trail"</a> " · "
+                <a href=format!("/admin/recovery?org={}", p.id)>"Its 402 recovery"</a></p>
         </section>
         <section class="panel" id="adjust">
             <h2>"Adjust credits"</h2>
