@@ -169,7 +169,6 @@ const PLAIN: [(&str, Need); 2] = [("/account/usage.csv", Need::Member(ALL_ROLES)
 /// The organization under attack, and what identifies its data.
 struct Victim {
     org: Uuid,
-    key: String,
     key_id: Uuid,
     user_id: Uuid,
     invitation_id: Uuid,
@@ -330,7 +329,6 @@ async fn setup(db: &PgPool) -> (TestApp, Victim, Vec<Attacker>) {
     markers.extend(["Quillworks Victim Co".to_string(), "developer@victim.test".to_string()]);
     let victim = Victim {
         org,
-        key,
         key_id,
         user_id,
         invitation_id,
