@@ -59,16 +59,20 @@ ALTER TABLE plans
     ADD CONSTRAINT plans_signup_is_free CHECK (NOT signup OR (price_minor = 0 AND NOT requires_approval AND active));
 CREATE UNIQUE INDEX plans_one_signup ON plans ((true)) WHERE signup;
 
--- The first visit of a fix page from a 402's resolution link (`ref` names the
--- refused request; only the organization's own 402s count).
+-- The first visit of a fix page from a 402's resolution link, by the
+-- organization of the member who opened it (`ref` names the refused
+-- request). Recorded as the page opens, even before the refusal's usage
+-- event is written (the writer batches); the recovery funnel counts a visit
+-- only when the refusal is a live 402 of that same organization, so a `ref`
+-- naming another organization's request counts for nobody and cannot block
+-- that organization's own visit.
 CREATE TABLE fix_visits (
-    request_id text PRIMARY KEY,
+    request_id text NOT NULL CHECK (length(request_id) BETWEEN 5 AND 64),
     org_id     uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
-    code       text NOT NULL,
-    refused_at timestamptz NOT NULL,
     page       text NOT NULL,
     user_id    uuid REFERENCES users (id) ON DELETE SET NULL,
-    visited_at timestamptz NOT NULL
+    visited_at timestamptz NOT NULL,
+    PRIMARY KEY (request_id, org_id)
 );
 CREATE INDEX fix_visits_org_idx ON fix_visits (org_id, visited_at);
 

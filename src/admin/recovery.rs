@@ -173,7 +173,7 @@ pub async fn load(db: &PgPool, from: OffsetDateTime, to: OffsetDateTime, org: Op
                 f.currency, s.at AS recovered_at
            FROM refusals r
            JOIN organizations o ON o.id = r.org_id
-           LEFT JOIN fix_visits v ON v.request_id = r.request_id AND v.org_id = r.org_id
+           LEFT JOIN fix_visits v ON v.request_id = r.request_id AND v.org_id = r.org_id AND v.visited_at >= r.at
            LEFT JOIN LATERAL (
                 SELECT x.* FROM fixes x
                  WHERE x.org_id = r.org_id AND x.at >= v.visited_at

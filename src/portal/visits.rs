@@ -1,11 +1,13 @@
 //! Fix-page visits: a 402's `resolution` links carry `ref`, the refused
 //! request's id (src/gateway/problem.rs). When a signed-in member opens a
-//! billing page with one, the first visit is recorded against that refusal,
-//! which is how the console's recovery funnel knows the 402 led to the fix
-//! page (never by guessing from times). Only a live 402 of the visitor's own
-//! organization counts: a `ref` naming another organization's request, a
-//! test-mode refusal or no refusal at all records nothing, and the page is
-//! served the same either way.
+//! billing page with one, the first visit is recorded for that reference
+//! and the member's organization, which is how the console's recovery
+//! funnel knows the 402 led to the fix page (never by guessing from times).
+//! It is recorded at once, even if the refusal's usage event is still in the
+//! writer's batch; the funnel (src/admin/recovery.rs) counts it only for a
+//! live 402 of that same organization, so a `ref` naming another
+//! organization's request, a test-mode refusal or no refusal counts for
+//! nobody. The page is served the same either way.
 
 use crate::accounts::sessions;
 use crate::state::AppState;
@@ -49,8 +51,7 @@ async fn visit(state: &AppState, session: &Session, rid: &str, page: &str) -> Re
     insert(&state.db, m.org_id, Some(user), rid, page, state.clock.now()).await
 }
 
-/// Records the first visit of `page` for the 402 `rid`, when it is a live
-/// 402 of `org`.
+/// Records the first visit of `page` for the reference `rid` by `org`.
 pub async fn insert(
     db: &sqlx::PgPool,
     org: Uuid,
@@ -60,12 +61,8 @@ pub async fn insert(
     now: time::OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO fix_visits (request_id, org_id, code, refused_at, page, user_id, visited_at)
-         SELECT e.request_id, e.org_id, e.problem_code, e.at, $3, $4, $5 FROM usage_events e
-          WHERE e.request_id = $1 AND e.org_id = $2 AND e.status = 402 AND e.mode = 'live'
-            AND e.problem_code IS NOT NULL AND e.at <= $5
-          LIMIT 1
-         ON CONFLICT (request_id) DO NOTHING",
+        "INSERT INTO fix_visits (request_id, org_id, page, user_id, visited_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (request_id, org_id) DO NOTHING",
     )
     .bind(rid)
     .bind(org)
