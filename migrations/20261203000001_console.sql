@@ -16,8 +16,8 @@ CREATE INDEX audit_log_actor_idx ON audit_log (actor_user_id, at DESC, id DESC);
 CREATE INDEX audit_log_action_idx ON audit_log (action, at DESC, id DESC);
 
 -- Append-only: an entry is never changed or removed. The one update allowed
--- is the foreign keys' ON DELETE SET NULL (the user or organization is gone,
--- the entry stays).
+-- is the foreign keys' ON DELETE SET NULL once the user or organization is
+-- gone (the entry stays); while it exists, its id cannot be cleared.
 CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE'
@@ -26,8 +26,10 @@ BEGIN
        AND NEW.request_id IS NOT DISTINCT FROM OLD.request_id
        AND NEW.before IS NOT DISTINCT FROM OLD.before
        AND NEW.after IS NOT DISTINCT FROM OLD.after
-       AND (NEW.actor_user_id IS NOT DISTINCT FROM OLD.actor_user_id OR NEW.actor_user_id IS NULL)
-       AND (NEW.org_id IS NOT DISTINCT FROM OLD.org_id OR NEW.org_id IS NULL) THEN
+       AND (NEW.actor_user_id IS NOT DISTINCT FROM OLD.actor_user_id
+            OR (NEW.actor_user_id IS NULL AND NOT EXISTS (SELECT 1 FROM users WHERE id = OLD.actor_user_id)))
+       AND (NEW.org_id IS NOT DISTINCT FROM OLD.org_id
+            OR (NEW.org_id IS NULL AND NOT EXISTS (SELECT 1 FROM organizations WHERE id = OLD.org_id))) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION 'the audit log is append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
@@ -59,13 +61,19 @@ ALTER TABLE plans
     ADD CONSTRAINT plans_signup_is_free CHECK (NOT signup OR (price_minor = 0 AND NOT requires_approval AND active));
 CREATE UNIQUE INDEX plans_one_signup ON plans ((true)) WHERE signup;
 
--- The first visit of a fix page from a 402's resolution link, by the
--- organization of the member who opened it (`ref` names the refused
--- request). Recorded as the page opens, even before the refusal's usage
--- event is written (the writer batches); the recovery funnel counts a visit
--- only when the refusal is a live 402 of that same organization, so a `ref`
--- naming another organization's request counts for nobody and cannot block
--- that organization's own visit.
+-- The terms a subscription's current period was opened (and paid) on: an
+-- admin's later change of the plan's price or included credits reaches it
+-- at its next period, and proration and a late renewal payment use these.
+ALTER TABLE subscriptions
+    ADD COLUMN period_price_minor bigint CHECK (period_price_minor >= 0),
+    ADD COLUMN period_included_credits bigint CHECK (period_included_credits >= 0);
+UPDATE subscriptions s SET period_price_minor = p.price_minor, period_included_credits = p.included_credits
+  FROM plans p WHERE p.id = coalesce(s.fallback_plan_id, s.plan_id);
+
+-- The first visit of a fix page from a 402's resolution link (`ref` names
+-- the refused request), for a live 402 of the visitor's own organization
+-- (src/portal/visits.rs). Keyed by the refusal and the organization, so no
+-- other organization's row can stand in the way of its own.
 CREATE TABLE fix_visits (
     request_id text NOT NULL CHECK (length(request_id) BETWEEN 5 AND 64),
     org_id     uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,

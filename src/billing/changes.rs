@@ -145,7 +145,7 @@ pub fn change(sub: &Current, to: &Plan, now: OffsetDateTime) -> Change {
         if in_trial(sub) {
             return Change::Unavailable("Add a card to keep your trial's plan; other upgrades are possible after the trial.".into());
         }
-        return Change::Upgrade(quote(&sub.plan, paid(sub), to, sub.period_start, sub.period_end, now));
+        return Change::Upgrade(quote(&sub.as_paid(&sub.plan), paid(sub), to, sub.period_start, sub.period_end, now));
     }
     Change::Downgrade(sub.period_end)
 }
@@ -199,8 +199,14 @@ pub async fn choose(
         return Err(BillingError::State("This form is incomplete; reload the page and choose again.".into()));
     }
     let mut tx = state.db.begin().await?;
-    let to = plan_by_code(&mut tx, code).await?.ok_or(BillingError::Invalid(vec![("plan", "Choose one of the plans shown.".into())]))?;
     let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
+    // An offered plan, or the organization's own even if archived since
+    // (keeping or renewing it; an archived plan keeps its subscribers).
+    let own = [Some(&sub.plan), sub.fallback_plan.as_ref()].into_iter().flatten().find(|p| p.code == code).cloned();
+    let to = match plan_by_code(&mut tx, code).await? {
+        Some(p) => p,
+        None => own.ok_or(BillingError::Invalid(vec![("plan", "Choose one of the plans shown.".into())]))?,
+    };
     let change = change(&sub, &to, now);
     let details = serde_json::json!({"from": sub.plan.code, "to": to.code});
     match change {
@@ -543,8 +549,8 @@ pub async fn decide(
     let mut lines = vec![Line::one(format!("{} plan, {} – {}", plan.name, now.date(), end.date()), plan.price_minor)];
     // The plan it replaces is credited for its unused days, if they were
     // paid for (a trial's were not).
-    if let Some(old) = sub.fallback_plan.as_ref().filter(|p| p.price_minor > 0 && sub.trial_end != Some(sub.period_end)) {
-        let q = quote(old, true, old, sub.period_start, sub.period_end, now);
+    if let Some(old) = sub.fallback_plan.as_ref().map(|p| sub.as_paid(p)).filter(|p| p.price_minor > 0 && sub.trial_end != Some(sub.period_end)) {
+        let q = quote(&old, true, &old, sub.period_start, sub.period_end, now);
         let unused = q.lines[0].unit_minor;
         if unused > 0 {
             lines.push(Line::one(format!("Unused {} plan, {} of {} days", old.name, q.remaining_days, q.period_days), -unused.min(plan.price_minor)));
@@ -554,7 +560,7 @@ pub async fn decide(
     // Until its first charge is paid, the approved plan spends at most what
     // the plan it replaces included (none after a trial).
     let grant = match &sub.fallback_plan {
-        Some(old) if total > 0 => Grant::unpaid(old, sub.trial_end == Some(sub.period_end)),
+        Some(_) if total > 0 => Grant::unpaid(&sub, sub.trial_end == Some(sub.period_end)),
         _ => Grant::Full,
     };
     open_period(&mut tx, org, plan.id, now, end, grant, now).await?;

@@ -124,7 +124,9 @@ pub async fn adjust(
     .await?;
     let (included, expires, purchased, sandbox) = row.ok_or(AdjustError::NoMeters)?;
     let before = Balances { included, purchased, sandbox };
-    let key = format!("adjustment:{key}");
+    // The organization is part of the key: a form's key used for another
+    // organization is another adjustment.
+    let key = format!("adjustment:{org}:{key}");
     let done: Option<i32> = sqlx::query_scalar("SELECT 1 FROM ledger_transactions WHERE idempotency_key = $1")
         .bind(&key)
         .fetch_optional(&mut *tx)
@@ -146,12 +148,17 @@ pub async fn adjust(
     if available + amount < 0 {
         return Err(AdjustError::BelowZero { available });
     }
-    post(
+    let posted = post(
         &mut tx,
         Posting { org, kind: Kind::Adjustment, key: &key, entries: &[(account, amount), (Account::Adjustments, -amount)], memo: reason },
         now,
     )
     .await?;
+    if !posted {
+        // The same key committed by a concurrent request: nothing moved here.
+        tx.rollback().await?;
+        return Ok(Adjusted { before, after: before, replayed: true });
+    }
     let mut after = before;
     match account {
         Account::Included => after.included += amount,

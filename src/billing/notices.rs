@@ -271,8 +271,9 @@ pub async fn approval_decided(
 }
 
 /// Tells every organization on `before`'s plan (or moving to it at its
-/// period's end) of the plan's new price or included credits, which apply
-/// from its next period. Returns how many organizations were told.
+/// period's end) what changed: a new price or included credits apply from
+/// its next period, new endpoints or a new rate limit at once. Returns how
+/// many organizations were told.
 pub async fn plan_terms_changed(
     conn: &mut PgConnection,
     before: &super::plans::Plan,
@@ -289,22 +290,37 @@ pub async fn plan_terms_changed(
     let terms = |p: &super::plans::Plan| {
         format!("{} a month with {} included credits", format_money(p.price_minor, &p.currency), app::types::group(p.included_credits))
     };
+    let access = |p: &super::plans::Plan| format!("the endpoints {} at {} requests a second", p.endpoints.join(", "), p.rate_limit_per_sec);
+    let money = before.price_minor != after.price_minor || before.currency.trim() != after.currency.trim() || before.included_credits != after.included_credits;
+    let now_part = before.endpoints != after.endpoints || before.rate_limit_per_sec != after.rate_limit_per_sec;
     let mut told = 0;
     for (org, next) in orgs {
         if !once(conn, org, &format!("plan_terms:{}:{}", after.id, now.unix_timestamp_nanos()), now).await? {
             continue;
         }
-        let body = format!(
-            "The {} plan changes from your next period, which starts on {} {}, {} (UTC): it will be {} (it is {} now). \
-             Your current period is unchanged. To choose another plan before then, open the plans page of your billing settings.",
-            after.name,
-            next.month(),
-            next.day(),
-            next.year(),
-            terms(after),
-            terms(before)
-        );
-        send(conn, org, "plan_terms_changed", &format!("Your {} plan changes at your next period", after.name), &body, now).await?;
+        let mut body = String::new();
+        if money {
+            body.push_str(&format!(
+                "The {} plan changes from your next period, which starts on {} {}, {} (UTC): it will be {} (it is {} now). \
+                 Your current period keeps what you paid for. ",
+                after.name,
+                next.month(),
+                next.day(),
+                next.year(),
+                terms(after),
+                terms(before)
+            ));
+        }
+        if now_part {
+            body.push_str(&format!("From now on the {} plan includes {} (before: {}). ", after.name, access(after), access(before)));
+        }
+        body.push_str("To choose another plan, open the plans page of your billing settings.");
+        let subject = if money {
+            format!("Your {} plan changes at your next period", after.name)
+        } else {
+            format!("Your {} plan has changed", after.name)
+        };
+        send(conn, org, "plan_terms_changed", &subject, &body, now).await?;
         told += 1;
     }
     Ok(told)

@@ -4,9 +4,12 @@
 //! (offered to nobody, keeping its subscribers). No plan code is written in
 //! the code: every role is one of these attributes. Admins edit plans
 //! (`/admin/plans`, [`save`]); a new price or credit amount reaches existing
-//! subscribers at their next period (renewals read the plan then; the
-//! current period was granted and charged already), and they are told by
-//! email when the change is saved.
+//! subscribers at their next period (each period keeps the terms it was
+//! opened on: `subscriptions.period_*`, used by proration and a late
+//! renewal payment), a new endpoint list or rate limit applies at once, and
+//! subscribers are told by email when the change is saved. The plan row is
+//! locked `FOR NO KEY UPDATE`, which sign-ups' foreign-key checks do not
+//! wait for.
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -293,7 +296,7 @@ pub async fn save(db: &PgPool, admin: Uuid, input: PlanInput, now: time::OffsetD
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tollgate.plans.edit'))").execute(&mut *tx).await?;
     let before: Option<Plan> = match input.id {
         Some(id) => Some(
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1 FOR UPDATE"))
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1 FOR NO KEY UPDATE"))
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -376,8 +379,9 @@ pub async fn save(db: &PgPool, admin: Uuid, input: PlanInput, now: time::OffsetD
     crate::audit::write(&mut tx, now, entry).await?;
     let mut notified = 0;
     if let Some(b) = &before {
-        let terms_changed = b.price_minor != plan.price_minor || b.currency.trim() != plan.currency.trim() || b.included_credits != plan.included_credits;
-        if terms_changed {
+        if b.price_minor != plan.price_minor || b.currency.trim() != plan.currency.trim() || b.included_credits != plan.included_credits
+            || b.endpoints != plan.endpoints || b.rate_limit_per_sec != plan.rate_limit_per_sec
+        {
             notified = super::notices::plan_terms_changed(&mut tx, b, &plan, now).await?;
         }
     }
@@ -390,7 +394,7 @@ pub async fn save(db: &PgPool, admin: Uuid, input: PlanInput, now: time::OffsetD
 /// archived.
 pub async fn set_archived(db: &PgPool, admin: Uuid, id: Uuid, archive: bool, now: time::OffsetDateTime) -> Result<Plan, PlanError> {
     let mut tx = db.begin().await?;
-    let before: Plan = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1 FOR UPDATE"))
+    let before: Plan = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1 FOR NO KEY UPDATE"))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?

@@ -115,7 +115,7 @@ pub async fn renew(
     // Until it is paid, the period spends at most what the one before it
     // included (the same plan's renewal: all of it, so calls keep working
     // in a grace period; after a trial: none), the rest once paid.
-    open_period(&mut tx, org, plan.id, start, end, Grant::unpaid(&sub.plan, sub.status == Status::Trialing), now).await?;
+    open_period(&mut tx, org, plan.id, start, end, Grant::unpaid(&sub, sub.status == Status::Trialing), now).await?;
     let invoice = NewInvoice {
         org,
         purpose: Purpose::Renewal,

@@ -32,8 +32,9 @@ pub async fn start_free(
     let signup = super::plans::signup_plan(&mut *conn).await?;
     let (plan, included, name) = (signup.id, signup.included_credits, signup.name);
     sqlx::query(
-        "INSERT INTO subscriptions (id, org_id, plan_id, status, current_period_start, current_period_end, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $5, $5)",
+        "INSERT INTO subscriptions (id, org_id, plan_id, status, current_period_start, current_period_end, created_at, updated_at,
+                                    period_price_minor, period_included_credits)
+         VALUES ($1, $2, $3, $4, $5, $6, $5, $5, $7, $8)",
     )
     .bind(Uuid::now_v7())
     .bind(org)
@@ -41,6 +42,8 @@ pub async fn start_free(
     .bind(Status::Active)
     .bind(now)
     .bind(add_month(now))
+    .bind(signup.price_minor)
+    .bind(included)
     .execute(&mut *conn)
     .await?;
     super::ledger::open(conn, org, included, &name, now, add_month(now)).await
@@ -76,6 +79,9 @@ pub struct Current {
     pub fallback_plan: Option<Plan>,
     pub requested_at: Option<OffsetDateTime>,
     pub decision_note: Option<String>,
+    /// The price and included credits the current period was opened on.
+    pub period_price_minor: i64,
+    pub period_included_credits: i64,
 }
 
 async fn plan_by_id(conn: &mut PgConnection, id: Uuid) -> Result<Plan, sqlx::Error> {
@@ -94,7 +100,7 @@ pub async fn current(db: &PgPool, org: Uuid) -> Result<Option<Current>, sqlx::Er
 pub async fn current_in(conn: &mut PgConnection, org: Uuid, lock: bool) -> Result<Option<Current>, sqlx::Error> {
     let sql = format!(
         "SELECT plan_id, status, current_period_start, current_period_end, trial_end, trial_used, grace_until,
-                next_plan_id, fallback_plan_id, requested_at, decision_note
+                next_plan_id, fallback_plan_id, requested_at, decision_note, period_price_minor, period_included_credits
            FROM subscriptions WHERE org_id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
@@ -110,7 +116,14 @@ pub async fn current_in(conn: &mut PgConnection, org: Uuid, lock: bool) -> Resul
         Some(id) => Some(plan_by_id(conn, id).await?),
         None => None,
     };
+    // The period's own terms; a row from before they were kept has its
+    // serving plan's.
+    let serving = fallback_plan.as_ref().unwrap_or(&plan);
+    let period_price_minor = r.get::<Option<i64>, _>("period_price_minor").unwrap_or(serving.price_minor);
+    let period_included_credits = r.get::<Option<i64>, _>("period_included_credits").unwrap_or(serving.included_credits);
     Ok(Some(Current {
+        period_price_minor,
+        period_included_credits,
         plan,
         status: r.try_get("status")?,
         period_start: r.get("current_period_start"),
@@ -207,12 +220,23 @@ pub enum Grant {
     UpTo(i64),
 }
 
+impl Current {
+    /// `plan` with the terms the current period was opened on (for
+    /// proration: what was paid for the days left).
+    pub fn as_paid(&self, plan: &Plan) -> Plan {
+        let mut p = plan.clone();
+        p.price_minor = self.period_price_minor;
+        p.included_credits = self.period_included_credits;
+        p
+    }
+}
+
 impl Grant {
     /// For a period that follows a period on `previous`, owed and not paid
     /// yet: the previous period's included credits at most (none after a
     /// trial, which nobody paid for).
-    pub fn unpaid(previous: &super::plans::Plan, after_trial: bool) -> Grant {
-        Grant::UpTo(if after_trial { 0 } else { previous.included_credits })
+    pub fn unpaid(previous: &Current, after_trial: bool) -> Grant {
+        Grant::UpTo(if after_trial { 0 } else { previous.period_included_credits })
     }
 }
 
@@ -232,10 +256,11 @@ pub async fn open_period(
     grant_now: Grant,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
+    let p = plan_by_id(conn, plan).await?;
     sqlx::query(
         "UPDATE subscriptions SET plan_id = $2, status = 'active', current_period_start = $3, current_period_end = $4,
                 cancel_at_period_end = false, grace_until = NULL, next_plan_id = NULL, fallback_plan_id = NULL,
-                held_next_plan_id = NULL, updated_at = $5
+                held_next_plan_id = NULL, updated_at = $5, period_price_minor = $6, period_included_credits = $7
           WHERE org_id = $1",
     )
     .bind(org)
@@ -243,10 +268,11 @@ pub async fn open_period(
     .bind(start)
     .bind(end)
     .bind(now)
+    .bind(p.price_minor)
+    .bind(p.included_credits)
     .execute(&mut *conn)
     .await?;
     roll_meters(conn, org, start, end, now).await?;
-    let p = plan_by_id(conn, plan).await?;
     match grant_now {
         Grant::Full => {
             let key = grant_key(org, start, &p.code);
@@ -288,10 +314,14 @@ pub async fn upgraded(conn: &mut PgConnection, inv: &Invoice, now: OffsetDateTim
         )
         .await;
     }
+    // The rest of the period is on the new plan's terms (its price was
+    // prorated, its extra credits are granted below).
     sqlx::query(&format!(
         "UPDATE subscriptions SET plan_id = $2, next_plan_id = NULL, cancel_at_period_end = false,
-                status = {UNCANCELED}, updated_at = $3
-          WHERE org_id = $1"
+                status = {UNCANCELED}, updated_at = $3,
+                period_price_minor = p.price_minor, period_included_credits = p.included_credits
+           FROM plans p
+          WHERE org_id = $1 AND p.id = $2"
     ))
     .bind(inv.org)
     .bind(plan)
@@ -331,9 +361,11 @@ pub async fn renewal_paid(conn: &mut PgConnection, _state: &AppState, inv: &Invo
         .bind(provisional_key(inv.org, cur.period_start, &plan.code))
         .fetch_one(&mut *conn)
         .await?;
+        // What the period was opened on, whatever the plan says since.
+        let included = if plan.id == cur.plan.id { cur.period_included_credits } else { plan.included_credits };
         let key = grant_key(inv.org, cur.period_start, &plan.code);
         let memo = format!("included credits of the {} plan", plan.name);
-        grant(conn, inv.org, plan.included_credits - early, &key, &memo, now).await?;
+        grant(conn, inv.org, (included - early).max(0), &key, &memo, now).await?;
     }
     Ok(())
 }

@@ -387,7 +387,13 @@ impl Portal {
         if let Some((field, message)) = errors.first() {
             return Err(AppError::Invalid(format!("{field}: {message}")));
         }
-        let (csv, _more) = audit_log::export(&self.state.db, &filter).await.map_err(|e| errors::page(caller, e))?;
+        let (csv, more) = audit_log::export(&self.state.db, &filter).await.map_err(|e| errors::page(caller, e))?;
+        if more {
+            return Err(AppError::Invalid(format!(
+                "More than {} entries match: narrow the filter (a shorter range of dates, an organization or an action) and export again.",
+                audit_log::EXPORT_MAX
+            )));
+        }
         Ok(csv)
     }
 

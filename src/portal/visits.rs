@@ -1,13 +1,14 @@
 //! Fix-page visits: a 402's `resolution` links carry `ref`, the refused
-//! request's id (src/gateway/problem.rs). When a signed-in member opens a
-//! billing page with one, the first visit is recorded for that reference
-//! and the member's organization, which is how the console's recovery
-//! funnel knows the 402 led to the fix page (never by guessing from times).
-//! It is recorded at once, even if the refusal's usage event is still in the
-//! writer's batch; the funnel (src/admin/recovery.rs) counts it only for a
-//! live 402 of that same organization, so a `ref` naming another
-//! organization's request, a test-mode refusal or no refusal counts for
-//! nobody. The page is served the same either way.
+//! request's id (src/gateway/problem.rs). When a member who may fix billing
+//! (owner, admin, billing) opens a billing page with one, the first visit is
+//! recorded for that refusal, which is how the console's recovery funnel
+//! knows the 402 led to the fix page (never by guessing from times). Only a
+//! live 402 of the visitor's own organization is recorded: a `ref` naming
+//! another organization's request, a test-mode refusal, no refusal at all,
+//! or a member who cannot see the page records nothing, so the rows are
+//! bounded by an organization's own 402s. The usage writer batches events
+//! (20 ms), so a refusal not written yet is looked for again twice within
+//! two seconds, off the request. The page is served the same either way.
 
 use crate::accounts::sessions;
 use crate::state::AppState;
@@ -48,10 +49,33 @@ async fn visit(state: &AppState, session: &Session, rid: &str, page: &str) -> Re
     let Some(m) = super::web::session_membership(&state.db, session, user).await? else {
         return Ok(());
     };
-    insert(&state.db, m.org_id, Some(user), rid, page, state.clock.now()).await
+    use crate::accounts::Role;
+    if !matches!(m.role, Role::Owner | Role::Admin | Role::Billing) {
+        return Ok(());
+    }
+    let now = state.clock.now();
+    if insert(&state.db, m.org_id, Some(user), rid, page, now).await? {
+        return Ok(());
+    }
+    let (db, org, rid, page) = (state.db.clone(), m.org_id, rid.to_string(), page.to_string());
+    tokio::spawn(async move {
+        for wait in [300u64, 1500] {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            match insert(&db, org, Some(user), &rid, &page, now).await {
+                Ok(false) => continue,
+                Ok(true) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record a fix page visit");
+                    break;
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
-/// Records the first visit of `page` for the reference `rid` by `org`.
+/// Records the first visit of `page` for the refusal `rid` when it is a live
+/// 402 of `org`; `false` when there is no such refusal (yet).
 pub async fn insert(
     db: &sqlx::PgPool,
     org: Uuid,
@@ -59,19 +83,27 @@ pub async fn insert(
     rid: &str,
     page: &str,
     now: time::OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO fix_visits (request_id, org_id, page, user_id, visited_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (request_id, org_id) DO NOTHING",
+) -> Result<bool, sqlx::Error> {
+    let found: bool = sqlx::query_scalar(
+        "WITH refusal AS (
+             SELECT 1 FROM usage_events
+              WHERE request_id = $1 AND org_id = $2 AND status = 402 AND mode = 'live' AND problem_code IS NOT NULL
+              LIMIT 1
+         ), saved AS (
+             INSERT INTO fix_visits (request_id, org_id, page, user_id, visited_at)
+             SELECT $1, $2, $3, $4, $5 FROM refusal
+             ON CONFLICT (request_id, org_id) DO NOTHING
+         )
+         SELECT EXISTS (SELECT 1 FROM refusal)",
     )
     .bind(rid)
     .bind(org)
     .bind(page)
     .bind(user)
     .bind(now)
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    Ok(())
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -44,5 +44,10 @@ pub async fn maintain(db: &PgPool, now: OffsetDateTime, retention_days: i64) -> 
         .await?
         .rows_affected();
     }
+    // A fix-page visit is about a refusal: it goes with the refusal's events.
+    sqlx::query("DELETE FROM fix_visits WHERE visited_at < $1::date::timestamp AT TIME ZONE 'UTC'")
+        .bind(keep_from)
+        .execute(db)
+        .await?;
     Ok(done)
 }
