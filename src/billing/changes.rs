@@ -685,6 +685,8 @@ mod tests {
             fallback_plan: None,
             requested_at: None,
             decision_note: None,
+            period_price_minor: p.price_minor,
+            period_included_credits: p.included_credits,
         };
         let now = datetime!(2026-11-16 00:00 UTC);
         assert!(matches!(change(&sub(&pro), &euro, now), Change::Unavailable(why) if why.contains("EUR")));

@@ -163,7 +163,10 @@ fn page_case(route: &str) -> Option<(Need, &'static str)> {
     })
 }
 
-/// The portal's plain routes (downloads beside the pages).
+/// The portal's plain routes beside the pages: the downloads (GET). The
+/// explorer's `/explorer/send` (a JSON POST) has a case of its own below;
+/// `/docs/search.json`, the health checks and the processor's webhook are
+/// public (the webhook's signature is its guard, tested in billing.rs).
 const PLAIN: [(&str, Need); 2] = [("/account/usage.csv", Need::Member(ALL_ROLES)), ("/admin/audit.csv?org={org}", Need::Admin)];
 
 /// The organization under attack, and what identifies its data.
@@ -187,7 +190,8 @@ struct Victim {
 /// The organization's rows, and the platform's plans and routes, as one
 /// digest per table.
 async fn snapshot(db: &PgPool, org: Uuid) -> BTreeMap<&'static str, String> {
-    let tables: [(&str, &str); 15] = [
+    let tables: [(&str, &str); 16] = [
+        ("email_outbox", "SELECT o.* FROM email_outbox o WHERE o.to_address IN (SELECT u.email FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.org_id = $1)"),
         ("organizations", "SELECT * FROM organizations WHERE id = $1"),
         ("memberships", "SELECT * FROM memberships WHERE org_id = $1"),
         ("invitations", "SELECT * FROM invitations WHERE org_id = $1"),
@@ -221,8 +225,11 @@ async fn snapshot(db: &PgPool, org: Uuid) -> BTreeMap<&'static str, String> {
 /// The spellings of an id an attacker tries.
 fn spellings(id: &str) -> Vec<String> {
     let encoded: String = id.bytes().map(|b| format!("%{b:02X}")).collect();
-    vec![id.to_string(), id.to_uppercase(), format!("  {id} "), encoded]
+    vec![id.to_string(), id.to_uppercase(), format!("  {id} "), encoded, format!("{{{id}}}"), id.replace('-', "")]
 }
+
+/// Rounds per case with an id: one per spelling.
+const SPELLINGS: usize = 6;
 
 fn value(v: V, victim: &Victim, csrf: &str, spelling: usize) -> String {
     let id = |s: String| spellings(&s)[spelling].clone();
@@ -323,6 +330,7 @@ async fn setup(db: &PgPool) -> (TestApp, Victim, Vec<Attacker>) {
         invoice_number.clone(),
         request_id.clone(),
         key.clone(),
+        "victim server".to_string(),
     ];
     let mut markers = member_markers.clone();
     // Not its ids: an attacker sends those, and a page may repeat them.
@@ -382,7 +390,7 @@ fn refused_page(res: &TestResponse) -> bool {
 
 #[sqlx::test]
 async fn every_route_and_server_function_refuses_who_may_not_use_it(db: PgPool) {
-    let (_owner, victim, mut attackers) = setup(&db).await;
+    let (owner, victim, mut attackers) = setup(&db).await;
     let before = snapshot(&db, victim.org).await;
     let mut cases = 0usize;
     let mut missing = Vec::new();
@@ -403,7 +411,7 @@ async fn every_route_and_server_function_refuses_who_may_not_use_it(db: PgPool) 
             continue;
         }
         let has_id = fields.iter().any(|(_, v)| matches!(v, Org | KeyId | UserId | InvitationId | CardId | InvoiceId | RequestId | RouteId | PlanId));
-        let rounds = if has_id { 4 } else { 1 };
+        let rounds = if has_id { SPELLINGS } else { 1 };
         let is_form = fields.iter().any(|(_, v)| matches!(v, Csrf));
         for a in attackers.iter_mut() {
             // Members who may use it are not attackers; the outsider tries
@@ -463,13 +471,13 @@ async fn every_route_and_server_function_refuses_who_may_not_use_it(db: PgPool) 
         if need == Need::Anyone {
             continue;
         }
-        let rounds = if target.contains('{') { 4 } else { 1 };
+        let rounds = if target.contains('{') { SPELLINGS } else { 1 };
         for a in attackers.iter_mut() {
             if a.allowed(need) && !a.outsider {
                 continue;
             }
             for spelling in 0..rounds {
-                let id = |s: String| spellings(&s)[spelling].replace(' ', "%20");
+                let id = |s: String| spellings(&s)[spelling].replace(' ', "%20").replace('{', "%7B").replace('}', "%7D");
                 let path = target
                     .replace("{org}", &id(victim.org.to_string()))
                     .replace("{request}", &id(victim.request_id.clone()))
@@ -488,9 +496,41 @@ async fn every_route_and_server_function_refuses_who_may_not_use_it(db: PgPool) 
             }
         }
     }
+    // The explorer's own route: sending with one of this organization's keys
+    // by id (developers and up of the organization only).
+    for a in attackers.iter_mut() {
+        if a.allowed(Need::Member(DEVELOPERS)) && !a.outsider {
+            continue;
+        }
+        for spelling in 0..SPELLINGS {
+            let csrf = a.app.csrf().await;
+            let body = serde_json::json!({
+                "csrf": csrf, "key_id": spellings(&victim.key_id.to_string())[spelling],
+                "method": "POST", "path": "/v1/text/sentiment", "body": "{\"text\": \"hi\"}",
+            });
+            let req = axum::http::Request::post("/explorer/send")
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .header(axum::http::header::ORIGIN, "http://portal.test")
+                .header(axum::http::header::COOKIE, a.app.cookie_header())
+                .header("x-forwarded-for", a.app.ip.clone())
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap();
+            let res = a.app.send(req).await;
+            cases += 1;
+            let who = format!("/explorer/send as {} (spelling {spelling})", a.name);
+            if res.status.is_success() {
+                failures.push(format!("{who}: answered {}", res.status));
+            }
+            if let Some(m) = a.forbidden_text(&victim).into_iter().find(|m| res.body.contains(m.as_str())) {
+                failures.push(format!("{who}: shows {m}"));
+            }
+        }
+    }
+    owner.state.gateway.usage.flush().await;
     let after = snapshot(&db, victim.org).await;
     if after != before {
-        failures.push("the pages changed the organization's rows".into());
+        let changed: Vec<&str> = after.iter().filter(|(k, v)| before.get(*k) != Some(v)).map(|(k, _)| *k).collect();
+        failures.push(format!("the pages or the explorer changed the organization's rows: {changed:?}"));
     }
     report(cases, &missing, &failures, None)
 }

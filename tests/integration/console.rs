@@ -137,6 +137,17 @@ async fn a_credit_adjustment_moves_credits_once_never_below_zero_and_is_audited(
     assert_eq!(rows[1].2["included"], 0);
     assert!(rows.iter().all(|r| r.3.as_deref().is_some_and(|id| id.starts_with("req_"))));
 
+    // A form's key is the form's for one organization: the same key for
+    // another organization is another adjustment.
+    let mut other = app.other_browser();
+    other.sign_up("Bob", "bob@example.com", PASSWORD).await;
+    let bob = other.org_of("bob@example.com").await;
+    let purchased = tollgate::billing::ledger::Account::Purchased;
+    let done = tollgate::billing::ledger::adjust(&db, bob, None, purchased, 7, "same key, other org", &key, app.clock.now()).await.unwrap();
+    assert!(!done.replayed);
+    assert_eq!(meters(&db, bob).await, (100, 7));
+    assert_eq!(meters(&db, org).await, (0, 500));
+
     // Not an admin: refused, nothing moved.
     let mut ada = app.other_browser();
     ada.sign_in("ada@example.com", PASSWORD).await;
@@ -156,7 +167,13 @@ async fn the_audit_log_is_append_only(db: PgPool) {
     let (app, _key, org) = customer(&db).await;
     let mut ops = admin_of(&app).await;
     adjust(&mut ops, org, "purchased", "add", "5", "test", None).await;
-    for sql in ["UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log", "TRUNCATE audit_log"] {
+    for sql in [
+        "UPDATE audit_log SET action = 'x'",
+        "UPDATE audit_log SET actor_user_id = NULL",
+        "UPDATE audit_log SET org_id = NULL",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
         let err = sqlx::query(sql).execute(&db).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
@@ -310,6 +327,26 @@ async fn a_plan_change_reaches_subscribers_at_their_next_period_and_they_are_tol
     }
     assert_eq!(meters(&db, org).await.0, 12_000);
 
+    // A price change reaches the subscriber's next period, not the proration
+    // of this one: an upgrade today credits the unused days at what was paid.
+    let csrf = extract_csrf(&ops.get("/admin/plans").await.body);
+    ops.post_form(
+        "/api/save_plan",
+        &[("csrf", &csrf), ("code", "team"), ("name", "Team"), ("price", "99"), ("currency", "USD"), ("included_credits", "50000"),
+          ("rate_limit_per_sec", "100"), ("endpoints[3]", "*"), ("trial_days", "0"), ("visible", "on")],
+    )
+    .await;
+    let preview = |html: &str| {
+        let card = &html[html.find("data-plan=\"team\"").unwrap()..];
+        hidden(card, "expected_minor")
+    };
+    let before = preview(&app.get("/billing/plans?plan=team").await.body);
+    edit_plan(&mut ops, "pro", &[("price", "59")]).await;
+    let after = preview(&app.get("/billing/plans?plan=team").await.body);
+    assert_eq!(before, after, "the unused days are credited at the price paid");
+    let (_, body) = last_email(&db, "ada@example.com").await.unwrap();
+    assert!(body.contains("$59.00 a month"), "{body}");
+
     // Bad input is refused next to its field and nothing changes.
     let res = edit_plan(&mut ops, "pro", &[("price", "29,00"), ("rate_limit_per_sec", "0")]).await;
     let back = res.location().split('#').next().unwrap().to_string();
@@ -318,7 +355,7 @@ async fn a_plan_change_reaches_subscribers_at_their_next_period_and_they_are_tol
     assert!(page.contains("id=\"price-error\"") && page.contains("id=\"rate_limit_per_sec-error\""), "{page}");
     assert!(page.contains("value=\"29,00\""), "what was typed comes back");
     let price: i64 = sqlx::query_scalar("SELECT price_minor FROM plans WHERE code = 'pro'").fetch_one(&db).await.unwrap();
-    assert_eq!(price, 2900);
+    assert_eq!(price, 5900);
 }
 
 #[sqlx::test]
