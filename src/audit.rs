@@ -20,6 +20,8 @@ crate::text_enum! {
         BillingCardRemoved = "billing.card_removed",
         BillingLimitsChanged = "billing.limits_changed",
         BillingRefundDue = "billing.refund_due",
+        BillingSandboxRefilled = "billing.sandbox_refilled",
+        BillingTopUpStarted = "billing.top_up_started",
         CreditsAdjusted = "credits.adjusted",
         InvitationRevoked = "invitation.revoked",
         MemberInvited = "member.invited",

@@ -1,16 +1,5 @@
 import { APIRequestContext, expect, Page, test } from "@playwright/test";
-import { addCard, ADMIN, expectHydrated, serverAhead, signIn, signUp, uniqueEmail } from "./support";
-
-/** Creates a live key on the keys page and reads it off the page. */
-async function liveKey(page: Page): Promise<string> {
-  await page.goto("/account/keys");
-  await page.getByLabel("Name").fill("server");
-  await page.locator("input[name=mode][value=live]").check();
-  await page.getByRole("button", { name: "Create key" }).click();
-  const key = (await page.getByTestId("new-key").textContent())!;
-  expect(key).toMatch(/^tg_live_/);
-  return key;
-}
+import { addCard, ADMIN, expectHydrated, serverAhead, signIn, signUp, uniqueEmail, liveKey } from "./support";
 
 async function call(request: APIRequestContext, key: string, path: string, text = "A great, fast API.") {
   return request.post(path, { headers: { Authorization: `Bearer ${key}` }, data: { text } });

@@ -129,3 +129,14 @@ export async function serverAhead(offset: string, port: number): Promise<{ url: 
     },
   };
 }
+
+/** Creates a live key on the keys page and reads it off the page. */
+export async function liveKey(page: Page, name = "server"): Promise<string> {
+  await page.goto("/account/keys");
+  await page.getByLabel("Name").fill(name);
+  await page.locator("input[name=mode][value=live]").check();
+  await page.getByRole("button", { name: "Create key" }).click();
+  const key = (await page.getByTestId("new-key").textContent())!;
+  expect(key).toMatch(/^tg_live_/);
+  return key;
+}

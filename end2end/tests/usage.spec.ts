@@ -1,17 +1,6 @@
 import { APIRequestContext, expect, Page, test } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { addCard, axeViolations, signUp, uniqueEmail } from "./support";
-
-/** Creates a live key on the keys page and reads it off the page. */
-async function liveKey(page: Page, name = "server"): Promise<string> {
-  await page.goto("/account/keys");
-  await page.getByLabel("Name").fill(name);
-  await page.locator("input[name=mode][value=live]").check();
-  await page.getByRole("button", { name: "Create key" }).click();
-  const key = (await page.getByTestId("new-key").textContent())!;
-  expect(key).toMatch(/^tg_live_/);
-  return key;
-}
+import { addCard, axeViolations, signUp, uniqueEmail, liveKey } from "./support";
 
 async function call(request: APIRequestContext, key: string, path: string) {
   return request.post(path, { headers: { Authorization: `Bearer ${key}` }, data: { text: "A great, fast API." } });

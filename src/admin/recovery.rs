@@ -8,9 +8,9 @@
 //!   src/portal/visits.rs);
 //! - *fixed*: visited, and at or after that visit the organization completed
 //!   a fix that lifts the refusal's code ([`lifts`]): a paid invoice (top-up,
-//!   plan, renewal) or an audited action (card added, limits changed, trial
-//!   started, approval granted, plan changed, renewed). The first such fix is
-//!   the refusal's;
+//!   plan, renewal) or an audited action (card added, spend cap raised or
+//!   removed, trial started, approval granted, plan changed, renewed). The
+//!   first such fix is the refusal's;
 //! - *recovered*: fixed, and the organization made a successful live call
 //!   after the fix.
 //!
@@ -168,6 +168,10 @@ pub async fn load(db: &PgPool, from: OffsetDateTime, to: OffsetDateTime, org: Op
              SELECT a.org_id, m.kind, a.at, NULL, NULL, 'audit:' || a.id
                FROM audit_log a JOIN unnest($5::text[], $6::text[]) AS m(action, kind) ON m.action = a.action
               WHERE a.at >= $1 AND a.org_id IN (SELECT org_id FROM refusals)
+                -- Limits changed lift a spend cap only when the cap went up
+                -- or away (entries from before limits kept their state count).
+                AND (a.action <> $8 OR a.before IS NULL OR a.after->'spend_cap' = 'null'::jsonb
+                     OR (a.after->>'spend_cap')::bigint > coalesce((a.before->>'spend_cap')::bigint, -1))
          )
          SELECT r.org_id, o.name AS org_name, r.code, r.at, v.visited_at, f.fix_id, f.at AS fixed_at, f.revenue,
                 f.currency, s.at AS recovered_at
@@ -192,6 +196,7 @@ pub async fn load(db: &PgPool, from: OffsetDateTime, to: OffsetDateTime, org: Op
     .bind(&actions)
     .bind(&action_kinds)
     .bind(org)
+    .bind(Action::BillingLimitsChanged.as_str())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

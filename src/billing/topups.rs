@@ -85,6 +85,8 @@ pub async fn top_up(
     if !has_card {
         return Err(BillingError::NoCard);
     }
+    let details = serde_json::json!({"credits": credits, "amount_minor": price, "currency": CURRENCY, "invoice": id});
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::BillingTopUpStarted, details).await?;
     tx.commit().await?;
     Ok((id, payments::collect(state, id, now, wait).await?))
 }
@@ -186,6 +188,16 @@ pub async fn limits(db: &sqlx::PgPool, org: Uuid) -> Result<Limits, sqlx::Error>
 
 pub async fn save_limits(state: &AppState, org: Uuid, user: Uuid, limits: &Limits, now: OffsetDateTime) -> Result<(), BillingError> {
     let mut tx = state.db.begin().await?;
+    let before: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT json_build_object('spend_cap', spend_cap, 'low_balance_at', low_balance_at,
+                'warn_included_pct', warn_included_pct, 'warn_spend_cap_pct', warn_spend_cap_pct,
+                'auto_top_up', CASE WHEN auto_top_up_threshold IS NULL THEN NULL ELSE json_build_object(
+                    'threshold', auto_top_up_threshold, 'pack', auto_top_up_pack, 'monthly_max', auto_top_up_monthly_max) END)::jsonb
+           FROM org_meters WHERE org_id = $1 FOR UPDATE",
+    )
+    .bind(org)
+    .fetch_optional(&mut *tx)
+    .await?;
     let (threshold, pack, max) = match limits.auto_top_up {
         Some((t, p, m)) => (Some(t), Some(p), m),
         None => (None, None, 3),
@@ -210,7 +222,9 @@ pub async fn save_limits(state: &AppState, org: Uuid, user: Uuid, limits: &Limit
         "warn_included_pct": limits.warn_included_pct, "warn_spend_cap_pct": limits.warn_spend_cap_pct,
         "auto_top_up": limits.auto_top_up.map(|(t, p, m)| serde_json::json!({"threshold": t, "pack": p, "monthly_max": m})),
     });
-    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::BillingLimitsChanged, details).await?;
+    let entry = crate::audit::Entry::new(Some(user), Some(org), crate::audit::Action::BillingLimitsChanged, serde_json::json!({}))
+        .change(before.unwrap_or(serde_json::Value::Null), details);
+    crate::audit::write(&mut tx, now, entry).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -232,7 +246,7 @@ pub enum Refill {
 /// Refills the sandbox balance to its starting amount, for free: at most
 /// `SANDBOX_REFILLS_PER_DAY` times a day, and only while the subscription
 /// is in good standing.
-pub async fn refill_sandbox(db: &sqlx::PgPool, org: Uuid, now: OffsetDateTime) -> Result<Refill, sqlx::Error> {
+pub async fn refill_sandbox(db: &sqlx::PgPool, org: Uuid, user: Option<Uuid>, now: OffsetDateTime) -> Result<Refill, sqlx::Error> {
     let mut tx = db.begin().await?;
     let sandbox: i64 = sqlx::query_scalar("SELECT sandbox FROM org_meters WHERE org_id = $1 FOR UPDATE")
         .bind(org)
@@ -281,6 +295,7 @@ pub async fn refill_sandbox(db: &sqlx::PgPool, org: Uuid, now: OffsetDateTime) -
         )
         .await?;
     }
+    crate::audit::record(&mut tx, now, user, Some(org), crate::audit::Action::BillingSandboxRefilled, serde_json::json!({"credits": add})).await?;
     tx.commit().await?;
     Ok(Refill::Added(add))
 }

@@ -666,7 +666,7 @@ impl Billing for Portal {
 
     async fn refill_sandbox(&self, caller: &Caller) -> Result<String, FormError> {
         let m = form_member(caller)?;
-        let refill = topups::refill_sandbox(&self.state.db, m.org, self.now())
+        let refill = topups::refill_sandbox(&self.state.db, m.org, Some(m.user), self.now())
             .await
             .map_err(|e| errors::form(caller, BillingError::Db(e)))?;
         match refill {

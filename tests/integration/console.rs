@@ -536,3 +536,36 @@ async fn the_recovery_funnel_counts_each_step_by_its_reference(db: PgPool) {
     assert!(page.body.contains(&format!("/admin/orgs/{cy_org}")), "the unrecovered are linked");
     assert_eq!(ada.get("/admin/recovery").await.status, StatusCode::FORBIDDEN);
 }
+
+/// Saves the limits page with this spend cap.
+async fn limits(app: &mut TestApp, cap: &str) {
+    let csrf = extract_csrf(&app.get("/billing/limits").await.body);
+    app.post_form("/api/save_limits", &[("csrf", &csrf), ("spend_cap", cap), ("low_balance_at", "10")]).await;
+}
+
+#[sqlx::test]
+async fn a_spend_cap_402_is_fixed_by_raising_the_cap_not_by_lowering_it(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    limits(&mut app, "1").await;
+    assert_eq!(app.call("POST", "/v1/text/sentiment", Some(&key), Some(TEXT), &[]).await.status, StatusCode::OK);
+    app.clock.advance(time::Duration::milliseconds(250));
+    let refused = app.call("POST", "/v1/text/sentiment", Some(&key), Some(TEXT), &[]).await.json();
+    assert_eq!(refused["code"], "spend_cap_reached");
+    app.state.gateway.usage.flush().await;
+    app.clock.advance(time::Duration::seconds(30));
+    let href = refused["resolution"][0]["href"].as_str().unwrap().strip_prefix("http://portal.test").unwrap().to_string();
+    app.get(&href).await;
+    let funnel = |db: PgPool, now: time::OffsetDateTime| async move {
+        let r = tollgate::admin::recovery::load(&db, now - time::Duration::days(1), now + time::Duration::days(1), Some(org)).await.unwrap();
+        let f = r.funnels.into_iter().find(|f| f.code == "spend_cap_reached").unwrap();
+        (f.refused, f.visited, f.fixed)
+    };
+    // The same cap saved again (or a lower one) fixes nothing.
+    limits(&mut app, "1").await;
+    assert_eq!(funnel(db.clone(), app.clock.now()).await, (1, 1, 0));
+    limits(&mut app, "500").await;
+    assert_eq!(funnel(db.clone(), app.clock.now()).await, (1, 1, 1));
+    let (before, after): (serde_json::Value, serde_json::Value) =
+        sqlx::query_as("SELECT before, after FROM audit_log WHERE action = 'billing.limits_changed' ORDER BY id DESC LIMIT 1").fetch_one(&db).await.unwrap();
+    assert_eq!((before["spend_cap"].as_i64(), after["spend_cap"].as_i64()), (Some(1), Some(500)));
+}

@@ -243,18 +243,18 @@ async fn sandbox_refills_are_limited_and_need_a_subscription_in_good_standing(db
         .unwrap();
     };
     let now = app.clock.now();
-    assert_eq!(refill_sandbox(&db, org, now).await.unwrap(), Refill::Full);
+    assert_eq!(refill_sandbox(&db, org, None, now).await.unwrap(), Refill::Full);
     for _ in 0..tollgate::billing::policy::SANDBOX_REFILLS_PER_DAY {
         drain(db.clone()).await;
-        assert!(matches!(refill_sandbox(&db, org, now).await.unwrap(), Refill::Added(_)));
+        assert!(matches!(refill_sandbox(&db, org, None, now).await.unwrap(), Refill::Added(_)));
     }
     drain(db.clone()).await;
-    assert!(matches!(refill_sandbox(&db, org, now).await.unwrap(), Refill::Limit(_)), "a few a day");
-    assert!(matches!(refill_sandbox(&db, org, now + time::Duration::hours(25)).await.unwrap(), Refill::Added(_)), "and again the next day");
+    assert!(matches!(refill_sandbox(&db, org, None, now).await.unwrap(), Refill::Limit(_)), "a few a day");
+    assert!(matches!(refill_sandbox(&db, org, None, now + time::Duration::hours(25)).await.unwrap(), Refill::Added(_)), "and again the next day");
     // Not while unpaid.
     drain(db.clone()).await;
     sqlx::query("UPDATE subscriptions SET status = 'unpaid' WHERE org_id = $1").bind(org).execute(&db).await.unwrap();
-    assert_eq!(refill_sandbox(&db, org, now + time::Duration::days(3)).await.unwrap(), Refill::NotInGoodStanding);
+    assert_eq!(refill_sandbox(&db, org, None, now + time::Duration::days(3)).await.unwrap(), Refill::NotInGoodStanding);
 }
 
 /// Every sign-up used to get a 14-day Pro trial with no card and no
