@@ -809,6 +809,8 @@ pub struct OrgPage {
     pub charges: Vec<(String, String, String, String)>,
     /// (mode, outcome, calls, credits), the last 30 days
     pub usage: Vec<(String, String, i64, i64)>,
+    /// (when, action, details) of its subscription, newest first
+    pub subscription_history: Vec<(String, String, String)>,
     pub audit: Vec<AuditRow>,
     /// The adjustment form's one-time key.
     pub idempotency_key: String,

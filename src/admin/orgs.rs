@@ -75,6 +75,8 @@ pub struct OrgDetail {
     pub charges: Vec<ChargeRow>,
     /// Calls of the last 30 days by outcome, live and test.
     pub usage: Vec<(String, String, i64, i64)>,
+    /// What happened to its subscription, newest first: (when, action, details).
+    pub subscription_history: Vec<(OffsetDateTime, String, serde_json::Value)>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -207,7 +209,17 @@ pub async fn detail(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Optio
     .bind(now - Duration::days(30))
     .fetch_all(db)
     .await?;
+    let subscription_actions: Vec<&str> =
+        Action::ALL.iter().map(|a| a.as_str()).filter(|a| a.starts_with("subscription.")).collect();
+    let subscription_history = sqlx::query_as(
+        "SELECT at, action, details FROM audit_log WHERE org_id = $1 AND action = ANY($2) ORDER BY at DESC, id DESC LIMIT 50",
+    )
+    .bind(org)
+    .bind(&subscription_actions)
+    .fetch_all(db)
+    .await?;
     Ok(Some(OrgDetail {
+        subscription_history,
         id: org,
         name,
         created_at,

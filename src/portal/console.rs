@@ -290,6 +290,7 @@ impl Portal {
                 })
                 .collect(),
             usage: d.usage,
+            subscription_history: d.subscription_history.into_iter().map(|(at, action, details)| (date_time(at), action, details.to_string())).collect(),
             audit: trail.into_iter().map(audit_row).collect(),
             idempotency_key: Uuid::new_v4().simple().to_string(),
         })

@@ -301,6 +301,9 @@ async fn a_plan_change_reaches_subscribers_at_their_next_period_and_they_are_tol
     wait_for(&db, org, "active").await;
     assert_eq!(meters(&db, org).await.0, 10_000);
     let mut ops = admin_of(&app).await;
+    let org_page = ops.get(&format!("/admin/orgs/{org}")).await.body;
+    let history = &org_page[org_page.find("data-testid=\"subscription-history\"").unwrap()..];
+    assert!(history[..history.find("</table>").unwrap()].contains("subscription.upgrade"), "the subscription's history");
     let res = edit_plan(&mut ops, "pro", &[("included_credits", "12000")]).await;
     assert_eq!(res.location(), "/admin/plans");
     let list = decode_html(&ops.get("/admin/plans").await.body);

@@ -449,6 +449,11 @@ fn OrgView(page: OrgPage, viewer: Viewer) -> impl IntoView {
         .iter()
         .map(|(mode, outcome, calls, credits)| view! { <tr><td>{mode.clone()}</td><td>{outcome.clone()}</td><td class="num">{group(*calls)}</td><td class="num">{group(*credits)}</td></tr> })
         .collect_view();
+    let history = p
+        .subscription_history
+        .iter()
+        .map(|(at, action, details)| view! { <tr><td>{at.clone()}</td><td><code>{action.clone()}</code></td><td><code class="wrap">{details.clone()}</code></td></tr> })
+        .collect_view();
     let suspended = p.suspended.is_some();
     let typed = |f: &FormState, name: &str, default: &str| if f.typed() { f.value(name) } else { default.to_string() };
     let account = typed(&adjust, "account", "purchased");
@@ -463,6 +468,9 @@ fn OrgView(page: OrgPage, viewer: Viewer) -> impl IntoView {
                 <dt>"Purchased credits"</dt><dd data-testid="purchased">{group(p.purchased)}</dd>
                 <dt>"Sandbox credits"</dt><dd>{group(p.sandbox)}</dd>
             </dl>
+            <details><summary>"Subscription history"</summary>
+                {table("subscription-history", view! { <th scope="col">"When"</th><th scope="col">"What"</th><th scope="col">"Details"</th> }, history)}
+            </details>
             <p><a href=format!("/admin/audit?org={}", p.id)>"Its whole audit trail"</a> " · "
                 <a href=format!("/admin/recovery?org={}", p.id)>"Its 402 recovery"</a></p>
         </section>
