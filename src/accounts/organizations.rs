@@ -105,6 +105,31 @@ pub async fn default_for_user(db: &PgPool, user: Uuid) -> Result<Option<Uuid>, s
     .await
 }
 
+/// Every organization the user belongs to, in the order they joined.
+pub async fn of_user(db: &PgPool, user: Uuid) -> Result<Vec<Membership>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT m.org_id, o.name AS org_name, m.role FROM memberships m JOIN organizations o ON o.id = m.org_id
+          WHERE m.user_id = $1 ORDER BY m.created_at, o.id",
+    )
+    .bind(user)
+    .fetch_all(db)
+    .await
+}
+
+/// Remembers `org` as the organization the user's next sign-in lands in,
+/// while they are a member of it; `false` when they are not.
+pub async fn remember_choice(db: &PgPool, user: Uuid, org: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE users u SET last_org_id = m.org_id FROM memberships m
+          WHERE u.id = $1 AND m.user_id = u.id AND m.org_id = $2",
+    )
+    .bind(user)
+    .bind(org)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Membership {
     pub org_id: Uuid,

@@ -59,6 +59,11 @@ pub async fn search(db: &PgPool, term: &str, now: OffsetDateTime) -> Result<Vec<
     .await
 }
 
+/// An organization's name, when it exists.
+pub async fn name_of(db: &PgPool, org: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1").bind(org).fetch_optional(db).await
+}
+
 #[derive(Debug, Clone)]
 pub struct OrgDetail {
     pub id: Uuid,

@@ -103,3 +103,15 @@ pub async fn load(db: &PgPool, now: OffsetDateTime) -> Result<Overview, sqlx::Er
         .await?;
     Ok(Overview { month_start: Some(month_start), revenue, subscriptions, days, refusals, top_usage, top_refused })
 }
+
+/// The console's counts: users, organizations, emails not sent yet,
+/// subscriptions waiting for approval.
+pub async fn counts(db: &PgPool) -> Result<(i64, i64, i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM organizations),
+                (SELECT count(*) FROM email_outbox WHERE sent_at IS NULL),
+                (SELECT count(*) FROM subscriptions WHERE status = 'pending_approval')",
+    )
+    .fetch_one(db)
+    .await
+}

@@ -141,6 +141,11 @@ pub async fn list_active(db: &PgPool) -> Result<Vec<Plan>, sqlx::Error> {
     .await
 }
 
+/// How many subscriptions (not expired) each plan has.
+pub async fn subscriber_counts(db: &PgPool) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT plan_id, count(*) FROM subscriptions WHERE status <> 'expired' GROUP BY plan_id").fetch_all(db).await
+}
+
 /// A plan as an admin typed it; `id` is `None` for a new plan.
 #[derive(Debug, Clone, Default)]
 pub struct PlanInput {

@@ -263,17 +263,10 @@ impl Accounts for Portal {
     async fn organizations(&self, caller: &Caller) -> Result<Vec<app::types::OrgView>, AppError> {
         let user = caller.user()?;
         let id = Uuid::parse_str(&user.id).map_err(|e| errors::internal(caller, e))?;
-        let rows: Vec<(Uuid, String, Role)> = sqlx::query_as(
-            "SELECT o.id, o.name, m.role FROM memberships m JOIN organizations o ON o.id = m.org_id
-              WHERE m.user_id = $1 ORDER BY m.created_at, o.id",
-        )
-        .bind(id)
-        .fetch_all(&self.state.db)
-        .await
-        .map_err(|e| errors::page(caller, e))?;
+        let rows = organizations::of_user(&self.state.db, id).await.map_err(|e| errors::page(caller, e))?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, role)| app::types::OrgView { id: id.to_string(), name, role: super::ui_role(role).as_str().to_string() })
+            .map(|m| app::types::OrgView { id: m.org_id.to_string(), name: m.org_name, role: super::ui_role(m.role).as_str().to_string() })
             .collect())
     }
 
@@ -284,12 +277,10 @@ impl Accounts for Portal {
         let org = crate::admin::parse_id(&org_id).ok_or_else(gone)?;
         // Only an organization the user belongs to (`Web::switch_org` then
         // remembers it for their next sign-in).
-        let chosen: Option<Uuid> = sqlx::query_scalar("SELECT org_id FROM memberships WHERE user_id = $1 AND org_id = $2")
-        .bind(user)
-        .bind(org)
-        .fetch_optional(&self.state.db)
-        .await
-        .map_err(|e| FormError::message(errors::internal(caller, e).to_string()))?;
+        let chosen = organizations::membership(&self.state.db, org, user)
+            .await
+            .map_err(|e| FormError::message(errors::internal(caller, e).to_string()))?
+            .map(|m| m.org_id);
         chosen.map(|o| o.to_string()).ok_or_else(gone)
     }
 }

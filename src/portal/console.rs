@@ -110,14 +110,7 @@ impl Portal {
         self.admin_id(caller)?;
         let db = &self.state.db;
         let o = overview::load(db, self.now()).await.map_err(|e| errors::page(caller, e))?;
-        let (users, organizations, unsent_emails, pending_approvals): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM organizations),
-                    (SELECT count(*) FROM email_outbox WHERE sent_at IS NULL),
-                    (SELECT count(*) FROM subscriptions WHERE status = 'pending_approval')",
-        )
-        .fetch_one(db)
-        .await
-        .map_err(|e| errors::page(caller, e))?;
+        let (users, organizations, unsent_emails, pending_approvals) = overview::counts(db).await.map_err(|e| errors::page(caller, e))?;
         let label = |k: &str| match k {
             "subscriptions" => "Subscriptions and renewals",
             "upgrades" => "Upgrades (prorated)",
@@ -165,12 +158,8 @@ impl Portal {
         }
         let mut org = None;
         if !q.org.trim().is_empty() {
-            let found: Option<(Uuid, String)> = match crate::admin::parse_id(&q.org) {
-                Some(id) => sqlx::query_as("SELECT id, name FROM organizations WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.state.db)
-                    .await
-                    .map_err(|e| errors::page(caller, e))?,
+            let found = match crate::admin::parse_id(&q.org) {
+                Some(id) => orgs::name_of(&self.state.db, id).await.map_err(|e| errors::page(caller, e))?.map(|name| (id, name)),
                 None => None,
             };
             match found {
@@ -402,10 +391,7 @@ impl Portal {
         self.admin_id(caller)?;
         let db = &self.state.db;
         let list = plans::list_all(db).await.map_err(|e| errors::page(caller, e))?;
-        let counts: Vec<(Uuid, i64)> = sqlx::query_as("SELECT plan_id, count(*) FROM subscriptions WHERE status <> 'expired' GROUP BY plan_id")
-            .fetch_all(db)
-            .await
-            .map_err(|e| errors::page(caller, e))?;
+        let counts = plans::subscriber_counts(db).await.map_err(|e| errors::page(caller, e))?;
         Ok(PlansAdminPage {
             plans: list
                 .into_iter()

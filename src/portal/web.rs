@@ -133,15 +133,7 @@ impl Web for Portal {
         let _ = session.insert(ORG_ID, org).await;
         // The next sign-in lands here too, while the user is a member.
         if let Some(user) = sessions::user_id(&session).await {
-            let saved = sqlx::query(
-                "UPDATE users u SET last_org_id = m.org_id FROM memberships m
-                  WHERE u.id = $1 AND m.user_id = u.id AND m.org_id = $2",
-            )
-            .bind(user)
-            .bind(org)
-            .execute(&self.state.db)
-            .await;
-            if let Err(e) = saved {
+            if let Err(e) = organizations::remember_choice(&self.state.db, user, org).await {
                 tracing::warn!(error = %e, "cannot remember the organization chosen");
             }
         }
