@@ -99,7 +99,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(request_id::scope))
         .merge(health::router())
         .merge(crate::gateway::router())
-        .merge(crate::billing::webhooks::router())
+        .merge(crate::http::webhooks::router())
         .merge(bench)
         .merge(panic_routes)
         // Inside the security headers and the request id: a panic's 500

@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub db: PgPool,
     pub gateway: Gateway,
+    /// Billing's narrow handle (the processor below, links, policy, clock).
+    pub billing: crate::billing::Billing,
     /// The payment processor billing charges through.
     pub processor: Arc<dyn Processor>,
     /// The sandbox processor (the default), whose webhook deliveries a job
@@ -54,9 +56,18 @@ impl AppState {
             config.webhook_secret.clone(),
             config.sandbox_webhook_url.clone(),
         );
+        let processor: Arc<dyn Processor> = sandbox.clone();
+        let billing = crate::billing::Billing {
+            db: db.clone(),
+            processor: processor.clone(),
+            links: crate::billing::Links::new(&config.public_url),
+            policy: crate::billing::Policy { grace_days: config.grace_days },
+            clock: clock.clone(),
+        };
         Self {
+            billing,
             docs: Arc::new(crate::docs::Docs::new(config.content_dir.clone())),
-            processor: sandbox.clone(),
+            processor,
             sandbox,
             db,
             gateway,

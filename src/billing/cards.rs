@@ -7,7 +7,7 @@ use super::processor::{check_card, CardInput, ProcessorError};
 use super::renewals::retry_owed;
 use super::payments::Collected;
 use super::BillingError;
-use crate::state::AppState;
+use super::Billing;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -34,7 +34,7 @@ pub async fn list(db: &sqlx::PgPool, org: Uuid) -> Result<Vec<SavedCard>, sqlx::
 /// Adds a card (the default when asked, or when it is the first), then
 /// retries what is owed. Returns the retries' outcomes.
 pub async fn add(
-    state: &AppState,
+    state: &Billing,
     org: Uuid,
     user: Uuid,
     input: &CardInput,
@@ -109,7 +109,7 @@ fn parse(id: &str) -> Result<Uuid, BillingError> {
 
 /// Makes one of the organization's cards the default, then retries what is
 /// owed.
-pub async fn make_default(state: &AppState, org: Uuid, user: Uuid, id: &str, now: OffsetDateTime) -> Result<Vec<Collected>, BillingError> {
+pub async fn make_default(state: &Billing, org: Uuid, user: Uuid, id: &str, now: OffsetDateTime) -> Result<Vec<Collected>, BillingError> {
     let id = parse(id)?;
     let mut tx = state.db.begin().await?;
     sqlx::query("SELECT 1 FROM org_meters WHERE org_id = $1 FOR UPDATE")
@@ -141,7 +141,7 @@ pub async fn make_default(state: &AppState, org: Uuid, user: Uuid, id: &str, now
 
 /// Removes a card; the newest other card becomes the default. The only card
 /// of a paid plan stays until another is added.
-pub async fn remove(state: &AppState, org: Uuid, user: Uuid, id: &str, now: OffsetDateTime) -> Result<(), BillingError> {
+pub async fn remove(state: &Billing, org: Uuid, user: Uuid, id: &str, now: OffsetDateTime) -> Result<(), BillingError> {
     let id = parse(id)?;
     let mut tx = state.db.begin().await?;
     sqlx::query("SELECT 1 FROM org_meters WHERE org_id = $1 FOR UPDATE")

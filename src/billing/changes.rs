@@ -8,7 +8,7 @@ use super::plans::{Plan, COLUMNS};
 use super::policy::prorate;
 use super::subscriptions::{add_month, current_in, open_period, Current, Grant, Status, UNCANCELED};
 use super::{notices, BillingError};
-use crate::state::AppState;
+use super::Billing;
 use sqlx::PgConnection;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -184,7 +184,7 @@ async fn has_card(conn: &mut PgConnection, org: Uuid) -> Result<bool, sqlx::Erro
 /// customer saw and confirmed: if the charge now differs, nothing happens
 /// and the new amount is returned to confirm. `key` names the request.
 pub async fn choose(
-    state: &AppState,
+    state: &Billing,
     org: Uuid,
     user: Uuid,
     code: &str,
@@ -404,7 +404,7 @@ pub async fn choose(
 
 /// Cancels at the period's end (reversible until then by choosing the plan
 /// again).
-pub async fn cancel(state: &AppState, org: Uuid, user: Uuid, now: OffsetDateTime) -> Result<OffsetDateTime, BillingError> {
+pub async fn cancel(state: &Billing, org: Uuid, user: Uuid, now: OffsetDateTime) -> Result<OffsetDateTime, BillingError> {
     let mut tx = state.db.begin().await?;
     let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
     // A renewal still being charged, or one that failed, is a debt that
@@ -437,7 +437,7 @@ pub async fn cancel(state: &AppState, org: Uuid, user: Uuid, now: OffsetDateTime
 }
 
 /// Starts a trial of `code` (once per organization, from a free plan).
-pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, now: OffsetDateTime) -> Result<OffsetDateTime, BillingError> {
+pub async fn start_trial(state: &Billing, org: Uuid, user: Uuid, code: &str, now: OffsetDateTime) -> Result<OffsetDateTime, BillingError> {
     let mut tx = state.db.begin().await?;
     let to = plan_by_code(&mut tx, code).await?.ok_or(BillingError::Invalid(vec![("plan", "Choose one of the plans shown.".into())]))?;
     let sub = current_in(&mut tx, org, true).await?.ok_or(BillingError::NotFound)?;
@@ -508,7 +508,7 @@ pub async fn start_trial(state: &AppState, org: Uuid, user: Uuid, code: &str, no
 /// withdrawn, or replaced by another since, is refused unchanged.
 #[allow(clippy::too_many_arguments)]
 pub async fn decide(
-    state: &AppState,
+    state: &Billing,
     org: Uuid,
     admin: Uuid,
     request: &str,

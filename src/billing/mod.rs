@@ -20,6 +20,47 @@ pub mod topups;
 pub mod webhooks;
 
 use processor::Refused;
+use std::sync::Arc;
+
+/// What billing needs, and nothing more: the database, the processor, the
+/// portal's links (for emails and fix links), the policy numbers it reads
+/// from configuration, and the clock. Billing never sees the application's
+/// state (the gateway, the docs, the web layer), so nothing there can come
+/// to depend on billing's inside, and billing can be handed a second
+/// processor without touching the rest.
+#[derive(Clone)]
+pub struct Billing {
+    pub db: sqlx::PgPool,
+    pub processor: Arc<dyn processor::Processor>,
+    pub links: Links,
+    pub policy: Policy,
+    pub clock: crate::clock::Clock,
+}
+
+/// Absolute links to the portal's pages.
+#[derive(Clone, Debug)]
+pub struct Links {
+    base: String,
+}
+
+impl Links {
+    pub fn new(public_url: &url::Url) -> Links {
+        Links { base: public_url.as_str().trim_end_matches('/').to_string() }
+    }
+
+    /// `path` on the portal, as an absolute URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// The numbers of billing's rules that come from configuration (the fixed
+/// ones are in [`policy`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Days a failed renewal keeps serving before 402.
+    pub grace_days: i64,
+}
 
 /// Why a billing action could not be done, for the portal to word.
 #[derive(Debug, thiserror::Error)]

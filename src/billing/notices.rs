@@ -8,7 +8,7 @@
 use super::format_money;
 use super::payments::{Invoice, Purpose};
 use super::processor::Refused;
-use crate::state::AppState;
+use super::Billing;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -100,8 +100,8 @@ fn what(inv: &Invoice) -> &'static str {
     }
 }
 
-pub async fn receipt(conn: &mut PgConnection, state: &AppState, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
-    let link = state.config.url(&format!("/billing/invoices/{}", inv.id));
+pub async fn receipt(conn: &mut PgConnection, state: &Billing, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let link = state.links.url(&format!("/billing/invoices/{}", inv.id));
     let body = format!(
         "Thank you. We received {} for your {} (invoice {}).\n\nThe invoice: {link}\n",
         format_money(inv.total_minor, &inv.currency),
@@ -113,13 +113,13 @@ pub async fn receipt(conn: &mut PgConnection, state: &AppState, inv: &Invoice, n
 
 pub async fn payment_failed(
     conn: &mut PgConnection,
-    state: &AppState,
+    state: &Billing,
     inv: &Invoice,
     refused: &Refused,
     next: Option<OffsetDateTime>,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    let cards = state.config.url("/billing/payment-methods");
+    let cards = state.links.url("/billing/payment-methods");
     let retry = match next {
         Some(at) => format!("We will try again on {}. ", at.date()),
         None => String::new(),
@@ -134,43 +134,43 @@ pub async fn payment_failed(
     send(conn, inv.org, "payment_failed", "Your payment did not go through", &body, now).await
 }
 
-pub async fn grace_ending(conn: &mut PgConnection, state: &AppState, org: Uuid, until: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn grace_ending(conn: &mut PgConnection, state: &Billing, org: Uuid, until: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     if !once(conn, org, "grace_ending", now).await? {
         return Ok(());
     }
     let body = format!(
         "Your subscription's renewal payment failed, and its grace period ends at {until} (UTC). After that, \
          API calls are refused until the payment succeeds.\n\nUpdate your card: {}\n",
-        state.config.url("/billing/payment-methods")
+        state.links.url("/billing/payment-methods")
     );
     send(conn, org, "grace_ending", "Your grace period ends soon", &body, now).await
 }
 
-pub async fn suspended(conn: &mut PgConnection, state: &AppState, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn suspended(conn: &mut PgConnection, state: &Billing, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     let body = format!(
         "Your subscription's grace period has ended without a successful payment, so API calls are refused \
          (402 subscription_past_due). Update your card to pay and restore access at once: {}\n",
-        state.config.url("/billing/payment-methods")
+        state.links.url("/billing/payment-methods")
     );
     send(conn, org, "suspended", "API access suspended: payment needed", &body, now).await
 }
 
-pub async fn ended(conn: &mut PgConnection, state: &AppState, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn ended(conn: &mut PgConnection, state: &Billing, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     let body = format!(
         "Your subscription has ended, as you asked. Renew it whenever you like: {}\n",
-        state.config.url("/billing/plans?renew=1")
+        state.links.url("/billing/plans?renew=1")
     );
     send(conn, org, "subscription_ended", "Your subscription has ended", &body, now).await
 }
 
-pub async fn trial_ending(conn: &mut PgConnection, state: &AppState, org: Uuid, end: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn trial_ending(conn: &mut PgConnection, state: &Billing, org: Uuid, end: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     if !once(conn, org, &format!("trial_ending:{}", end.unix_timestamp()), now).await? {
         return Ok(());
     }
     let body = format!(
         "Your trial ends at {end} (UTC). Add a card to keep your plan; without one, calls that need it are refused \
          (402 payment_method_required): {}\n",
-        state.config.url("/billing/payment-methods")
+        state.links.url("/billing/payment-methods")
     );
     send(conn, org, "trial_ending", "Your trial ends soon", &body, now).await
 }
@@ -179,7 +179,7 @@ pub async fn trial_ending(conn: &mut PgConnection, state: &AppState, org: Uuid, 
 /// crossing; `false` if this crossing was told before.
 pub async fn warning(
     conn: &mut PgConnection,
-    state: &AppState,
+    state: &Billing,
     org: Uuid,
     warning: crate::usage::outlook::Warning,
     o: &crate::usage::outlook::Outlook,
@@ -194,7 +194,7 @@ pub async fn warning(
         Warning::LowBalance => (
             "Your credit balance is low",
             format!("Your credit balance is low: {} credits left (you asked to be warned below {}).", group(live), group(o.thresholds.low_balance_at)),
-            format!("Top up before calls are refused: {}", state.config.url("/billing/top-up")),
+            format!("Top up before calls are refused: {}", state.links.url("/billing/top-up")),
         ),
         Warning::IncludedUsed => (
             "You have used most of your included credits",
@@ -204,7 +204,7 @@ pub async fn warning(
                 group(o.included.of),
                 o.thresholds.included_pct.unwrap_or(0)
             ),
-            format!("Top up ({}) or upgrade ({}) before they run out.", state.config.url("/billing/top-up"), state.config.url("/billing/plans")),
+            format!("Top up ({}) or upgrade ({}) before they run out.", state.links.url("/billing/top-up"), state.links.url("/billing/plans")),
         ),
         Warning::SpendCapUsed => (
             "You are close to your spend cap",
@@ -214,13 +214,13 @@ pub async fn warning(
                 group(o.thresholds.spend_cap.unwrap_or(0)),
                 o.thresholds.spend_cap_pct.unwrap_or(0)
             ),
-            format!("Calls are refused once the cap is reached; raise it here: {}", state.config.url("/billing/limits")),
+            format!("Calls are refused once the cap is reached; raise it here: {}", state.links.url("/billing/limits")),
         ),
     };
     let body = format!(
         "{what}\n\n{}\n\n{fix}\nSee your usage: {}\n",
         crate::usage::outlook::forecast_sentence(&o.forecast),
-        state.config.url("/account/usage")
+        state.links.url("/account/usage")
     );
     send(conn, org, warning.as_str(), subject, &body, now).await?;
     Ok(true)
@@ -229,7 +229,7 @@ pub async fn warning(
 /// Tells every platform admin that `org` asks for `plan`: at most once per
 /// organization a day, however often the request is withdrawn and made
 /// again (the approvals page always lists what waits).
-pub async fn approval_requested(conn: &mut PgConnection, state: &AppState, org: Uuid, org_name: &str, plan: &str, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn approval_requested(conn: &mut PgConnection, state: &Billing, org: Uuid, org_name: &str, plan: &str, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     if !at_most_every(conn, org, "approval_requested", time::Duration::days(1), now).await? {
         return Ok(());
     }
@@ -238,7 +238,7 @@ pub async fn approval_requested(conn: &mut PgConnection, state: &AppState, org: 
         .await?;
     let body = format!(
         "{org_name} asks for the {plan} plan. Approve or reject it: {}\n",
-        state.config.url("/admin/approvals")
+        state.links.url("/admin/approvals")
     );
     for to in admins {
         crate::email::enqueue(conn, now, &to, "A subscription waits for approval", &body, "approval_requested", &[]).await?;
@@ -248,7 +248,7 @@ pub async fn approval_requested(conn: &mut PgConnection, state: &AppState, org: 
 
 pub async fn approval_decided(
     conn: &mut PgConnection,
-    state: &AppState,
+    state: &Billing,
     org: Uuid,
     plan: &str,
     approved: bool,
@@ -259,12 +259,12 @@ pub async fn approval_decided(
     let (subject, body) = if approved {
         (
             format!("Your {plan} plan is approved"),
-            format!("Your {plan} plan is approved and active; its calls work now.{note}\n\n{}\n", state.config.url("/billing")),
+            format!("Your {plan} plan is approved and active; its calls work now.{note}\n\n{}\n", state.links.url("/billing")),
         )
     } else {
         (
             format!("Your {plan} plan request was declined"),
-            format!("Your request for the {plan} plan was declined; your plan is as it was before.{note}\n\n{}\n", state.config.url("/billing")),
+            format!("Your request for the {plan} plan was declined; your plan is as it was before.{note}\n\n{}\n", state.links.url("/billing")),
         )
     };
     send(conn, org, "approval_decided", &subject, &body, now).await

@@ -10,7 +10,7 @@
 
 use super::processor::{ChargeRequest, ProcessorError, Refused};
 use super::webhooks::Event;
-use crate::state::AppState;
+use super::Billing;
 use sqlx::{PgConnection, PgPool, Row};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -168,7 +168,7 @@ pub const WAIT: Duration = Duration::from_secs(8);
 
 /// Charges the organization's default card for an invoice (a new attempt
 /// unless one is in flight) and waits up to `wait` for the outcome.
-pub async fn collect(state: &AppState, invoice: Uuid, now: OffsetDateTime, wait: Duration) -> Result<Collected, CollectError> {
+pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: Duration) -> Result<Collected, CollectError> {
     let db = &state.db;
     let mut tx = db.begin().await?;
     let row = sqlx::query(
@@ -248,7 +248,7 @@ pub async fn collect(state: &AppState, invoice: Uuid, now: OffsetDateTime, wait:
 /// Asks the processor for a recorded charge. A refusal on the spot settles
 /// it like a failure event; an unreachable processor leaves it pending, to
 /// be sent again with the same key by [`resend_pending`].
-async fn send(state: &AppState, charge: Uuid, request: &ChargeRequest, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+async fn send(state: &Billing, charge: Uuid, request: &ChargeRequest, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     match state.processor.charge(request, now).await {
         Ok(reference) => {
             sqlx::query("UPDATE charges SET processor_ref = $2 WHERE id = $1 AND processor_ref IS NULL")
@@ -277,7 +277,7 @@ async fn send(state: &AppState, charge: Uuid, request: &ChargeRequest, now: Offs
 
 /// Sends again every charge still pending after a minute without a
 /// reference from the processor (same idempotency key: never twice).
-pub async fn resend_pending(state: &AppState, now: OffsetDateTime) -> Result<usize, sqlx::Error> {
+pub async fn resend_pending(state: &Billing, now: OffsetDateTime) -> Result<usize, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT c.id, c.idempotency_key, c.amount_minor, c.currency, p.processor_ref, i.number
            FROM charges c JOIN payment_methods p ON p.id = c.payment_method_id JOIN invoices i ON i.id = c.invoice_id
@@ -357,7 +357,7 @@ pub enum EventError {
 }
 
 /// Applies a verified processor event once (see the module doc).
-pub async fn apply_event(state: &AppState, processor: &str, event: &Event, now: OffsetDateTime) -> Result<Applied, EventError> {
+pub async fn apply_event(state: &Billing, processor: &str, event: &Event, now: OffsetDateTime) -> Result<Applied, EventError> {
     let mut tx = state.db.begin().await?;
     let fresh = sqlx::query(
         "INSERT INTO webhook_events (event_id, processor, type, received_at) VALUES ($1, $2, $3, $4)
@@ -434,7 +434,7 @@ pub async fn apply_event(state: &AppState, processor: &str, event: &Event, now: 
 /// caller's transaction (the charge row is locked by the caller).
 async fn settle(
     tx: &mut PgConnection,
-    state: &AppState,
+    state: &Billing,
     charge: Uuid,
     outcome: Result<(), Refused>,
     now: OffsetDateTime,
@@ -568,7 +568,7 @@ impl Invoice {
 }
 
 /// What a paid invoice buys, in the transaction that marks it paid.
-async fn fulfil(tx: &mut PgConnection, state: &AppState, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+async fn fulfil(tx: &mut PgConnection, state: &Billing, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     use super::ledger::{post, Account, Kind, Posting};
     match inv.purpose {
         Purpose::TopUp | Purpose::AutoTopUp => {
@@ -623,7 +623,7 @@ async fn fulfil(tx: &mut PgConnection, state: &AppState, inv: &Invoice, now: Off
 /// An owed invoice that cannot be charged because there is no card: it
 /// fails like a decline (`payment_method_required`), and is charged as soon
 /// as a card is added.
-pub async fn no_card(state: &AppState, invoice: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn no_card(state: &Billing, invoice: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     let mut tx = state.db.begin().await?;
     let inv = Invoice::locked(&mut tx, invoice).await?;
     if inv.status == InvoiceStatus::Paid {

@@ -16,13 +16,13 @@
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
 use super::subscriptions::{add_month, current_in, open_period, Grant, Status};
 use super::{format_money, notices};
-use crate::state::AppState;
+use super::Billing;
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Renews every subscription whose period is over; returns how many moved.
-pub async fn renew_due(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
+pub async fn renew_due(state: &Billing, now: OffsetDateTime) -> anyhow::Result<usize> {
     let due: Vec<Uuid> = sqlx::query_scalar(
         "SELECT org_id FROM subscriptions
           WHERE current_period_end <= $1 AND status IN ('active', 'trialing', 'canceled', 'pending_approval')
@@ -45,7 +45,7 @@ pub async fn renew_due(state: &AppState, now: OffsetDateTime) -> anyhow::Result<
 /// Renews one subscription if its period is over: `Some(state)` when it
 /// moved (with the renewal invoice's collection, if one was charged).
 pub async fn renew(
-    state: &AppState,
+    state: &Billing,
     org: Uuid,
     now: OffsetDateTime,
     wait: Duration,
@@ -139,7 +139,7 @@ pub async fn renew(
 
 /// Collects an owed invoice; with no card, it fails like a decline (the
 /// subscription goes past due) until one is added.
-async fn collect_owed(state: &AppState, invoice: Uuid, now: OffsetDateTime, wait: Duration) -> Result<Collected, super::BillingError> {
+async fn collect_owed(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: Duration) -> Result<Collected, super::BillingError> {
     match payments::collect(state, invoice, now, wait).await {
         Ok(c) => Ok(c),
         Err(payments::CollectError::NoCard) => {
@@ -156,7 +156,7 @@ async fn collect_owed(state: &AppState, invoice: Uuid, now: OffsetDateTime, wait
 /// Dunning: past-due subscriptions whose grace has ended become unpaid, a
 /// day before the end the customer is warned, owed invoices due for another
 /// try are charged again, trials ending within three days are announced.
-pub async fn dunning_due(state: &AppState, now: OffsetDateTime) -> anyhow::Result<()> {
+pub async fn dunning_due(state: &Billing, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
     let lapsed: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE subscriptions SET status = 'unpaid', updated_at = $1
@@ -208,7 +208,7 @@ pub async fn dunning_due(state: &AppState, now: OffsetDateTime) -> anyhow::Resul
 /// failed is charged again at once, and a trial that ended waiting for a
 /// card is renewed; waits up to `wait` for the outcomes. Returns the
 /// outcomes (empty when nothing was owed).
-pub async fn retry_owed(state: &AppState, org: Uuid, now: OffsetDateTime, wait: Duration) -> Result<Vec<Collected>, super::BillingError> {
+pub async fn retry_owed(state: &Billing, org: Uuid, now: OffsetDateTime, wait: Duration) -> Result<Vec<Collected>, super::BillingError> {
     let mut outcomes = Vec::new();
     if let Some(Some(c)) = renew(state, org, now, wait).await? {
         outcomes.push(c);

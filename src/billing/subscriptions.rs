@@ -4,7 +4,7 @@
 use super::ledger::{post, Account, Kind, Posting};
 use super::payments::Invoice;
 use super::plans::{Plan, COLUMNS};
-use crate::state::AppState;
+use super::Billing;
 use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -334,7 +334,7 @@ pub async fn upgraded(conn: &mut PgConnection, inv: &Invoice, now: OffsetDateTim
 
 /// A renewal (or approval, or trial's end) paid: active again, and the
 /// period's included credits, if the period is still the one it paid for.
-pub async fn renewal_paid(conn: &mut PgConnection, _state: &AppState, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn renewal_paid(conn: &mut PgConnection, _state: &Billing, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     let Some(cur) = current_in(conn, inv.org, true).await? else {
         return Ok(());
     };
@@ -385,7 +385,7 @@ pub async fn owes(conn: &mut PgConnection, org: Uuid) -> Result<bool, sqlx::Erro
 /// way: a cancellation stays scheduled but the debt holds; a request for
 /// approval made meanwhile is withdrawn (the plan it would replace, and a
 /// downgrade it held, come back).
-pub async fn renewal_failed(conn: &mut PgConnection, state: &AppState, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+pub async fn renewal_failed(conn: &mut PgConnection, state: &Billing, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE subscriptions SET status = 'past_due', grace_until = coalesce(grace_until, $2), updated_at = $3,
                 plan_id = CASE WHEN status = 'pending_approval' THEN coalesce(fallback_plan_id, plan_id) ELSE plan_id END,
@@ -396,7 +396,7 @@ pub async fn renewal_failed(conn: &mut PgConnection, state: &AppState, org: Uuid
           WHERE org_id = $1 AND status IN ('active', 'trialing', 'past_due', 'canceled', 'pending_approval')",
     )
     .bind(org)
-    .bind(now + time::Duration::days(state.config.grace_days))
+    .bind(now + time::Duration::days(state.policy.grace_days))
     .bind(now)
     .execute(&mut *conn)
     .await?;

@@ -13,7 +13,7 @@ use super::ledger::{post, Account, Kind, Posting};
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
 use super::policy::{top_up_price, PACK_PRICES, SANDBOX_REFILLS_PER_DAY, SANDBOX_START};
 use super::BillingError;
-use crate::state::AppState;
+use super::Billing;
 use sqlx::{PgConnection, Row};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -36,7 +36,7 @@ pub use app::types::group;
 /// Buys `credits` on the default card; `key` names the request. Returns the
 /// invoice and how its collection stands.
 pub async fn top_up(
-    state: &AppState,
+    state: &Billing,
     org: Uuid,
     user: Uuid,
     credits: i64,
@@ -106,7 +106,7 @@ pub async fn rearm(conn: &mut PgConnection, org: Uuid) -> Result<(), sqlx::Error
 /// Fires every armed auto top-up whose balance is below its threshold (at
 /// most its monthly maximum a period), and sends the warning notices
 /// (`usage::warnings`).
-pub async fn auto_top_up_due(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
+pub async fn auto_top_up_due(state: &Billing, now: OffsetDateTime) -> anyhow::Result<usize> {
     let mut tx = state.db.begin().await?;
     let fired = sqlx::query(
         "UPDATE org_meters m SET auto_top_up_armed = false
@@ -144,9 +144,6 @@ pub async fn auto_top_up_due(state: &AppState, now: OffsetDateTime) -> anyhow::R
             tracing::warn!(invoice = %id, error = %e, "auto top-up could not be charged");
         }
     }
-    // Warnings before the cutoff (low balance, included credits, spend cap):
-    // one notice per crossing.
-    crate::usage::warnings::due(state, now).await?;
     Ok(invoices.len())
 }
 
@@ -186,7 +183,7 @@ pub async fn limits(db: &sqlx::PgPool, org: Uuid) -> Result<Limits, sqlx::Error>
     })
 }
 
-pub async fn save_limits(state: &AppState, org: Uuid, user: Uuid, limits: &Limits, now: OffsetDateTime) -> Result<(), BillingError> {
+pub async fn save_limits(state: &Billing, org: Uuid, user: Uuid, limits: &Limits, now: OffsetDateTime) -> Result<(), BillingError> {
     let mut tx = state.db.begin().await?;
     let before: Option<serde_json::Value> = sqlx::query_scalar(
         "SELECT json_build_object('spend_cap', spend_cap, 'low_balance_at', low_balance_at,

@@ -1,20 +1,14 @@
-//! The processor's webhooks: signatures (`Tollgate-Signature: t=<unix>,
-//! v1=<hex HMAC-SHA256 of "t.body">`, like Stripe's), checked against the
-//! wall clock with a 300 s tolerance and compared in constant time; and the
-//! endpoint, which applies each event once (`webhook_events` keeps every id
-//! applied) whatever order events arrive in.
+//! The sandbox processor's webhooks: signatures (`Tollgate-Signature:
+//! t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`, like Stripe's), checked
+//! against the wall clock with a 300 s tolerance and compared in constant
+//! time, and the events they carry. The endpoint is the HTTP layer's
+//! (`src/http/webhooks.rs`); it applies each event once
+//! (`payments::apply_event`; `webhook_events` keeps every id applied)
+//! whatever order events arrive in.
 
-use crate::state::AppState;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
-use time::OffsetDateTime;
 
 pub const SIGNATURE_HEADER: &str = "tollgate-signature";
 /// How old (or how far ahead) a signature's timestamp may be.
@@ -127,41 +121,6 @@ pub struct ChargeObject {
     pub currency: String,
     pub failure_code: Option<String>,
     pub decline_code: Option<String>,
-}
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks/sandbox", post(sandbox))
-        .layer(DefaultBodyLimit::max(64 * 1024))
-}
-
-fn answer(status: StatusCode, message: &str) -> Response {
-    (status, [("content-type", "application/json")], serde_json::json!({"message": message}).to_string()).into_response()
-}
-
-async fn sandbox(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    let wall = OffsetDateTime::now_utc().unix_timestamp();
-    if let Err(e) = verify(&state.config.webhook_secret.0, header, &body, wall) {
-        tracing::warn!(reason = %e, "webhook refused");
-        return answer(StatusCode::BAD_REQUEST, "signature refused");
-    }
-    let event: Event = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(_) => return answer(StatusCode::BAD_REQUEST, "not an event"),
-    };
-    match super::payments::apply_event(&state, "sandbox", &event, state.clock.now()).await {
-        Ok(applied) => answer(StatusCode::OK, applied.as_str()),
-        Err(super::payments::EventError::UnknownCharge) => {
-            // Perhaps ahead of its charge's record: the processor retries.
-            answer(StatusCode::CONFLICT, "unknown charge; retry later")
-        }
-        Err(super::payments::EventError::Mismatch) => answer(StatusCode::UNPROCESSABLE_ENTITY, "event does not match its charge"),
-        Err(super::payments::EventError::Db(e)) => {
-            tracing::error!(error = %e, event = %event.id, "webhook could not be applied");
-            answer(StatusCode::SERVICE_UNAVAILABLE, "retry later")
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod panic;
 pub mod proxies;
 pub mod request_id;
 pub mod security;
+pub mod webhooks;
 
 use axum::extract::ConnectInfo;
 use http::request::Parts;

@@ -15,9 +15,9 @@ pub async fn renewals(state: AppState, shutdown: Shutdown) {
     };
     periodic(job, state, shutdown, |state| async move {
         let now = state.clock.now();
-        crate::billing::renewals::renew_due(&state, now).await?;
-        crate::billing::renewals::dunning_due(&state, now).await?;
-        crate::billing::payments::resend_pending(&state, now).await?;
+        crate::billing::renewals::renew_due(&state.billing, now).await?;
+        crate::billing::renewals::dunning_due(&state.billing, now).await?;
+        crate::billing::payments::resend_pending(&state.billing, now).await?;
         Ok(())
     })
     .await
@@ -29,7 +29,11 @@ pub async fn auto_top_ups(state: AppState, shutdown: Shutdown) {
         every: Duration::from_secs(5),
     };
     periodic(job, state, shutdown, |state| async move {
-        crate::billing::topups::auto_top_up_due(&state, state.clock.now()).await?;
+        let now = state.clock.now();
+        crate::billing::topups::auto_top_up_due(&state.billing, now).await?;
+        // Warnings before the cutoff (low balance, included credits, spend
+        // cap): one notice per crossing.
+        crate::usage::warnings::due(&state, now).await?;
         Ok(())
     })
     .await

@@ -171,7 +171,7 @@ impl Admin for Portal {
                 fields: vec![("note".into(), "A note is at most 500 characters.".into())],
             });
         }
-        let charged = crate::billing::changes::decide(&self.state, org, admin, request.trim(), approve, note, self.now())
+        let charged = crate::billing::changes::decide(&self.state.billing, org, admin, request.trim(), approve, note, self.now())
             .await
             .map_err(|e| errors::form(caller, e))?;
         Ok(match (approve, charged) {

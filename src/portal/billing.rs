@@ -433,7 +433,7 @@ impl Billing for Portal {
         let m = payer(caller)?;
         let expected = form.expected_minor.trim().parse::<i64>().ok();
         let done = changes::choose(
-            &self.state,
+            &self.state.billing,
             m.org,
             m.user,
             form.plan.trim(),
@@ -457,7 +457,7 @@ impl Billing for Portal {
 
     async fn cancel(&self, caller: &Caller) -> Result<String, FormError> {
         let m = payer(caller)?;
-        let end = changes::cancel(&self.state, m.org, m.user, self.now())
+        let end = changes::cancel(&self.state.billing, m.org, m.user, self.now())
             .await
             .map_err(|e| errors::form(caller, e))?;
         Ok(format!("Canceled: your plan keeps working until {}, and you can keep it until then.", date(end)))
@@ -465,7 +465,7 @@ impl Billing for Portal {
 
     async fn start_trial(&self, caller: &Caller, plan: String) -> Result<String, FormError> {
         let m = payer(caller)?;
-        let end = changes::start_trial(&self.state, m.org, m.user, plan.trim(), self.now())
+        let end = changes::start_trial(&self.state.billing, m.org, m.user, plan.trim(), self.now())
             .await
             .map_err(|e| errors::form(caller, e))?;
         Ok(format!("Your trial has started and ends on {}. Add a card before then to keep the plan.", date(end)))
@@ -499,7 +499,7 @@ impl Billing for Portal {
             cvc: form.cvc,
             name: form.name,
         };
-        let outcomes = cards::add(&self.state, m.org, m.user, &input, form.make_default, self.now())
+        let outcomes = cards::add(&self.state.billing, m.org, m.user, &input, form.make_default, self.now())
             .await
             .map_err(|e| errors::form(caller, e))?;
         retried("Card added.", outcomes)
@@ -507,7 +507,7 @@ impl Billing for Portal {
 
     async fn set_default_card(&self, caller: &Caller, card_id: String) -> Result<String, FormError> {
         let m = payer(caller)?;
-        let outcomes = cards::make_default(&self.state, m.org, m.user, &card_id, self.now())
+        let outcomes = cards::make_default(&self.state.billing, m.org, m.user, &card_id, self.now())
             .await
             .map_err(|e| errors::form(caller, e))?;
         retried("Default card changed.", outcomes)
@@ -515,7 +515,7 @@ impl Billing for Portal {
 
     async fn remove_card(&self, caller: &Caller, card_id: String) -> Result<String, FormError> {
         let m = payer(caller)?;
-        cards::remove(&self.state, m.org, m.user, &card_id, self.now())
+        cards::remove(&self.state.billing, m.org, m.user, &card_id, self.now())
             .await
             .map_err(|e| errors::form(caller, e))?;
         Ok("Card removed.".into())
@@ -562,7 +562,7 @@ impl Billing for Portal {
             })?
         };
         let (_, collected) = topups::top_up(
-            &self.state,
+            &self.state.billing,
             m.org,
             m.user,
             credits,
@@ -642,7 +642,7 @@ impl Billing for Portal {
             warn_included_pct,
             warn_spend_cap_pct,
         };
-        topups::save_limits(&self.state, m.org, m.user, &limits, self.now())
+        topups::save_limits(&self.state.billing, m.org, m.user, &limits, self.now())
             .await
             .map_err(|e| errors::form(caller, e))?;
         Ok("Limits saved.".into())

@@ -24,7 +24,7 @@ async fn one(state: &AppState, sent: &HashSet<(Uuid, String)>, n: outlook::Numbe
         if crossed.contains(w) && !was {
             let o = outlook::outlook_of(&state.db, n.clone(), now).await?;
             let mut tx = state.db.begin().await?;
-            if crate::billing::notices::warning(&mut tx, state, n.org, *w, &o, now).await? {
+            if crate::billing::notices::warning(&mut tx, &state.billing, n.org, *w, &o, now).await? {
                 notices += 1;
             }
             tx.commit().await?;

@@ -328,12 +328,12 @@ async fn a_renewal_is_charged_once_per_period_however_many_jobs_run(db: PgPool) 
     let now = app.clock.now();
     let other = app.restarted();
     let (a, b) = tokio::join!(
-        tollgate::billing::renewals::renew_due(&app.state, now),
-        tollgate::billing::renewals::renew_due(&other.state, now)
+        tollgate::billing::renewals::renew_due(&app.state.billing, now),
+        tollgate::billing::renewals::renew_due(&other.state.billing, now)
     );
     a.unwrap();
     b.unwrap();
-    tollgate::billing::renewals::renew_due(&app.state, now).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, now).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(count(&db, "SELECT count(*) FROM invoices WHERE org_id = $1 AND purpose = 'renewal'", org).await, 1);
     let charges: i64 = sqlx::query_scalar(
@@ -378,7 +378,7 @@ async fn a_failed_renewal_has_a_grace_period_then_402_and_a_new_card_restores_ac
         .await
         .unwrap();
     app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     wait_for(&db, org, "past_due").await;
 
     // In grace: calls work, with a warning; the portal shows a banner.
@@ -390,7 +390,7 @@ async fn a_failed_renewal_has_a_grace_period_then_402_and_a_new_card_restores_ac
 
     // After the grace period: 402 with the processor's words, and a fix link.
     app.clock.advance(time::Duration::days(3) + time::Duration::minutes(1));
-    tollgate::billing::renewals::dunning_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::dunning_due(&app.state.billing, app.clock.now()).await.unwrap();
     assert_eq!(status(&db, org).await, "unpaid");
     let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
     assert_eq!(res.status, 402);
@@ -513,7 +513,7 @@ async fn a_canceled_plan_expires_at_period_end_and_can_be_renewed(db: PgPool) {
     assert_eq!(status(&db, org).await, "canceled");
     assert_eq!(app.call("GET", "/v1/ping", Some(&key), None, &[]).await.status, 200, "works until the period ends");
     app.clock.advance(time::Duration::days(31));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     assert_eq!(status(&db, org).await, "expired");
     let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
     assert_eq!(res.status, 402);
@@ -544,8 +544,8 @@ async fn auto_top_up_fires_once_per_crossing_even_from_two_instances(db: PgPool)
     let other = app.restarted();
     let now = app.clock.now();
     let (a, b) = tokio::join!(
-        tollgate::billing::topups::auto_top_up_due(&app.state, now),
-        tollgate::billing::topups::auto_top_up_due(&other.state, now)
+        tollgate::billing::topups::auto_top_up_due(&app.state.billing, now),
+        tollgate::billing::topups::auto_top_up_due(&other.state.billing, now)
     );
     assert_eq!(a.unwrap() + b.unwrap(), 1);
     for _ in 0..100 {
@@ -556,7 +556,7 @@ async fn auto_top_up_fires_once_per_crossing_even_from_two_instances(db: PgPool)
     }
     assert_eq!(purchased(&db, org).await, 1000);
     // Back above the threshold: armed again, but nothing to do.
-    assert_eq!(tollgate::billing::topups::auto_top_up_due(&app.state, now).await.unwrap(), 0);
+    assert_eq!(tollgate::billing::topups::auto_top_up_due(&app.state.billing, now).await.unwrap(), 0);
     // Bad input keeps what was typed, with the message next to the field.
     let csrf = extract_csrf(&app.get("/billing/limits").await.body);
     app.post_form("/api/save_limits", &[("csrf", &csrf), ("spend_cap", "lots"), ("low_balance_at", "10")]).await;
@@ -607,7 +607,7 @@ async fn a_past_due_subscription_cannot_cancel_and_keep_its_way_out_of_dunning(d
     upgrade(&mut app, "pro").await;
     add_card(&mut app, ALWAYS_FAILS).await;
     app.clock.advance(period_end(&db, org).await - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     wait_for(&db, org, "past_due").await;
 
     cancel(&mut app).await;
@@ -616,7 +616,7 @@ async fn a_past_due_subscription_cannot_cancel_and_keep_its_way_out_of_dunning(d
     choose(&mut app, "free", "").await;
     assert_eq!(status(&db, org).await, "past_due");
     app.clock.advance(time::Duration::days(4));
-    tollgate::billing::renewals::dunning_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::dunning_due(&app.state.billing, app.clock.now()).await.unwrap();
     assert_eq!(status(&db, org).await, "unpaid");
     assert_eq!(app.call("GET", "/v1/ping", Some(&key), None, &[]).await.status, 402);
 }
@@ -661,7 +661,7 @@ async fn a_plan_needing_approval_cannot_be_bought_by_renewing_after_expiry(db: P
     upgrade(&mut app, "pro").await;
     cancel(&mut app).await;
     app.clock.advance(time::Duration::days(32));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     assert_eq!(status(&db, org).await, "expired");
     let page = app.get("/billing/plans?renew=1").await.body;
     let csrf = extract_csrf(&page);
@@ -732,7 +732,7 @@ async fn a_request_for_approval_lapses_at_period_end_and_test_keys_wait_like_liv
     // Nobody decided before the period ended: the request lapses and the
     // plan it would replace renews.
     app.clock.advance(period_end(&db, org).await - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     assert_eq!(status(&db, org).await, "active");
     let (plan, end): (String, time::OffsetDateTime) = sqlx::query_as(
         "SELECT p.code, s.current_period_end FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.org_id = $1",
@@ -917,7 +917,7 @@ async fn a_renewal_failure_holds_the_subscription_in_dunning_whatever_the_custom
     app.state.sandbox.hold_deliveries(true);
     let end = period_end(&db, org).await;
     app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM invoices WHERE org_id = $1 AND owed AND status = 'open'", org).await, 1, "the renewal is being charged");
 
     cancel(&mut app).await;
@@ -939,7 +939,7 @@ async fn a_renewal_failure_holds_the_subscription_in_dunning_whatever_the_custom
         assert_eq!(status(&db, org).await, "past_due");
     }
     app.clock.advance(time::Duration::days(3) + time::Duration::minutes(1));
-    tollgate::billing::renewals::dunning_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::dunning_due(&app.state.billing, app.clock.now()).await.unwrap();
     assert_eq!(status(&db, org).await, "unpaid");
     let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
     assert_eq!(res.status, 402);
@@ -958,7 +958,7 @@ async fn a_second_renewal_finds_the_one_being_charged(db: PgPool) {
     cancel(&mut app).await;
     let end = period_end(&db, org).await;
     app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     assert_eq!(status(&db, org).await, "expired");
 
     app.state.sandbox.hold_deliveries(true);
@@ -1001,7 +1001,7 @@ async fn a_period_not_paid_yet_spends_at_most_what_the_one_before_included(db: P
     add_card(&mut app, GOOD).await;
     wait_for(&db, org, "active").await;
     assert_eq!(included(db.clone()).await, 250_000);
-    tollgate::billing::renewals::retry_owed(&app.state, org, app.clock.now(), Duration::from_secs(2)).await.unwrap();
+    tollgate::billing::renewals::retry_owed(&app.state.billing, org, app.clock.now(), Duration::from_secs(2)).await.unwrap();
     assert_eq!(included(db.clone()).await, 250_000, "granted once");
 }
 
@@ -1018,7 +1018,7 @@ async fn a_trials_first_paid_period_gets_its_credits_when_paid(db: PgPool) {
     add_card(&mut app, ALWAYS_FAILS).await;
     let end = period_end(&db, org).await;
     app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     wait_for(&db, org, "past_due").await;
     let included = count(&db, "SELECT included FROM org_meters WHERE org_id = $1", org).await;
     assert_eq!(included, 0, "no included credits before the first payment");

@@ -321,7 +321,7 @@ async fn a_plan_change_reaches_subscribers_at_their_next_period_and_they_are_tol
     // After the renewal the new amount is granted.
     let end: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
     app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     for _ in 0..100 {
         if meters(&db, org).await.0 == 12_000 {
             break;
@@ -404,7 +404,7 @@ async fn plan_roles_come_from_the_plans_sign_up_trial_and_archived(db: PgPool) {
     assert!(!offered.contains("data-plan=\"pro\""), "an archived plan is offered to nobody new");
     let end: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
     app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state, app.clock.now()).await.unwrap();
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, status): (String, String) = sqlx::query_as("SELECT p.code, s.status FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.org_id = $1")
         .bind(org)
