@@ -166,6 +166,16 @@ impl Role {
     pub fn manages_members(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
     }
+
+    /// Owners, admins and developers manage and use the organization's keys.
+    pub fn manages_keys(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin | Role::Developer)
+    }
+
+    /// Owners, admins and billing members see billing, pay and change plans.
+    pub fn manages_billing(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin | Role::Billing)
+    }
 }
 
 crate::text_sqlx!(Role);

@@ -25,9 +25,6 @@ pub struct ApiKey {
 const COLUMNS: &str =
     "id, name, mode, prefix, last4, scopes, expires_at, created_at, last_used_at, revoked_at";
 
-pub fn may_manage(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Developer)
-}
 
 pub struct NewKey {
     pub name: String,
@@ -103,7 +100,7 @@ async fn locked_manager(tx: &mut PgConnection, org: Uuid, user: Uuid) -> Result<
     .fetch_optional(&mut *tx)
     .await?;
     match role {
-        Some(role) if may_manage(role) => Ok(role),
+        Some(role) if role.manages_keys() => Ok(role),
         _ => Err(KeyError::Forbidden(
             "only developers, admins and owners manage API keys",
         )),

@@ -9,7 +9,7 @@
 //! committed first, then the processor is asked.
 
 use super::processor::{ChargeRequest, ProcessorError, Refused};
-use super::webhooks::Event;
+use super::webhooks::{Event, EventKind};
 use super::Billing;
 use sqlx::{PgConnection, PgPool, Row};
 use std::time::Duration;
@@ -28,6 +28,15 @@ crate::text_enum! {
         Proration = "proration",
         TopUp = "top_up",
         AutoTopUp = "auto_top_up",
+    }
+}
+
+crate::text_enum! {
+    /// One attempt to collect an invoice.
+    pub enum ChargeStatus {
+        Pending = "pending",
+        Succeeded = "succeeded",
+        Failed = "failed",
     }
 }
 
@@ -184,8 +193,9 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
         InvoiceStatus::Void => return Err(CollectError::NotCollectable("void")),
         _ => {}
     }
-    let pending: Option<Uuid> = sqlx::query_scalar("SELECT id FROM charges WHERE invoice_id = $1 AND status = 'pending'")
+    let pending: Option<Uuid> = sqlx::query_scalar("SELECT id FROM charges WHERE invoice_id = $1 AND status = $2")
         .bind(invoice)
+        .bind(ChargeStatus::Pending)
         .fetch_optional(&mut *tx)
         .await?;
     if let Some(charge) = pending {
@@ -213,7 +223,7 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
     sqlx::query(
         "INSERT INTO charges (id, org_id, invoice_id, attempt, idempotency_key, payment_method_id, processor,
                               amount_minor, currency, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $10)",
     )
     .bind(charge)
     .bind(org)
@@ -225,6 +235,7 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
     .bind(amount)
     .bind(&currency)
     .bind(now)
+    .bind(ChargeStatus::Pending)
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE invoices SET status = 'open', next_attempt_at = NULL, updated_at = $2 WHERE id = $1")
@@ -263,7 +274,7 @@ async fn send(state: &Billing, charge: Uuid, request: &ChargeRequest, now: Offse
                 .bind(charge)
                 .fetch_one(&mut *tx)
                 .await?;
-            if row.get::<String, _>("status") == "pending" {
+            if row.try_get::<ChargeStatus, _>("status")? == ChargeStatus::Pending {
                 settle(&mut tx, state, charge, Err(refused), now).await?;
             }
             tx.commit().await?;
@@ -281,10 +292,11 @@ pub async fn resend_pending(state: &Billing, now: OffsetDateTime) -> Result<usiz
     let rows = sqlx::query(
         "SELECT c.id, c.idempotency_key, c.amount_minor, c.currency, p.processor_ref, i.number
            FROM charges c JOIN payment_methods p ON p.id = c.payment_method_id JOIN invoices i ON i.id = c.invoice_id
-          WHERE c.status = 'pending' AND c.processor_ref IS NULL AND c.created_at < $1 - interval '1 minute'
+          WHERE c.status = $2 AND c.processor_ref IS NULL AND c.created_at < $1 - interval '1 minute'
           LIMIT 100",
     )
     .bind(now)
+    .bind(ChargeStatus::Pending)
     .fetch_all(&state.db)
     .await?;
     for row in &rows {
@@ -304,14 +316,14 @@ pub async fn resend_pending(state: &Billing, now: OffsetDateTime) -> Result<usiz
 pub async fn await_charge(db: &PgPool, charge: Uuid, wait: Duration) -> Result<Collected, sqlx::Error> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let (status, code, decline): (String, Option<String>, Option<String>) =
+        let (status, code, decline): (ChargeStatus, Option<String>, Option<String>) =
             sqlx::query_as("SELECT status, failure_code, decline_code FROM charges WHERE id = $1")
                 .bind(charge)
                 .fetch_one(db)
                 .await?;
-        match status.as_str() {
-            "succeeded" => return Ok(Collected::Paid),
-            "failed" => {
+        match status {
+            ChargeStatus::Succeeded => return Ok(Collected::Paid),
+            ChargeStatus::Failed => {
                 return Ok(Collected::Failed(Refused {
                     code: code.unwrap_or_else(|| "card_declined".into()),
                     decline_code: decline,
@@ -398,8 +410,8 @@ pub async fn apply_event(state: &Billing, processor: &str, event: &Event, now: O
         .bind(&charge.id)
         .execute(&mut *tx)
         .await?;
-    let recorded: String = row.get("status");
-    let applied = if recorded == "failed" && event.kind == "charge.succeeded" {
+    let recorded: ChargeStatus = row.try_get("status")?;
+    let applied = if recorded == ChargeStatus::Failed && event.kind() == Some(EventKind::ChargeSucceeded) {
         // The processor took the money after all (a late success after a
         // failure it reported, or a refusal we recorded on the spot): what
         // the money buys is delivered, or, if the invoice was paid by
@@ -407,15 +419,15 @@ pub async fn apply_event(state: &Billing, processor: &str, event: &Event, now: O
         tracing::warn!(charge = %id, "a charge recorded as failed succeeded at the processor");
         settle(&mut tx, state, id, Ok(()), now).await?;
         Applied::Settled
-    } else if recorded != "pending" {
+    } else if recorded != ChargeStatus::Pending {
         Applied::AlreadySettled
     } else {
-        match event.kind.as_str() {
-            "charge.succeeded" => {
+        match event.kind() {
+            Some(EventKind::ChargeSucceeded) => {
                 settle(&mut tx, state, id, Ok(()), now).await?;
                 Applied::Settled
             }
-            "charge.failed" => {
+            Some(EventKind::ChargeFailed) => {
                 let refused = Refused {
                     code: charge.failure_code.clone().unwrap_or_else(|| "card_declined".into()),
                     decline_code: charge.decline_code.clone(),
@@ -423,7 +435,7 @@ pub async fn apply_event(state: &Billing, processor: &str, event: &Event, now: O
                 settle(&mut tx, state, id, Err(refused), now).await?;
                 Applied::Settled
             }
-            _ => Applied::Ignored,
+            None => Applied::Ignored,
         }
     };
     tx.commit().await?;
@@ -440,8 +452,8 @@ async fn settle(
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     let (status, code, decline) = match &outcome {
-        Ok(()) => ("succeeded", None, None),
-        Err(r) => ("failed", Some(r.code.clone()), r.decline_code.clone()),
+        Ok(()) => (ChargeStatus::Succeeded, None, None),
+        Err(r) => (ChargeStatus::Failed, Some(r.code.clone()), r.decline_code.clone()),
     };
     let invoice: Uuid = sqlx::query_scalar(
         "UPDATE charges SET status = $2, failure_code = $3, decline_code = $4, settled_at = $5 WHERE id = $1 RETURNING invoice_id",
@@ -510,9 +522,10 @@ async fn settle(
 /// failure (and whenever a card changes); then no more.
 async fn next_attempt(tx: &mut PgConnection, invoice: Uuid) -> Result<Option<OffsetDateTime>, sqlx::Error> {
     let (failed, first): (i64, Option<OffsetDateTime>) = sqlx::query_as(
-        "SELECT count(*), min(settled_at) FROM charges WHERE invoice_id = $1 AND status = 'failed'",
+        "SELECT count(*), min(settled_at) FROM charges WHERE invoice_id = $1 AND status = $2",
     )
     .bind(invoice)
+    .bind(ChargeStatus::Failed)
     .fetch_one(&mut *tx)
     .await?;
     let first = first.unwrap_or_else(OffsetDateTime::now_utc);
@@ -660,13 +673,14 @@ pub async fn last_failure(db: &PgPool, org: Uuid) -> Result<Option<(String, Opti
         "SELECT code, decline FROM (
              SELECT c.failure_code AS code, c.decline_code AS decline, c.settled_at AS at
                FROM charges c JOIN invoices i ON i.id = c.invoice_id
-              WHERE c.org_id = $1 AND i.owed AND i.status <> 'paid' AND c.status = 'failed'
+              WHERE c.org_id = $1 AND i.owed AND i.status <> 'paid' AND c.status = $2
              UNION ALL
              SELECT failure_code, decline_code, updated_at FROM invoices
               WHERE org_id = $1 AND owed AND status = 'failed' AND failure_code = 'payment_method_required'
          ) f WHERE code IS NOT NULL ORDER BY at DESC LIMIT 1",
     )
     .bind(org)
+    .bind(ChargeStatus::Failed)
     .fetch_optional(db)
     .await
 }

@@ -99,13 +99,29 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Resu
     }
 }
 
+crate::text_enum! {
+    /// The kinds of processor event billing acts on; others are ignored.
+    pub enum EventKind {
+        ChargeSucceeded = "charge.succeeded",
+        ChargeFailed = "charge.failed",
+    }
+}
+
 /// A processor event, as far as billing reads it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Event {
     pub id: String,
+    /// As the processor names it (kept as sent in `webhook_events`).
     #[serde(rename = "type")]
     pub kind: String,
     pub data: EventData,
+}
+
+impl Event {
+    /// The kind, when billing acts on it.
+    pub fn kind(&self) -> Option<EventKind> {
+        EventKind::parse(&self.kind)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

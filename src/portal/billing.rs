@@ -2,7 +2,6 @@
 //! organization can look; owners, admins and billing members pay.
 
 use super::{date, date_time, errors, form_member, member, Member, Portal};
-use crate::accounts::Role as DomainRole;
 use crate::billing::changes::{self, Change, Changed};
 use crate::billing::payments::Collected;
 use crate::billing::policy::{CUSTOM_MAX, CUSTOM_MIN, PACK_PRICES};
@@ -28,15 +27,11 @@ fn plan_view(p: &crate::billing::plans::Plan) -> PlanView {
     }
 }
 
-fn manages(m: &Member) -> bool {
-    matches!(m.role, DomainRole::Owner | DomainRole::Admin | DomainRole::Billing)
-}
-
 /// The member, if they may pay and change plans.
 /// The member, if they may see billing (owners, admins, billing members).
 fn billing_reader(caller: &Caller) -> Result<Member, AppError> {
     let m = member(caller)?;
-    if manages(&m) {
+    if m.role.manages_billing() {
         Ok(m)
     } else {
         Err(AppError::Forbidden)
@@ -45,7 +40,7 @@ fn billing_reader(caller: &Caller) -> Result<Member, AppError> {
 
 fn payer(caller: &Caller) -> Result<Member, FormError> {
     let m = form_member(caller)?;
-    if manages(&m) {
+    if m.role.manages_billing() {
         Ok(m)
     } else {
         Err(FormError::message("Only owners, admins and billing members can change billing."))
@@ -317,7 +312,7 @@ impl Billing for Portal {
             period_start: date(sub.period_start),
             period_end: date(sub.period_end),
             plans: plans.iter().map(plan_view).collect(),
-            can_manage: manages(&m),
+            can_manage: m.role.manages_billing(),
             included_credits: meters.included,
             included_expires: meters.included_expires.map(date).unwrap_or_default(),
             purchased_credits: meters.purchased,
@@ -416,7 +411,7 @@ impl Billing for Portal {
             .filter(|_| !sub.trial_used && sub.status == Status::Active && sub.plan.price_minor == 0)
             .map(plan_view);
         Ok(PlansPage {
-            can_manage: manages(&m),
+            can_manage: m.role.manages_billing(),
             status: sub.status.as_str().into(),
             current: sub.plan.code.clone(),
             options,
@@ -483,7 +478,7 @@ impl Billing for Portal {
             .map(|s| s.status.as_str().to_string())
             .unwrap_or_default();
         Ok(PaymentMethodsPage {
-            can_manage: manages(&m),
+            can_manage: m.role.manages_billing(),
             cards: cards.iter().map(card_view).collect(),
             owed,
             status,
@@ -536,7 +531,7 @@ impl Billing for Portal {
         let cards = cards::list(db, m.org).await.map_err(page)?;
         let meters = meters(db, m.org, self.now()).await.map_err(page)?;
         Ok(TopUpPage {
-            can_manage: manages(&m),
+            can_manage: m.role.manages_billing(),
             packs: packs(),
             selected,
             custom,
@@ -583,7 +578,7 @@ impl Billing for Portal {
         let meters = meters(db, m.org, self.now()).await.map_err(page)?;
         let has_card = cards::list(db, m.org).await.map_err(page)?.iter().any(|c| c.is_default);
         Ok(LimitsPage {
-            can_manage: manages(&m),
+            can_manage: m.role.manages_billing(),
             spend_cap: limits.spend_cap,
             period_spent: meters.period_spent,
             low_balance_at: limits.low_balance_at,

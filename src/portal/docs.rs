@@ -352,7 +352,7 @@ impl Docs for Portal {
             })
             .collect();
         let mut keys = Vec::new();
-        let may_use = caller.org.as_ref().is_some_and(|o| crate::api_keys::store::may_manage(super::domain_role(o.role)));
+        let may_use = caller.org.as_ref().is_some_and(|o| super::domain_role(o.role).manages_keys());
         if let Some(org) = caller.org.as_ref().filter(|_| may_use).and_then(|o| Uuid::parse_str(&o.id).ok()) {
             let rows: Vec<(Uuid, String, String, String, String)> = sqlx::query_as(
                 "SELECT id, name, mode, prefix, last4 FROM api_keys

@@ -54,7 +54,7 @@ async fn send(State(state): State<AppState>, req: Request) -> Response {
         return refuse(StatusCode::UNAUTHORIZED, "Sign in to send with one of your keys, or paste a key.");
     };
     // Who may use the organization's keys: those who may manage them.
-    if !crate::api_keys::store::may_manage(super::domain_role(member.role)) {
+    if !super::domain_role(member.role).manages_keys() {
         return refuse(StatusCode::FORBIDDEN, "Your role cannot use the organization's keys; paste a key of your own.");
     }
     let Ok(bytes) = axum::body::to_bytes(body, crate::gateway::MAX_BODY + 64 * 1024).await else {

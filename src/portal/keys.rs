@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// The member, if they may manage keys (owners, admins, developers).
 fn key_member(caller: &Caller) -> Result<super::Member, AppError> {
     let m = member(caller)?;
-    if crate::api_keys::store::may_manage(m.role) {
+    if m.role.manages_keys() {
         Ok(m)
     } else {
         Err(AppError::Forbidden)
@@ -35,7 +35,7 @@ impl Keys for Portal {
             .map_err(|e| errors::page(caller, e))?;
         Ok(KeysPage {
             org_name: m.org_name.clone(),
-            can_manage: store::may_manage(m.role),
+            can_manage: m.role.manages_keys(),
             keys: keys
                 .into_iter()
                 .map(|k| {

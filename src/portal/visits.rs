@@ -49,8 +49,7 @@ async fn visit(state: &AppState, session: &Session, rid: &str, page: &str) -> Re
     let Some(m) = super::web::session_membership(&state.db, session, user).await? else {
         return Ok(());
     };
-    use crate::accounts::Role;
-    if !matches!(m.role, Role::Owner | Role::Admin | Role::Billing) {
+    if !m.role.manages_billing() {
         return Ok(());
     }
     let now = state.clock.now();

@@ -6,6 +6,7 @@
 //! event that could not be delivered is retried with backoff, by
 //! [`Sandbox::deliver_due`] (a job), until it is.
 
+use crate::billing::webhooks::EventKind;
 use super::{Card, ChargeRequest, Processor, ProcessorError, Refused, SavedCard};
 use crate::config::WebhookSecret;
 use serde_json::json;
@@ -237,7 +238,7 @@ impl Processor for Sandbox {
         let event_id = format!("evt_{}", Uuid::new_v4().simple());
         let payload = json!({
             "id": event_id,
-            "type": if failure.is_none() { "charge.succeeded" } else { "charge.failed" },
+            "type": if failure.is_none() { EventKind::ChargeSucceeded } else { EventKind::ChargeFailed }.as_str(),
             "created": now.unix_timestamp(),
             "data": {"object": {
                 "id": id,
