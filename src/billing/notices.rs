@@ -13,6 +13,47 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+crate::text_enum! {
+    /// What a billing notice is about: the email's kind in the outbox, and
+    /// the reason a once-only notice is remembered under (with its
+    /// occasion, for those sent once per occasion).
+    pub enum Notice {
+        Receipt = "receipt",
+        PaymentFailed = "payment_failed",
+        GraceEnding = "grace_ending",
+        Suspended = "suspended",
+        SubscriptionEnded = "subscription_ended",
+        TrialEnding = "trial_ending",
+        ApprovalRequested = "approval_requested",
+        ApprovalDecided = "approval_decided",
+        PlanTermsChanged = "plan_terms_changed",
+        LowBalance = "low_balance",
+        IncludedUsed = "included_used",
+        SpendCapUsed = "spend_cap_used",
+    }
+}
+
+impl Notice {
+    /// The notice of a warning threshold crossed.
+    pub fn of_warning(w: crate::usage::outlook::Warning) -> Notice {
+        use crate::usage::outlook::Warning;
+        match w {
+            Warning::LowBalance => Notice::LowBalance,
+            Warning::IncludedUsed => Notice::IncludedUsed,
+            Warning::SpendCapUsed => Notice::SpendCapUsed,
+        }
+    }
+
+    /// The reason a once-only notice is remembered under: the notice, and
+    /// the occasion when it goes once per occasion.
+    fn reason(self, occasion: Option<&str>) -> String {
+        match occasion {
+            Some(o) => format!("{}:{o}", self.as_str()),
+            None => self.as_str().to_string(),
+        }
+    }
+}
+
 async fn recipients(conn: &mut PgConnection, org: Uuid) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id
@@ -26,13 +67,13 @@ async fn recipients(conn: &mut PgConnection, org: Uuid) -> Result<Vec<String>, s
 async fn send(
     conn: &mut PgConnection,
     org: Uuid,
-    kind: &str,
+    kind: Notice,
     subject: &str,
     body: &str,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     for to in recipients(conn, org).await? {
-        crate::email::enqueue(conn, now, &to, subject, body, kind, &[]).await?;
+        crate::email::enqueue(conn, now, &to, subject, body, kind.as_str(), &[]).await?;
     }
     Ok(())
 }
@@ -41,14 +82,16 @@ async fn send(
 async fn once(
     conn: &mut PgConnection,
     org: Uuid,
-    reason: &str,
+    notice: Notice,
+    occasion: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
+    let reason = notice.reason(occasion);
     let fresh = sqlx::query(
         "INSERT INTO billing_notices (org_id, reason, sent_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
     .bind(org)
-    .bind(reason)
+    .bind(&reason)
     .bind(now)
     .execute(conn)
     .await?
@@ -62,7 +105,7 @@ async fn once(
 async fn at_most_every(
     conn: &mut PgConnection,
     org: Uuid,
-    reason: &str,
+    notice: Notice,
     every: time::Duration,
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
@@ -72,7 +115,7 @@ async fn at_most_every(
           WHERE billing_notices.sent_at <= EXCLUDED.sent_at - $4::interval",
     )
     .bind(org)
-    .bind(reason)
+    .bind(notice.as_str())
     .bind(now)
     .bind(format!("{} seconds", every.whole_seconds()))
     .execute(conn)
@@ -82,10 +125,10 @@ async fn at_most_every(
 }
 
 /// Lets a once-only notice go out again on its next occasion.
-pub async fn forget(conn: &mut PgConnection, org: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn forget(conn: &mut PgConnection, org: Uuid, notice: Notice) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM billing_notices WHERE org_id = $1 AND reason = $2")
         .bind(org)
-        .bind(reason)
+        .bind(notice.as_str())
         .execute(conn)
         .await
         .map(|_| ())
@@ -108,7 +151,7 @@ pub async fn receipt(conn: &mut PgConnection, state: &Billing, inv: &Invoice, no
         what(inv),
         inv.number
     );
-    send(conn, inv.org, "receipt", &format!("Receipt for invoice {}", inv.number), &body, now).await
+    send(conn, inv.org, Notice::Receipt, &format!("Receipt for invoice {}", inv.number), &body, now).await
 }
 
 pub async fn payment_failed(
@@ -131,11 +174,11 @@ pub async fn payment_failed(
         inv.number,
         refused.message()
     );
-    send(conn, inv.org, "payment_failed", "Your payment did not go through", &body, now).await
+    send(conn, inv.org, Notice::PaymentFailed, "Your payment did not go through", &body, now).await
 }
 
 pub async fn grace_ending(conn: &mut PgConnection, state: &Billing, org: Uuid, until: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {
-    if !once(conn, org, "grace_ending", now).await? {
+    if !once(conn, org, Notice::GraceEnding, None, now).await? {
         return Ok(());
     }
     let body = format!(
@@ -143,7 +186,7 @@ pub async fn grace_ending(conn: &mut PgConnection, state: &Billing, org: Uuid, u
          API calls are refused until the payment succeeds.\n\nUpdate your card: {}\n",
         state.links.url("/billing/payment-methods")
     );
-    send(conn, org, "grace_ending", "Your grace period ends soon", &body, now).await
+    send(conn, org, Notice::GraceEnding, "Your grace period ends soon", &body, now).await
 }
 
 pub async fn suspended(conn: &mut PgConnection, state: &Billing, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
@@ -152,7 +195,7 @@ pub async fn suspended(conn: &mut PgConnection, state: &Billing, org: Uuid, now:
          (402 subscription_past_due). Update your card to pay and restore access at once: {}\n",
         state.links.url("/billing/payment-methods")
     );
-    send(conn, org, "suspended", "API access suspended: payment needed", &body, now).await
+    send(conn, org, Notice::Suspended, "API access suspended: payment needed", &body, now).await
 }
 
 pub async fn ended(conn: &mut PgConnection, state: &Billing, org: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
@@ -160,11 +203,11 @@ pub async fn ended(conn: &mut PgConnection, state: &Billing, org: Uuid, now: Off
         "Your subscription has ended, as you asked. Renew it whenever you like: {}\n",
         state.links.url("/billing/plans?renew=1")
     );
-    send(conn, org, "subscription_ended", "Your subscription has ended", &body, now).await
+    send(conn, org, Notice::SubscriptionEnded, "Your subscription has ended", &body, now).await
 }
 
 pub async fn trial_ending(conn: &mut PgConnection, state: &Billing, org: Uuid, end: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {
-    if !once(conn, org, &format!("trial_ending:{}", end.unix_timestamp()), now).await? {
+    if !once(conn, org, Notice::TrialEnding, Some(&end.unix_timestamp().to_string()), now).await? {
         return Ok(());
     }
     let body = format!(
@@ -172,7 +215,7 @@ pub async fn trial_ending(conn: &mut PgConnection, state: &Billing, org: Uuid, e
          (402 payment_method_required): {}\n",
         state.links.url("/billing/payment-methods")
     );
-    send(conn, org, "trial_ending", "Your trial ends soon", &body, now).await
+    send(conn, org, Notice::TrialEnding, "Your trial ends soon", &body, now).await
 }
 
 /// A warning threshold crossed (`usage::warnings`): one notice per
@@ -186,7 +229,7 @@ pub async fn warning(
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
     use crate::usage::{group, outlook::Warning};
-    if !once(conn, org, warning.as_str(), now).await? {
+    if !once(conn, org, Notice::of_warning(warning), None, now).await? {
         return Ok(false);
     }
     let live = o.balances.live();
@@ -222,7 +265,7 @@ pub async fn warning(
         crate::usage::outlook::forecast_sentence(&o.forecast),
         state.links.url("/account/usage")
     );
-    send(conn, org, warning.as_str(), subject, &body, now).await?;
+    send(conn, org, Notice::of_warning(warning), subject, &body, now).await?;
     Ok(true)
 }
 
@@ -230,7 +273,7 @@ pub async fn warning(
 /// organization a day, however often the request is withdrawn and made
 /// again (the approvals page always lists what waits).
 pub async fn approval_requested(conn: &mut PgConnection, state: &Billing, org: Uuid, org_name: &str, plan: &str, now: OffsetDateTime) -> Result<(), sqlx::Error> {
-    if !at_most_every(conn, org, "approval_requested", time::Duration::days(1), now).await? {
+    if !at_most_every(conn, org, Notice::ApprovalRequested, time::Duration::days(1), now).await? {
         return Ok(());
     }
     let admins: Vec<String> = sqlx::query_scalar("SELECT email FROM users WHERE is_platform_admin ORDER BY email")
@@ -241,7 +284,7 @@ pub async fn approval_requested(conn: &mut PgConnection, state: &Billing, org: U
         state.links.url("/admin/approvals")
     );
     for to in admins {
-        crate::email::enqueue(conn, now, &to, "A subscription waits for approval", &body, "approval_requested", &[]).await?;
+        crate::email::enqueue(conn, now, &to, "A subscription waits for approval", &body, Notice::ApprovalRequested.as_str(), &[]).await?;
     }
     Ok(())
 }
@@ -267,7 +310,7 @@ pub async fn approval_decided(
             format!("Your request for the {plan} plan was declined; your plan is as it was before.{note}\n\n{}\n", state.links.url("/billing")),
         )
     };
-    send(conn, org, "approval_decided", &subject, &body, now).await
+    send(conn, org, Notice::ApprovalDecided, &subject, &body, now).await
 }
 
 /// Tells every organization on `before`'s plan (or moving to it at its
@@ -295,7 +338,7 @@ pub async fn plan_terms_changed(
     let now_part = before.endpoints != after.endpoints || before.rate_limit_per_sec != after.rate_limit_per_sec;
     let mut told = 0;
     for (org, next) in orgs {
-        if !once(conn, org, &format!("plan_terms:{}:{}", after.id, now.unix_timestamp_nanos()), now).await? {
+        if !once(conn, org, Notice::PlanTermsChanged, Some(&format!("{}:{}", after.id, now.unix_timestamp_nanos())), now).await? {
             continue;
         }
         let mut body = String::new();
@@ -320,8 +363,24 @@ pub async fn plan_terms_changed(
         } else {
             format!("Your {} plan has changed", after.name)
         };
-        send(conn, org, "plan_terms_changed", &subject, &body, now).await?;
+        send(conn, org, Notice::PlanTermsChanged, &subject, &body, now).await?;
         told += 1;
     }
     Ok(told)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Notice;
+
+    #[test]
+    fn a_warnings_notice_is_remembered_under_the_warnings_own_name() {
+        // usage::warnings reads billing_notices by the warnings' names.
+        for w in crate::usage::outlook::Warning::ALL {
+            assert_eq!(Notice::of_warning(*w).as_str(), w.as_str());
+        }
+        for n in Notice::ALL {
+            assert_eq!(Notice::parse(n.as_str()), Some(*n));
+        }
+    }
 }

@@ -348,7 +348,7 @@ pub async fn renewal_paid(conn: &mut PgConnection, _state: &Billing, inv: &Invoi
             .bind(now)
             .execute(&mut *conn)
             .await?;
-        super::notices::forget(conn, inv.org, "grace_ending").await?;
+        super::notices::forget(conn, inv.org, super::notices::Notice::GraceEnding).await?;
     }
     if inv.period_start == Some(cur.period_start) {
         // The rest of the period's included credits: what it was not
