@@ -153,12 +153,50 @@ pub struct LineView {
     pub amount: String,
 }
 
+/// What choosing a plan on the plans page does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    /// A visitor: sign up first.
+    Signup,
+    /// The organization's plan.
+    Current,
+    /// Undo a cancellation or a scheduled downgrade.
+    Keep,
+    Upgrade,
+    /// At the period's end.
+    Downgrade,
+    /// Ask for a plan that needs approval.
+    Approval,
+    /// Start again after the subscription ended.
+    Renew,
+    /// Withdraw a request waiting for approval.
+    Withdraw,
+    /// Not possible now; the note says why.
+    Unavailable,
+}
+
+impl PlanAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanAction::Signup => "signup",
+            PlanAction::Current => "current",
+            PlanAction::Keep => "keep",
+            PlanAction::Upgrade => "upgrade",
+            PlanAction::Downgrade => "downgrade",
+            PlanAction::Approval => "approval",
+            PlanAction::Renew => "renew",
+            PlanAction::Withdraw => "withdraw",
+            PlanAction::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// A plan as the plans page offers it to this organization.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanOption {
     pub plan: PlanView,
-    /// current, upgrade, downgrade, approval, renew, unavailable
-    pub action: String,
+    pub action: PlanAction,
     /// What choosing it charges now, and its lines (upgrade, renew).
     pub amount: Option<String>,
     pub amount_minor: Option<i64>,

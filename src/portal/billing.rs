@@ -342,7 +342,7 @@ impl Billing for Portal {
                         .map(|p| PlanOption {
                             selected: selected.as_deref() == Some(p.code.as_str()),
                             plan: plan_view(p),
-                            action: "signup".into(),
+                            action: PlanAction::Signup,
                             amount: None,
                             amount_minor: None,
                             lines: vec![],
@@ -373,11 +373,11 @@ impl Billing for Portal {
             .iter()
             .map(|p| {
                 let (action, amount, lines, note) = match changes::change(&sub, p, now) {
-                    Change::Current if sub.status == Status::Canceled => ("keep", None, vec![], "Canceled: ends at the period's end unless you keep it.".to_string()),
-                    Change::Current if sub.next_plan.is_some() => ("keep", None, vec![], format!("Moving to {} at the period's end unless you keep this plan.", sub.next_plan.as_ref().map(|n| n.name.clone()).unwrap_or_default())),
-                    Change::Current => ("current", None, vec![], "Your plan.".to_string()),
+                    Change::Current if sub.status == Status::Canceled => (PlanAction::Keep, None, vec![], "Canceled: ends at the period's end unless you keep it.".to_string()),
+                    Change::Current if sub.next_plan.is_some() => (PlanAction::Keep, None, vec![], format!("Moving to {} at the period's end unless you keep this plan.", sub.next_plan.as_ref().map(|n| n.name.clone()).unwrap_or_default())),
+                    Change::Current => (PlanAction::Current, None, vec![], "Your plan.".to_string()),
                     Change::Upgrade(q) => (
-                        "upgrade",
+                        PlanAction::Upgrade,
                         Some(q.total_minor),
                         line_views(&q.lines, &p.currency),
                         format!(
@@ -387,16 +387,16 @@ impl Billing for Portal {
                             if q.credits > 0 { format!(", and get {} more included credits now", group(q.credits)) } else { String::new() }
                         ),
                     ),
-                    Change::Downgrade(at) => ("downgrade", None, vec![], format!("Takes effect on {}; nothing is charged now.", date(at))),
-                    Change::NeedsApproval => ("approval", None, vec![], "Needs approval by our team; you are charged when it is approved.".to_string()),
-                    Change::Renew(price) => ("renew", Some(price), vec![], "Starts a new month today.".to_string()),
-                    Change::Withdraw => ("withdraw", None, vec![], format!("Withdraw your request for {} and stay on this plan.", sub.plan.name)),
-                    Change::Unavailable(why) => ("unavailable", None, vec![], why),
+                    Change::Downgrade(at) => (PlanAction::Downgrade, None, vec![], format!("Takes effect on {}; nothing is charged now.", date(at))),
+                    Change::NeedsApproval => (PlanAction::Approval, None, vec![], "Needs approval by our team; you are charged when it is approved.".to_string()),
+                    Change::Renew(price) => (PlanAction::Renew, Some(price), vec![], "Starts a new month today.".to_string()),
+                    Change::Withdraw => (PlanAction::Withdraw, None, vec![], format!("Withdraw your request for {} and stay on this plan.", sub.plan.name)),
+                    Change::Unavailable(why) => (PlanAction::Unavailable, None, vec![], why),
                 };
                 PlanOption {
                     selected: selected.as_deref() == Some(p.code.as_str()),
                     plan: plan_view(p),
-                    action: action.into(),
+                    action,
                     amount: amount.map(|a| format_money(a, &p.currency)),
                     amount_minor: amount,
                     lines,

@@ -134,14 +134,14 @@ pub fn BillingPage() -> impl IntoView {
 }
 
 fn plan_form(o: &PlanOption, csrf: &str, key: &str) -> AnyView {
-    let label = match o.action.as_str() {
-        "upgrade" => format!("Upgrade and pay {}", o.amount.clone().unwrap_or_default()),
-        "downgrade" => format!("Switch to {} at period end", o.plan.name),
-        "approval" => format!("Request {}", o.plan.name),
-        "renew" => format!("Renew on {} for {}", o.plan.name, o.amount.clone().unwrap_or_default()),
-        "keep" => format!("Keep {}", o.plan.name),
-        "withdraw" => format!("Stay on {} and withdraw the request", o.plan.name),
-        _ => return ().into_any(),
+    let label = match o.action {
+        PlanAction::Upgrade => format!("Upgrade and pay {}", o.amount.clone().unwrap_or_default()),
+        PlanAction::Downgrade => format!("Switch to {} at period end", o.plan.name),
+        PlanAction::Approval => format!("Request {}", o.plan.name),
+        PlanAction::Renew => format!("Renew on {} for {}", o.plan.name, o.amount.clone().unwrap_or_default()),
+        PlanAction::Keep => format!("Keep {}", o.plan.name),
+        PlanAction::Withdraw => format!("Stay on {} and withdraw the request", o.plan.name),
+        PlanAction::Signup | PlanAction::Current | PlanAction::Unavailable => return ().into_any(),
     };
     let expected = o.amount_minor.map(|a| a.to_string()).unwrap_or_default();
     view! {
@@ -185,8 +185,8 @@ pub fn PlansPage() -> impl IntoView {
                 });
                 let action = if p.can_manage { plan_form(o, &csrf, &p.idempotency_key) } else { ().into_any() };
                 view! {
-                    <article class="card plan" class:plan-current=o.action == "current" class:plan-selected=o.selected
-                        data-plan=o.plan.code.clone() data-action=o.action.clone() aria-current=o.selected.then_some("true")>
+                    <article class="card plan" class:plan-current=o.action == PlanAction::Current class:plan-selected=o.selected
+                        data-plan=o.plan.code.clone() data-action=o.action.as_str() aria-current=o.selected.then_some("true")>
                         <h2>{o.plan.name.clone()}</h2>
                         <p class="plan-price">{o.plan.price.clone()}<span>" / month"</span></p>
                         <ul>
