@@ -271,6 +271,38 @@ fn summarize(rows: Vec<Row>) -> Recovery {
     Recovery { funnels: funnels.into_values().collect(), unrecovered }
 }
 
+/// Records the first visit of `page` for the refusal `rid` when it is a live
+/// 402 of `org`; `false` when there is no such refusal (yet).
+pub async fn record_visit(
+    db: &PgPool,
+    org: Uuid,
+    user: Option<Uuid>,
+    rid: &str,
+    page: &str,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let found: bool = sqlx::query_scalar(
+        "WITH refusal AS (
+             SELECT 1 FROM usage_events
+              WHERE request_id = $1 AND org_id = $2 AND status = 402 AND mode = 'live' AND problem_code IS NOT NULL
+              LIMIT 1
+         ), saved AS (
+             INSERT INTO fix_visits (request_id, org_id, page, user_id, visited_at)
+             SELECT $1, $2, $3, $4, $5 FROM refusal
+             ON CONFLICT (request_id, org_id) DO NOTHING
+         )
+         SELECT EXISTS (SELECT 1 FROM refusal)",
+    )
+    .bind(rid)
+    .bind(org)
+    .bind(page)
+    .bind(user)
+    .bind(now)
+    .fetch_one(db)
+    .await?;
+    Ok(found)
+}
+
 /// The range the console shows by default: the last 30 days.
 pub fn default_range(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
     (now - Duration::days(30), now + Duration::seconds(1))

@@ -289,3 +289,58 @@ pub async fn rotate(
     tx.commit().await?;
     Ok((new_id, secret))
 }
+
+/// A key of the organization, for the explorer and the usage filters.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyLabel {
+    pub id: Uuid,
+    pub name: String,
+    pub mode: String,
+    pub prefix: String,
+    pub last4: String,
+    pub revoked: bool,
+}
+
+/// Every key of the organization, revoked ones too, newest first.
+pub async fn labels(db: &PgPool, org: Uuid) -> Result<Vec<KeyLabel>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, mode, prefix, last4, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC",
+    )
+    .bind(org)
+    .fetch_all(db)
+    .await
+}
+
+/// The organization's keys that work at `now`, test keys first.
+pub async fn usable(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Vec<KeyLabel>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, mode, prefix, last4, false AS revoked FROM api_keys
+          WHERE org_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)
+          ORDER BY mode = 'test' DESC, created_at DESC",
+    )
+    .bind(org)
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+/// The prefix of the newest working key `user` made in the organization, a
+/// test key first (the docs' snippets show it).
+pub async fn newest_prefix_of(db: &PgPool, org: Uuid, user: Uuid, now: OffsetDateTime) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT prefix FROM api_keys
+          WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)
+          ORDER BY mode = 'test' DESC, created_at DESC LIMIT 1",
+    )
+    .bind(org)
+    .bind(user)
+    .bind(now)
+    .fetch_optional(db)
+    .await
+}
+
+/// A key of the organization by id: its hash and mode (the explorer sends
+/// with it; any other organization's id is not found).
+pub async fn token_of(db: &PgPool, id: Uuid, org: Uuid) -> Result<Option<(Vec<u8>, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT token_hash, mode FROM api_keys WHERE id = $1 AND org_id = $2").bind(id).bind(org).fetch_optional(db).await
+}

@@ -17,6 +17,7 @@ pub mod processor;
 pub mod renewals;
 pub mod subscriptions;
 pub mod topups;
+pub mod views;
 pub mod webhooks;
 
 use processor::Refused;

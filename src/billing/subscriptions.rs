@@ -91,6 +91,17 @@ async fn plan_by_id(conn: &mut PgConnection, id: Uuid) -> Result<Plan, sqlx::Err
         .await
 }
 
+/// The (code, name) of the plan that serves the organization now (the one a
+/// request for approval would replace, while it waits).
+pub async fn serving_plan(db: &PgPool, org: Uuid) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.code, p.name FROM subscriptions s JOIN plans p ON p.id = coalesce(s.fallback_plan_id, s.plan_id) WHERE s.org_id = $1",
+    )
+    .bind(org)
+    .fetch_optional(db)
+    .await
+}
+
 pub async fn current(db: &PgPool, org: Uuid) -> Result<Option<Current>, sqlx::Error> {
     let mut conn = db.acquire().await?;
     current_in(&mut conn, org, false).await

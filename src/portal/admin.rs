@@ -64,11 +64,12 @@ impl Admin for Portal {
         let list = routes::list(db)
             .await
             .map_err(|e| errors::page(caller, e))?;
-        let plans: Vec<(String, String)> =
-            sqlx::query_as("SELECT code, name FROM plans ORDER BY sort_order, price_minor")
-                .fetch_all(db)
-                .await
-                .map_err(|e| errors::page(caller, e))?;
+        let plans: Vec<(String, String)> = crate::billing::plans::list_all(db)
+            .await
+            .map_err(|e| errors::page(caller, e))?
+            .into_iter()
+            .map(|p| (p.code, p.name))
+            .collect();
         Ok(RoutesPage {
             routes: list
                 .into_iter()

@@ -11,7 +11,6 @@ use crate::billing::{cards, format_money, processor, BillingError};
 use app::backend::{Billing, Caller, CardForm, ChoosePlanForm, FormError, LimitsForm, TopUpForm};
 use app::error::AppError;
 use app::types::*;
-use sqlx::Row;
 use uuid::Uuid;
 
 fn plan_view(p: &crate::billing::plans::Plan) -> PlanView {
@@ -99,95 +98,52 @@ fn paid_or(c: Collected, paid: String) -> Result<String, FormError> {
     }
 }
 
-struct Meters {
-    included: i64,
-    included_expires: Option<time::OffsetDateTime>,
-    purchased: i64,
-    sandbox: i64,
-    period_spent: i64,
-    spend_cap: Option<i64>,
+use crate::billing::views::{self, InvoiceRecord};
+use crate::billing::payments::{InvoiceStatus, Purpose};
+
+async fn meters(db: &sqlx::PgPool, org: Uuid, now: time::OffsetDateTime) -> Result<views::Meters, sqlx::Error> {
+    views::meters(db, org, now).await
 }
 
-async fn meters(db: &sqlx::PgPool, org: Uuid, now: time::OffsetDateTime) -> Result<Meters, sqlx::Error> {
-    let r = sqlx::query(
-        "SELECT included, included_expires_at, purchased, sandbox, period_spent, spend_cap
-           FROM org_meters WHERE org_id = $1",
-    )
-    .bind(org)
-    .fetch_one(db)
-    .await?;
-    let expires: Option<time::OffsetDateTime> = r.get("included_expires_at");
-    let spendable = crate::billing::ledger::spendable(db, org, now).await?;
-    Ok(Meters {
-        included: spendable.included,
-        included_expires: expires,
-        purchased: spendable.purchased,
-        sandbox: spendable.sandbox,
-        period_spent: r.get("period_spent"),
-        spend_cap: r.get("spend_cap"),
-    })
+fn invoice_view(r: InvoiceRecord) -> InvoiceView {
+    let currency = r.currency;
+    let failed = r.status == InvoiceStatus::Failed;
+    InvoiceView {
+        id: r.id.to_string(),
+        number: r.number,
+        purpose: match r.purpose {
+            Purpose::TopUp => "Credit top-up",
+            Purpose::AutoTopUp => "Automatic top-up",
+            Purpose::Proration => "Upgrade (prorated)",
+            Purpose::Renewal => "Subscription renewal",
+            Purpose::Subscription => "Subscription",
+        }
+        .into(),
+        failure: failed.then(|| processor::message(r.failure_code.as_deref().unwrap_or(""), r.decline_code.as_deref()).to_string()),
+        status: r.status.as_str().to_string(),
+        total: format_money(r.total_minor, &currency),
+        created: date_time(r.created_at),
+        paid: r.paid_at.map(date_time),
+        failure_code: r.failure_code,
+        decline_code: r.decline_code,
+        lines: r
+            .lines
+            .into_iter()
+            .map(|l| LineView {
+                no: l.line_no,
+                description: l.description,
+                quantity: l.quantity,
+                unit: format_money(l.unit_minor, &currency),
+                amount: format_money(l.amount_minor, &currency),
+            })
+            .collect(),
+        currency,
+        org_name: r.org_name,
+    }
 }
 
 async fn invoice_views(db: &sqlx::PgPool, org: Uuid, only: Option<Uuid>, owed_failed: bool) -> Result<Vec<InvoiceView>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT i.id, i.number, i.purpose, i.status, i.total_minor, i.currency, i.created_at, i.paid_at,
-                i.failure_code, i.decline_code, o.name AS org_name
-           FROM invoices i JOIN organizations o ON o.id = i.org_id
-          WHERE i.org_id = $1 AND ($2::uuid IS NULL OR i.id = $2)
-            AND (NOT $3 OR (i.owed AND i.status = 'failed'))
-          ORDER BY i.created_at DESC, i.number DESC LIMIT 200",
-    )
-    .bind(org)
-    .bind(only)
-    .bind(owed_failed)
-    .fetch_all(db)
-    .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let id: Uuid = r.get("id");
-        let currency: String = r.get::<String, _>("currency").trim().to_string();
-        let lines: Vec<(i32, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT line_no, description, quantity, unit_minor, amount_minor FROM invoice_lines WHERE invoice_id = $1 ORDER BY line_no",
-        )
-        .bind(id)
-        .fetch_all(db)
-        .await?;
-        let code: Option<String> = r.get("failure_code");
-        let decline: Option<String> = r.get("decline_code");
-        let status: String = r.get("status");
-        out.push(InvoiceView {
-            id: id.to_string(),
-            number: r.get("number"),
-            purpose: match r.get::<String, _>("purpose").as_str() {
-                "top_up" => "Credit top-up",
-                "auto_top_up" => "Automatic top-up",
-                "proration" => "Upgrade (prorated)",
-                "renewal" => "Subscription renewal",
-                _ => "Subscription",
-            }
-            .into(),
-            failure: (status == "failed").then(|| processor::message(code.as_deref().unwrap_or(""), decline.as_deref()).to_string()),
-            status,
-            total: format_money(r.get("total_minor"), &currency),
-            created: date_time(r.get("created_at")),
-            paid: r.get::<Option<time::OffsetDateTime>, _>("paid_at").map(date_time),
-            failure_code: code,
-            decline_code: decline,
-            lines: lines
-                .into_iter()
-                .map(|(no, description, quantity, unit, amount)| LineView {
-                    no,
-                    description,
-                    quantity,
-                    unit: format_money(unit, &currency),
-                    amount: format_money(amount, &currency),
-                })
-                .collect(),
-            currency,
-            org_name: r.get("org_name"),
-        });
-    }
-    Ok(out)
+    Ok(views::invoices(db, org, only, owed_failed).await?.into_iter().map(invoice_view).collect())
 }
 
 fn int(field: &'static str, value: &str, min: i64, max: i64, what: &str) -> Result<i64, (&'static str, String)> {

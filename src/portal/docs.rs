@@ -85,10 +85,9 @@ impl Portal {
     }
 
     async fn plans(&self) -> Result<Vec<PlanRow>, AppError> {
-        sqlx::query_as("SELECT code, name, endpoints, price_minor FROM plans WHERE active ORDER BY price_minor, sort_order")
-            .fetch_all(&self.state.db)
-            .await
-            .map_err(|e| self.internal(e))
+        let mut plans = crate::billing::plans::list_active(&self.state.db).await.map_err(|e| self.internal(e))?;
+        plans.sort_by_key(|p| (p.price_minor, p.sort_order));
+        Ok(plans.into_iter().map(|p| (p.code, p.name, p.endpoints, p.price_minor)).collect())
     }
 
     fn internal(&self, e: impl std::fmt::Display) -> AppError {
@@ -108,27 +107,11 @@ impl Portal {
     /// The reader's plan code and a sample key prefix, if signed in.
     async fn reader(&self, caller: &Caller) -> Option<(String, String, String)> {
         let org = Uuid::parse_str(&caller.org.as_ref()?.id).ok()?;
-        let plan: (String, String) = sqlx::query_as(
-            "SELECT p.code, p.name FROM subscriptions s JOIN plans p ON p.id = coalesce(s.fallback_plan_id, s.plan_id) WHERE s.org_id = $1",
-        )
-        .bind(org)
-        .fetch_optional(&self.state.db)
-        .await
-        .ok()??;
+        let plan = crate::billing::subscriptions::serving_plan(&self.state.db, org).await.ok()??;
         let user = Uuid::parse_str(&caller.user.as_ref()?.id).ok()?;
-        // The reader's own newest usable key, a test key first.
-        let prefix: Option<String> = sqlx::query_scalar(
-            "SELECT prefix FROM api_keys
-              WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)
-              ORDER BY mode = 'test' DESC, created_at DESC LIMIT 1",
-        )
-        .bind(org)
-        .bind(user)
-        // The server's clock, as the gateway judges keys by it.
-        .bind(self.now())
-        .fetch_optional(&self.state.db)
-        .await
-        .ok()?;
+        // The reader's own newest usable key, a test key first, judged by
+        // the server's clock as the gateway judges keys.
+        let prefix = crate::api_keys::store::newest_prefix_of(&self.state.db, org, user, self.now()).await.ok()?;
         Some((plan.0, plan.1, prefix.map(|p| format!("{p}…")).unwrap_or_else(|| "tg_test_…".into())))
     }
 
@@ -354,19 +337,11 @@ impl Docs for Portal {
         let mut keys = Vec::new();
         let may_use = caller.org.as_ref().is_some_and(|o| super::domain_role(o.role).manages_keys());
         if let Some(org) = caller.org.as_ref().filter(|_| may_use).and_then(|o| Uuid::parse_str(&o.id).ok()) {
-            let rows: Vec<(Uuid, String, String, String, String)> = sqlx::query_as(
-                "SELECT id, name, mode, prefix, last4 FROM api_keys
-                  WHERE org_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)
-                  ORDER BY mode = 'test' DESC, created_at DESC",
-            )
-            .bind(org)
-            .bind(self.now())
-            .fetch_all(&self.state.db)
-            .await
-            .map_err(|e| self.internal(e))?;
-            keys = rows
+            keys = crate::api_keys::store::usable(&self.state.db, org, self.now())
+                .await
+                .map_err(|e| self.internal(e))?
                 .into_iter()
-                .map(|(id, name, mode, prefix, last4)| ExplorerKey { id: id.to_string(), label: format!("{name} ({prefix}…{last4})"), mode })
+                .map(|k| ExplorerKey { id: k.id.to_string(), label: format!("{} ({}…{})", k.name, k.prefix, k.last4), mode: k.mode })
                 .collect();
         }
         Ok(ExplorerSetup {

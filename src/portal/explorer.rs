@@ -80,12 +80,7 @@ async fn send(State(state): State<AppState>, req: Request) -> Response {
     let Ok(key_id) = Uuid::parse_str(send.key_id.trim()) else {
         return refuse(StatusCode::NOT_FOUND, "No such key in your organization.");
     };
-    let key: Option<(Vec<u8>, String)> = match sqlx::query_as("SELECT token_hash, mode FROM api_keys WHERE id = $1 AND org_id = $2")
-        .bind(key_id)
-        .bind(org)
-        .fetch_optional(&state.db)
-        .await
-    {
+    let key = match crate::api_keys::store::token_of(&state.db, key_id, org).await {
         Ok(k) => k,
         Err(e) => {
             tracing::error!(error = %e, "explorer: key look-up failed");

@@ -111,3 +111,38 @@ fn date(t: OffsetDateTime) -> String {
 fn date_time(t: OffsetDateTime) -> String {
     format!("{} {:02}:{:02} UTC", date(t), t.hour(), t.minute())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The files of a source folder, with their text.
+    fn sources(dir: &str) -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_portal_runs_no_sql_of_its_own() {
+        for (path, text) in sources("src/portal") {
+            assert!(!text.contains("sqlx::query"), "{path} runs SQL: read models belong to the domain");
+        }
+    }
+
+    #[test]
+    fn billing_never_sees_the_application_state() {
+        for (path, text) in sources("src/billing") {
+            assert!(!text.contains("crate::state") && !text.contains("AppState"), "{path} reaches the application state");
+        }
+    }
+}

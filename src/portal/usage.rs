@@ -34,17 +34,12 @@ fn bucket_label(span: Span, t: OffsetDateTime) -> String {
 
 /// The organization's keys, revoked ones too (their calls stay in the log).
 async fn keys(db: &sqlx::PgPool, org: Uuid) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
-    let rows: Vec<(Uuid, String, String, String, String, bool)> = sqlx::query_as(
-        "SELECT id, name, prefix, last4, mode, revoked_at IS NOT NULL FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC",
-    )
-    .bind(org)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
+    Ok(crate::api_keys::store::labels(db, org)
+        .await?
         .into_iter()
-        .map(|(id, name, prefix, last4, mode, revoked)| {
-            let state = if revoked { ", revoked" } else { "" };
-            (id, format!("{name} ({prefix}…{last4}, {mode}{state})"))
+        .map(|k| {
+            let state = if k.revoked { ", revoked" } else { "" };
+            (k.id, format!("{} ({}…{}, {}{state})", k.name, k.prefix, k.last4, k.mode))
         })
         .collect())
 }

@@ -16,7 +16,6 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_sessions::Session;
-use uuid::Uuid;
 
 /// The pages a resolution link leads to.
 const FIX_PAGES: [&str; 5] = ["/billing", "/billing/plans", "/billing/top-up", "/billing/payment-methods", "/billing/limits"];
@@ -53,14 +52,14 @@ async fn visit(state: &AppState, session: &Session, rid: &str, page: &str) -> Re
         return Ok(());
     }
     let now = state.clock.now();
-    if insert(&state.db, m.org_id, Some(user), rid, page, now).await? {
+    if crate::admin::recovery::record_visit(&state.db, m.org_id, Some(user), rid, page, now).await? {
         return Ok(());
     }
     let (db, org, rid, page) = (state.db.clone(), m.org_id, rid.to_string(), page.to_string());
     tokio::spawn(async move {
         for wait in [300u64, 1500] {
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            match insert(&db, org, Some(user), &rid, &page, now).await {
+            match crate::admin::recovery::record_visit(&db, org, Some(user), &rid, &page, now).await {
                 Ok(false) => continue,
                 Ok(true) => break,
                 Err(e) => {
@@ -71,38 +70,6 @@ async fn visit(state: &AppState, session: &Session, rid: &str, page: &str) -> Re
         }
     });
     Ok(())
-}
-
-/// Records the first visit of `page` for the refusal `rid` when it is a live
-/// 402 of `org`; `false` when there is no such refusal (yet).
-pub async fn insert(
-    db: &sqlx::PgPool,
-    org: Uuid,
-    user: Option<Uuid>,
-    rid: &str,
-    page: &str,
-    now: time::OffsetDateTime,
-) -> Result<bool, sqlx::Error> {
-    let found: bool = sqlx::query_scalar(
-        "WITH refusal AS (
-             SELECT 1 FROM usage_events
-              WHERE request_id = $1 AND org_id = $2 AND status = 402 AND mode = 'live' AND problem_code IS NOT NULL
-              LIMIT 1
-         ), saved AS (
-             INSERT INTO fix_visits (request_id, org_id, page, user_id, visited_at)
-             SELECT $1, $2, $3, $4, $5 FROM refusal
-             ON CONFLICT (request_id, org_id) DO NOTHING
-         )
-         SELECT EXISTS (SELECT 1 FROM refusal)",
-    )
-    .bind(rid)
-    .bind(org)
-    .bind(page)
-    .bind(user)
-    .bind(now)
-    .fetch_one(db)
-    .await?;
-    Ok(found)
 }
 
 #[cfg(test)]
