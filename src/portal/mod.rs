@@ -134,15 +134,16 @@ mod tests {
 
     #[test]
     fn the_portal_runs_no_sql_of_its_own() {
+        let needle = ["sqlx", "::query"].concat();
         for (path, text) in sources("src/portal") {
-            assert!(!text.contains("sqlx::query"), "{path} runs SQL: read models belong to the domain");
+            assert!(!text.contains(&needle), "{path} runs SQL: read models belong to the domain");
         }
     }
 
     #[test]
     fn billing_never_sees_the_application_state() {
         for (path, text) in sources("src/billing") {
-            assert!(!text.contains("crate::state") && !text.contains("AppState"), "{path} reaches the application state");
+            assert!(!text.contains(&["crate", "::state"].concat()) && !text.contains(&["App", "State"].concat()), "{path} reaches the application state");
         }
     }
 }
