@@ -1,35 +1,16 @@
-//! Invoices and the charges that collect them. An invoice is what the
-//! customer owes (numbered lines summing to its total, in minor units of one
-//! currency); a charge is one attempt to collect it on a saved card, with its
-//! own idempotency key. Outcomes arrive only as processor events
-//! ([`apply_event`]), each applied once, in one transaction with what the
-//! payment buys ([`fulfil`]): credits appear only after a charge succeeded.
-//!
-//! No network call happens inside a transaction: a charge is recorded and
-//! committed first, then the processor is asked.
+//! Charges: attempts to collect an invoice on a saved card, each with its
+//! own idempotency key; the processor's events that settle them (each
+//! applied once, with what the payment buys: `fulfilment`), dunning's next
+//! attempt, and where an invoice's collection stands.
 
-use super::processor::{ChargeRequest, ProcessorError, Refused};
-use super::webhooks::{Event, EventKind};
-use super::Billing;
+use super::{fulfil, Invoice, InvoiceStatus, Purpose};
+use crate::billing::processor::{ChargeRequest, ProcessorError, Refused};
+use crate::billing::webhooks::{Event, EventKind};
+use crate::billing::Billing;
 use sqlx::{PgConnection, PgPool, Row};
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-crate::text_enum! {
-    /// What an invoice is for.
-    pub enum Purpose {
-        /// A new period bought outright (renewing after expiry).
-        Subscription = "subscription",
-        /// A period already opened (monthly renewal, a trial's end, an
-        /// approval): owed, so retried by dunning and when a card changes.
-        Renewal = "renewal",
-        /// An upgrade's prorated difference.
-        Proration = "proration",
-        TopUp = "top_up",
-        AutoTopUp = "auto_top_up",
-    }
-}
 
 crate::text_enum! {
     /// One attempt to collect an invoice.
@@ -38,117 +19,6 @@ crate::text_enum! {
         Succeeded = "succeeded",
         Failed = "failed",
     }
-}
-
-crate::text_enum! {
-    pub enum InvoiceStatus {
-        Open = "open",
-        Paid = "paid",
-        Failed = "failed",
-        Void = "void",
-    }
-}
-
-/// One line of an invoice (a credit for unused time is a negative unit).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Line {
-    pub description: String,
-    pub quantity: i64,
-    pub unit_minor: i64,
-}
-
-impl Line {
-    pub fn one(description: impl Into<String>, amount_minor: i64) -> Self {
-        Line {
-            description: description.into(),
-            quantity: 1,
-            unit_minor: amount_minor,
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct NewInvoice {
-    pub org: Uuid,
-    pub purpose: Purpose,
-    pub currency: String,
-    pub lines: Vec<Line>,
-    /// Credits a top-up buys, or included credits an upgrade adds.
-    pub credits: i64,
-    pub plan: Option<Uuid>,
-    pub period: Option<(OffsetDateTime, OffsetDateTime)>,
-    /// Names the request: the same key again finds the first invoice.
-    pub key: String,
-    pub owed: bool,
-    pub created_by: Option<Uuid>,
-}
-
-impl NewInvoice {
-    pub fn total(&self) -> i64 {
-        self.lines.iter().map(|l| l.quantity * l.unit_minor).sum()
-    }
-}
-
-/// Creates the invoice named by `key`, or finds the one created before:
-/// `(id, created)`.
-pub async fn create_invoice(
-    conn: &mut PgConnection,
-    inv: &NewInvoice,
-    now: OffsetDateTime,
-) -> Result<(Uuid, bool), sqlx::Error> {
-    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM invoices WHERE idempotency_key = $1")
-        .bind(&inv.key)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(id) = existing {
-        return Ok((id, false));
-    }
-    let id = Uuid::now_v7();
-    let inserted = sqlx::query(
-        "INSERT INTO invoices (id, org_id, number, purpose, status, currency, total_minor, credits, plan_id,
-                               period_start, period_end, idempotency_key, owed, created_by, created_at, updated_at)
-         VALUES ($1, $2, 'TG-' || lpad(nextval('invoice_number_seq')::text, 6, '0'), $3, 'open', $4, $5, $6, $7,
-                 $8, $9, $10, $11, $12, $13, $13)
-         ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(id)
-    .bind(inv.org)
-    .bind(inv.purpose)
-    .bind(&inv.currency)
-    .bind(inv.total())
-    .bind(inv.credits)
-    .bind(inv.plan)
-    .bind(inv.period.map(|p| p.0))
-    .bind(inv.period.map(|p| p.1))
-    .bind(&inv.key)
-    .bind(inv.owed)
-    .bind(inv.created_by)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        let id = sqlx::query_scalar("SELECT id FROM invoices WHERE idempotency_key = $1")
-            .bind(&inv.key)
-            .fetch_one(&mut *conn)
-            .await?;
-        return Ok((id, false));
-    }
-    for (i, line) in inv.lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO invoice_lines (invoice_id, line_no, description, quantity, unit_minor, amount_minor)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(i as i32 + 1)
-        .bind(&line.description)
-        .bind(line.quantity)
-        .bind(line.unit_minor)
-        .bind(line.quantity * line.unit_minor)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok((id, true))
 }
 
 /// Where collecting an invoice stands.
@@ -494,7 +364,7 @@ async fn settle(
             .execute(&mut *tx)
             .await?;
             fulfil(tx, state, &inv, now).await?;
-            super::notices::receipt(tx, state, &inv, now).await?;
+            crate::billing::notices::receipt(tx, state, &inv, now).await?;
         }
         Err(refused) => {
             let next = if inv.owed { next_attempt(tx, invoice).await? } else { None };
@@ -510,9 +380,9 @@ async fn settle(
             .execute(&mut *tx)
             .await?;
             if inv.purpose == Purpose::Renewal {
-                super::subscriptions::renewal_failed(tx, state, inv.org, now).await?;
+                crate::billing::subscriptions::renewal_failed(tx, state, inv.org, now).await?;
             }
-            super::notices::payment_failed(tx, state, &inv, &refused, next, now).await?;
+            crate::billing::notices::payment_failed(tx, state, &inv, &refused, next, now).await?;
         }
     }
     Ok(())
@@ -535,102 +405,6 @@ async fn next_attempt(tx: &mut PgConnection, invoice: Uuid) -> Result<Option<Off
         3 => Some(first + time::Duration::days(5)),
         _ => None,
     })
-}
-
-/// An invoice as billing reads it.
-#[derive(Clone, Debug)]
-pub struct Invoice {
-    pub id: Uuid,
-    pub org: Uuid,
-    pub number: String,
-    pub purpose: Purpose,
-    pub status: InvoiceStatus,
-    pub currency: String,
-    pub total_minor: i64,
-    pub credits: i64,
-    pub plan: Option<Uuid>,
-    pub period_start: Option<OffsetDateTime>,
-    pub period_end: Option<OffsetDateTime>,
-    pub owed: bool,
-}
-
-impl Invoice {
-    async fn locked(conn: &mut PgConnection, id: Uuid) -> Result<Invoice, sqlx::Error> {
-        let r = sqlx::query(
-            "SELECT id, org_id, number, purpose, status, currency, total_minor, credits, plan_id, period_start,
-                    period_end, owed FROM invoices WHERE id = $1 FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_one(conn)
-        .await?;
-        Ok(Invoice {
-            id: r.get("id"),
-            org: r.get("org_id"),
-            number: r.get("number"),
-            purpose: r.try_get("purpose")?,
-            status: r.try_get("status")?,
-            currency: r.get::<String, _>("currency").trim().to_string(),
-            total_minor: r.get("total_minor"),
-            credits: r.get("credits"),
-            plan: r.get("plan_id"),
-            period_start: r.get("period_start"),
-            period_end: r.get("period_end"),
-            owed: r.get("owed"),
-        })
-    }
-}
-
-/// What a paid invoice buys, in the transaction that marks it paid.
-async fn fulfil(tx: &mut PgConnection, state: &Billing, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
-    use super::ledger::{post, Account, Kind, Posting};
-    match inv.purpose {
-        Purpose::TopUp | Purpose::AutoTopUp => {
-            let key = format!("purchase:{}", inv.id);
-            let memo = format!("{} credits bought (invoice {})", inv.credits, inv.number);
-            post(
-                tx,
-                Posting {
-                    org: inv.org,
-                    kind: Kind::Purchase,
-                    key: &key,
-                    entries: &[(Account::Payments, -inv.credits), (Account::Purchased, inv.credits)],
-                    memo: &memo,
-                },
-                now,
-            )
-            .await?;
-            super::topups::rearm(tx, inv.org).await?;
-        }
-        Purpose::Proration => super::subscriptions::upgraded(tx, inv, now).await?,
-        Purpose::Subscription => {
-            // Renewing after expiry: only while the subscription is still
-            // ended (a late payment after another renewal buys nothing and
-            // is due back).
-            let plan = inv.plan.expect("a subscription invoice names its plan");
-            let cur = super::subscriptions::current_in(tx, inv.org, true).await?;
-            let ended = cur.as_ref().is_some_and(|c| {
-                use super::subscriptions::Status;
-                c.status == Status::Expired || (c.status == Status::Canceled && c.period_end <= now)
-            });
-            if ended {
-                let end = super::subscriptions::add_month(now);
-                super::subscriptions::open_period(tx, inv.org, plan, now, end, super::subscriptions::Grant::Full, now).await?;
-            } else {
-                tracing::error!(org = %inv.org, invoice = %inv.number, "a renewal was paid after the subscription renewed; refund it");
-                crate::audit::record(
-                    tx,
-                    now,
-                    None,
-                    Some(inv.org),
-                    crate::audit::Action::BillingRefundDue,
-                    serde_json::json!({"invoice": inv.number, "amount_minor": inv.total_minor, "why": "renewal paid after another renewal"}),
-                )
-                .await?;
-            }
-        }
-        Purpose::Renewal => super::subscriptions::renewal_paid(tx, state, inv, now).await?,
-    }
-    Ok(())
 }
 
 /// An owed invoice that cannot be charged because there is no card: it
@@ -656,10 +430,10 @@ pub async fn no_card(state: &Billing, invoice: Uuid, now: OffsetDateTime) -> Res
     .execute(&mut *tx)
     .await?;
     if inv.purpose == Purpose::Renewal {
-        super::subscriptions::renewal_failed(&mut tx, state, inv.org, now).await?;
+        crate::billing::subscriptions::renewal_failed(&mut tx, state, inv.org, now).await?;
     }
     if inv.status != InvoiceStatus::Failed {
-        super::notices::payment_failed(&mut tx, state, &inv, &refused, None, now).await?;
+        crate::billing::notices::payment_failed(&mut tx, state, &inv, &refused, None, now).await?;
     }
     tx.commit().await
 }
@@ -711,3 +485,4 @@ pub async fn state_of(db: &PgPool, invoice: Uuid, wait: Duration) -> Result<Coll
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
 }
+
