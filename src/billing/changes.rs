@@ -93,7 +93,7 @@ fn paid(sub: &Current) -> bool {
 }
 
 pub fn change(sub: &Current, to: &Plan, now: OffsetDateTime) -> Change {
-    let ended = sub.status == Status::Expired || (sub.status == Status::Canceled && now >= sub.period_end);
+    let ended = sub.has_ended(now);
     match sub.status {
         Status::PendingApproval => {
             return match &sub.fallback_plan {

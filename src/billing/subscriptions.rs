@@ -231,7 +231,57 @@ pub enum Grant {
     UpTo(i64),
 }
 
+/// Why a live key is refused for the subscription's money state, as the
+/// gateway decides it (`gateway_check`); the table-driven test in
+/// tests/integration/subscription_rules.rs runs both on the same states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoneyRefusal {
+    PastDue,
+    Expired,
+    PaymentMethodRequired,
+}
+
+impl MoneyRefusal {
+    pub fn code(self) -> crate::gateway::catalogue::Code {
+        use crate::gateway::catalogue::Code;
+        match self {
+            MoneyRefusal::PastDue => Code::SubscriptionPastDue,
+            MoneyRefusal::Expired => Code::SubscriptionExpired,
+            MoneyRefusal::PaymentMethodRequired => Code::PaymentMethodRequired,
+        }
+    }
+}
+
 impl Current {
+    /// The subscription is over: expired, or canceled and past its period.
+    pub fn has_ended(&self, now: OffsetDateTime) -> bool {
+        self.status == Status::Expired || (self.status == Status::Canceled && now >= self.period_end)
+    }
+
+    /// A failed renewal still serving calls (with a warning) until
+    /// `grace_until`.
+    pub fn in_grace(&self, now: OffsetDateTime) -> bool {
+        self.status == Status::PastDue && self.grace_until.is_some_and(|g| g > now)
+    }
+
+    /// The customer may cancel: a paid plan, active or trialing (a past due
+    /// one pays first; one already canceled keeps or lets it end).
+    pub fn can_cancel(&self) -> bool {
+        self.plan.price_minor > 0 && matches!(self.status, Status::Active | Status::Trialing)
+    }
+
+    /// Why live keys are refused now, if they are: the money states, in the
+    /// gateway's order.
+    pub fn live_refusal(&self, now: OffsetDateTime, has_card: bool) -> Option<MoneyRefusal> {
+        match self.status {
+            Status::Unpaid => Some(MoneyRefusal::PastDue),
+            Status::PastDue if !self.in_grace(now) => Some(MoneyRefusal::PastDue),
+            _ if self.has_ended(now) => Some(MoneyRefusal::Expired),
+            Status::Trialing if now >= self.trial_end.unwrap_or(self.period_end) && !has_card => Some(MoneyRefusal::PaymentMethodRequired),
+            _ => None,
+        }
+    }
+
     /// `plan` with the terms the current period was opened on (for
     /// proration: what was paid for the days left).
     pub fn as_paid(&self, plan: &Plan) -> Plan {

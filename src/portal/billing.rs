@@ -323,7 +323,7 @@ impl Billing for Portal {
             .ok_or_else(|| errors::internal(caller, "organization without a subscription"))?;
         let plans = crate::billing::plans::list_active(db).await.map_err(page)?;
         let has_card = cards::list(db, m.org).await.map_err(page)?.iter().any(|c| c.is_default);
-        let ended = sub.status == Status::Expired || (sub.status == Status::Canceled && now >= sub.period_end);
+        let ended = sub.has_ended(now);
         let selected = selected.or_else(|| (renew && ended).then(|| sub.plan.code.clone()));
         let options = plans
             .iter()
@@ -374,7 +374,7 @@ impl Billing for Portal {
             renew: ended,
             trial,
             has_card,
-            can_cancel: sub.plan.price_minor > 0 && matches!(sub.status, Status::Active | Status::Trialing),
+            can_cancel: sub.can_cancel(),
             period_end: date(sub.period_end),
             idempotency_key: key(),
         })

@@ -18,5 +18,6 @@ mod pages;
 mod ports;
 mod routes;
 mod sessions;
+mod subscription_rules;
 mod throttling;
 mod usage;

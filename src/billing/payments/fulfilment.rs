@@ -34,10 +34,7 @@ pub(super) async fn fulfil(tx: &mut PgConnection, state: &Billing, inv: &Invoice
             // is due back).
             let plan = inv.plan.expect("a subscription invoice names its plan");
             let cur = crate::billing::subscriptions::current_in(tx, inv.org, true).await?;
-            let ended = cur.as_ref().is_some_and(|c| {
-                use crate::billing::subscriptions::Status;
-                c.status == Status::Expired || (c.status == Status::Canceled && c.period_end <= now)
-            });
+            let ended = cur.as_ref().is_some_and(|c| c.has_ended(now));
             if ended {
                 let end = crate::billing::subscriptions::add_month(now);
                 crate::billing::subscriptions::open_period(tx, inv.org, plan, now, end, crate::billing::subscriptions::Grant::Full, now).await?;
