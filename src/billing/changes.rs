@@ -6,7 +6,7 @@
 use super::payments::{self, Collected, Line, NewInvoice, Purpose};
 use super::plans::{Plan, COLUMNS};
 use super::policy::prorate;
-use super::subscriptions::{add_month, current_in, open_period, Current, Grant, Status, UNCANCELED};
+use super::subscriptions::{add_month, current_in, open_period, transition, Current, Grant, Status, Transition};
 use super::{notices, BillingError};
 use super::Billing;
 use sqlx::PgConnection;
@@ -212,46 +212,20 @@ pub async fn choose(
     match change {
         Change::Unavailable(why) => Err(BillingError::State(why)),
         Change::Withdraw => {
-            sqlx::query(
-                "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
-                        status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
-                        next_plan_id = held_next_plan_id, held_next_plan_id = NULL,
-                        decision_note = NULL, requested_at = NULL, updated_at = $2
-                  WHERE org_id = $1 AND status = 'pending_approval'",
-            )
-            .bind(org)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            transition(&mut tx, org, Transition::WithdrawRequest, now).await?;
             let details = serde_json::json!({"withdrawn": sub.plan.code, "stays_on": to.code});
             crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionRequestWithdrawn, details).await?;
             tx.commit().await?;
             Ok(Changed::Withdrawn)
         }
         Change::Current => {
-            sqlx::query(&format!(
-                "UPDATE subscriptions SET status = {UNCANCELED},
-                        cancel_at_period_end = false, next_plan_id = NULL, updated_at = $2 WHERE org_id = $1"
-            ))
-            .bind(org)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            transition(&mut tx, org, Transition::Keep, now).await?;
             crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionKept, details).await?;
             tx.commit().await?;
             Ok(Changed::Kept)
         }
         Change::Downgrade(at) => {
-            sqlx::query(&format!(
-                "UPDATE subscriptions SET next_plan_id = $2, cancel_at_period_end = false,
-                        status = {UNCANCELED}, updated_at = $3
-                  WHERE org_id = $1"
-            ))
-            .bind(org)
-            .bind(to.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            transition(&mut tx, org, Transition::ScheduleDowngrade { plan: to.id }, now).await?;
             crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionDowngradeScheduled, details).await?;
             tx.commit().await?;
             Ok(Changed::DowngradeScheduled(at))
@@ -260,18 +234,7 @@ pub async fn choose(
             if !has_card(&mut tx, org).await? {
                 return Err(BillingError::NoCard);
             }
-            sqlx::query(
-                "UPDATE subscriptions SET status = 'pending_approval', fallback_plan_id = plan_id, plan_id = $2,
-                        requested_at = $3, decision_note = NULL, held_next_plan_id = next_plan_id,
-                        next_plan_id = NULL, cancel_at_period_end = false,
-                        updated_at = $3
-                  WHERE org_id = $1",
-            )
-            .bind(org)
-            .bind(to.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            transition(&mut tx, org, Transition::RequestApproval { plan: to.id }, now).await?;
             let org_name: String = sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1")
                 .bind(org)
                 .fetch_one(&mut *tx)
@@ -423,14 +386,7 @@ pub async fn cancel(state: &Billing, org: Uuid, user: Uuid, now: OffsetDateTime)
         _ if sub.plan.price_minor == 0 => return Err(BillingError::State("The free plan has nothing to cancel.".into())),
         _ => return Err(BillingError::State("This subscription cannot be canceled now.".into())),
     }
-    sqlx::query(
-        "UPDATE subscriptions SET status = 'canceled', cancel_at_period_end = true, next_plan_id = NULL, updated_at = $2
-          WHERE org_id = $1",
-    )
-    .bind(org)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    transition(&mut tx, org, Transition::Cancel, now).await?;
     crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionCanceled, serde_json::json!({"plan": sub.plan.code})).await?;
     tx.commit().await?;
     Ok(sub.period_end)
@@ -490,11 +446,7 @@ pub async fn start_trial(state: &Billing, org: Uuid, user: Uuid, code: &str, now
     }
     let end = now + time::Duration::days(to.trial_days.into());
     open_period(&mut tx, org, to.id, now, end, Grant::Full, now).await?;
-    sqlx::query("UPDATE subscriptions SET status = 'trialing', trial_end = $2, trial_used = true WHERE org_id = $1")
-        .bind(org)
-        .bind(end)
-        .execute(&mut *tx)
-        .await?;
+    transition(&mut tx, org, Transition::StartTrial { end }, now).await?;
     crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionTrialStarted, serde_json::json!({"plan": to.code})).await?;
     tx.commit().await?;
     Ok(end)
@@ -529,17 +481,7 @@ pub async fn decide(
     let details = serde_json::json!({"plan": sub.plan.code, "note": note});
     notices::approval_decided(&mut tx, state, org, &sub.plan.name, approve, note, now).await?;
     if !approve {
-        sqlx::query(
-            "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
-                    status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
-                    next_plan_id = held_next_plan_id, held_next_plan_id = NULL,
-                    decision_note = $2, updated_at = $3 WHERE org_id = $1",
-        )
-        .bind(org)
-        .bind(note)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        transition(&mut tx, org, Transition::DeclineRequest { note: note.to_string(), lapsed: false }, now).await?;
         crate::audit::record(&mut tx, now, Some(admin), Some(org), crate::audit::Action::SubscriptionRejected, details).await?;
         tx.commit().await?;
         return Ok(None);
@@ -564,11 +506,7 @@ pub async fn decide(
         _ => Grant::Full,
     };
     open_period(&mut tx, org, plan.id, now, end, grant, now).await?;
-    sqlx::query("UPDATE subscriptions SET decision_note = $2 WHERE org_id = $1")
-        .bind(org)
-        .bind(note)
-        .execute(&mut *tx)
-        .await?;
+    transition(&mut tx, org, Transition::NoteDecision { note: note.to_string() }, now).await?;
     crate::audit::record(&mut tx, now, Some(admin), Some(org), crate::audit::Action::SubscriptionApproved, details).await?;
     if total == 0 {
         tx.commit().await?;

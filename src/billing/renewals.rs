@@ -61,27 +61,14 @@ pub async fn renew(
         // Nobody decided within the period: the request lapses, and the
         // plan it would have replaced renews as usual.
         let note = format!("Your request for the {} plan was not decided before your period ended; ask again from the plans page.", sub.plan.name);
-        sqlx::query(
-            "UPDATE subscriptions SET plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
-                    status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
-                    next_plan_id = held_next_plan_id, held_next_plan_id = NULL,
-                    decision_note = $2, requested_at = $3, updated_at = $3 WHERE org_id = $1",
-        )
-        .bind(org)
-        .bind(&note)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let decline = super::subscriptions::Transition::DeclineRequest { note: note.clone(), lapsed: true };
+        super::subscriptions::transition(&mut tx, org, decline, now).await?;
         notices::approval_decided(&mut tx, state, org, &sub.plan.name, false, &note, now).await?;
         sub = current_in(&mut tx, org, true).await?.ok_or(super::BillingError::NotFound)?;
     }
     match sub.status {
         Status::Canceled => {
-            sqlx::query("UPDATE subscriptions SET status = 'expired', updated_at = $2 WHERE org_id = $1")
-                .bind(org)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            super::subscriptions::transition(&mut tx, org, super::subscriptions::Transition::Expire, now).await?;
             // Nothing more is included; what was left lapses now.
             super::subscriptions::roll_meters(&mut tx, org, sub.period_end, sub.period_end + time::Duration::seconds(1), now).await?;
             notices::ended(&mut tx, state, org, now).await?;
@@ -158,13 +145,7 @@ async fn collect_owed(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait:
 /// try are charged again, trials ending within three days are announced.
 pub async fn dunning_due(state: &Billing, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
-    let lapsed: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE subscriptions SET status = 'unpaid', updated_at = $1
-          WHERE status = 'past_due' AND grace_until <= $1 RETURNING org_id",
-    )
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
+    let lapsed = super::subscriptions::suspend_lapsed(&mut tx, now).await?;
     for org in lapsed {
         notices::suspended(&mut tx, state, org, now).await?;
     }

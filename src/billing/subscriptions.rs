@@ -220,6 +220,178 @@ pub const UNCANCELED: &str = "CASE WHEN status = 'canceled' THEN (CASE
         WHEN EXISTS (SELECT 1 FROM invoices i WHERE i.org_id = subscriptions.org_id AND i.owed AND i.status = 'failed') THEN 'past_due'
         WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END) ELSE status END";
 
+/// A change of a subscription's state, by name. [`transition`] runs it on
+/// the row its caller locked, after checking that the state it starts from
+/// allows it ([`Transition::allowed_from`]); together with [`open_period`],
+/// [`upgraded`], [`renewal_paid`], [`renewal_failed`] and
+/// [`suspend_lapsed`], these are the only writes of a subscription's state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transition {
+    /// A plan that needs approval is asked for; the current plan keeps
+    /// serving until the decision.
+    RequestApproval { plan: Uuid },
+    /// The customer withdraws the request: back to the plan it would replace.
+    WithdrawRequest,
+    /// An admin rejects the request (or the period ends undecided, `lapsed`):
+    /// back to the plan it would replace, with a note for the customer.
+    DeclineRequest { note: String, lapsed: bool },
+    /// A cancellation or a scheduled downgrade is undone.
+    Keep,
+    /// Moves to `plan` at the period's end (undoing a cancellation).
+    ScheduleDowngrade { plan: Uuid },
+    /// Ends at the period's end.
+    Cancel,
+    /// The period just opened is a trial until `end`.
+    StartTrial { end: OffsetDateTime },
+    /// A canceled subscription's period is over.
+    Expire,
+    /// The note an approval leaves for the customer.
+    NoteDecision { note: String },
+}
+
+impl Transition {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transition::RequestApproval { .. } => "request approval",
+            Transition::WithdrawRequest => "withdraw the request",
+            Transition::DeclineRequest { .. } => "decline the request",
+            Transition::Keep => "keep",
+            Transition::ScheduleDowngrade { .. } => "schedule a downgrade",
+            Transition::Cancel => "cancel",
+            Transition::StartTrial { .. } => "start a trial",
+            Transition::Expire => "expire",
+            Transition::NoteDecision { .. } => "note the decision",
+        }
+    }
+
+    /// The states this transition may start from.
+    pub fn allowed_from(&self, from: Status) -> bool {
+        use Status::*;
+        match self {
+            Transition::RequestApproval { .. } => matches!(from, Active | Trialing),
+            Transition::WithdrawRequest | Transition::DeclineRequest { .. } => from == PendingApproval,
+            Transition::Keep | Transition::ScheduleDowngrade { .. } => matches!(from, Active | Trialing | Canceled),
+            Transition::Cancel => matches!(from, Active | Trialing),
+            Transition::StartTrial { .. } | Transition::NoteDecision { .. } => from == Active,
+            Transition::Expire => from == Canceled,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("cannot {transition} a subscription that is {from}")]
+    NotAllowed { transition: &'static str, from: Status },
+    #[error("the organization has no subscription")]
+    Missing,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<TransitionError> for super::BillingError {
+    fn from(e: TransitionError) -> Self {
+        match e {
+            TransitionError::NotAllowed { .. } => super::BillingError::State("This is not possible in the subscription's state now; reload the page.".into()),
+            TransitionError::Missing => super::BillingError::NotFound,
+            TransitionError::Db(e) => super::BillingError::Db(e),
+        }
+    }
+}
+
+/// Runs `t` on the organization's subscription (locking its row if the
+/// caller has not), or refuses it from the state the row is in.
+pub async fn transition(conn: &mut PgConnection, org: Uuid, t: Transition, now: OffsetDateTime) -> Result<(), TransitionError> {
+    let from: Status = sqlx::query_scalar("SELECT status FROM subscriptions WHERE org_id = $1 FOR UPDATE")
+        .bind(org)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(TransitionError::Missing)?;
+    if !t.allowed_from(from) {
+        return Err(TransitionError::NotAllowed { transition: t.name(), from });
+    }
+    let back_to_fallback = "plan_id = coalesce(fallback_plan_id, plan_id), fallback_plan_id = NULL,
+        status = CASE WHEN trial_end = current_period_end THEN 'trialing' ELSE 'active' END,
+        next_plan_id = held_next_plan_id, held_next_plan_id = NULL";
+    let q = match &t {
+        Transition::RequestApproval { plan } => sqlx::query(
+            "UPDATE subscriptions SET status = 'pending_approval', fallback_plan_id = plan_id, plan_id = $3,
+                    requested_at = $2, decision_note = NULL, held_next_plan_id = next_plan_id,
+                    next_plan_id = NULL, cancel_at_period_end = false, updated_at = $2
+              WHERE org_id = $1",
+        )
+        .bind(org)
+        .bind(now)
+        .bind(*plan),
+        Transition::WithdrawRequest => {
+            return run(conn, &format!("UPDATE subscriptions SET {back_to_fallback}, decision_note = NULL, requested_at = NULL, updated_at = $2 WHERE org_id = $1"), org, now).await;
+        }
+        Transition::DeclineRequest { note, lapsed } => {
+            // A lapsed request is dated by its lapse (the plans page says when).
+            let requested = if *lapsed { "requested_at = $2," } else { "" };
+            sqlx::query(&format!("UPDATE subscriptions SET {back_to_fallback}, {requested} decision_note = $3, updated_at = $2 WHERE org_id = $1"))
+                .bind(org)
+                .bind(now)
+                .bind(note.clone())
+                .execute(&mut *conn)
+                .await?;
+            return Ok(());
+        }
+        Transition::Keep => {
+            return run(conn, &format!("UPDATE subscriptions SET status = {UNCANCELED}, cancel_at_period_end = false, next_plan_id = NULL, updated_at = $2 WHERE org_id = $1"), org, now).await;
+        }
+        Transition::ScheduleDowngrade { plan } => {
+            sqlx::query(&format!(
+                "UPDATE subscriptions SET next_plan_id = $3, cancel_at_period_end = false, status = {UNCANCELED}, updated_at = $2 WHERE org_id = $1"
+            ))
+            .bind(org)
+            .bind(now)
+            .bind(*plan)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        }
+        Transition::Cancel => sqlx::query(
+            "UPDATE subscriptions SET status = 'canceled', cancel_at_period_end = true, next_plan_id = NULL, updated_at = $2 WHERE org_id = $1",
+        )
+        .bind(org)
+        .bind(now),
+        Transition::StartTrial { end } => sqlx::query(
+            "UPDATE subscriptions SET status = 'trialing', trial_end = $3, trial_used = true, updated_at = $2 WHERE org_id = $1",
+        )
+        .bind(org)
+        .bind(now)
+        .bind(*end),
+        Transition::Expire => sqlx::query("UPDATE subscriptions SET status = 'expired', updated_at = $2 WHERE org_id = $1").bind(org).bind(now),
+        Transition::NoteDecision { note } => {
+            sqlx::query("UPDATE subscriptions SET decision_note = $2 WHERE org_id = $1")
+                .bind(org)
+                .bind(note.clone())
+                .execute(&mut *conn)
+                .await?;
+            return Ok(());
+        }
+    };
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn run(conn: &mut PgConnection, sql: &str, org: Uuid, now: OffsetDateTime) -> Result<(), TransitionError> {
+    sqlx::query(sql).bind(org).bind(now).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Dunning: past-due subscriptions whose grace has ended become unpaid
+/// (their live calls get 402 `subscription_past_due`); their organizations.
+pub async fn suspend_lapsed(conn: &mut PgConnection, now: OffsetDateTime) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE subscriptions SET status = 'unpaid', updated_at = $1
+          WHERE status = 'past_due' AND grace_until <= $1 RETURNING org_id",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}
+
 /// What a period opened gets of its plan's included credits at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grant {
@@ -483,5 +655,50 @@ mod tests {
             add_month(datetime!(2026-12-15 00:00 UTC)),
             datetime!(2027-01-15 00:00 UTC)
         );
+    }
+}
+
+#[cfg(test)]
+mod transition_tests {
+    use super::{Status, Transition};
+    use uuid::Uuid;
+
+    #[test]
+    fn each_transition_starts_only_where_the_rules_allow() {
+        use Status::*;
+        let all = [PendingApproval, Trialing, Active, PastDue, Unpaid, Canceled, Expired];
+        let cases: [(Transition, &[Status]); 9] = [
+            (Transition::RequestApproval { plan: Uuid::nil() }, &[Active, Trialing]),
+            (Transition::WithdrawRequest, &[PendingApproval]),
+            (Transition::DeclineRequest { note: String::new(), lapsed: false }, &[PendingApproval]),
+            (Transition::Keep, &[Active, Trialing, Canceled]),
+            (Transition::ScheduleDowngrade { plan: Uuid::nil() }, &[Active, Trialing, Canceled]),
+            (Transition::Cancel, &[Active, Trialing]),
+            (Transition::StartTrial { end: time::OffsetDateTime::UNIX_EPOCH }, &[Active]),
+            (Transition::Expire, &[Canceled]),
+            (Transition::NoteDecision { note: String::new() }, &[Active]),
+        ];
+        for (t, allowed) in cases {
+            for s in all {
+                assert_eq!(t.allowed_from(s), allowed.contains(&s), "{} from {s}", t.name());
+            }
+        }
+    }
+
+    #[test]
+    fn only_this_module_writes_a_subscriptions_state() {
+        let needle = ["UPDATE ", "subscriptions"].concat();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stack = vec![root];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("billing/subscriptions.rs") {
+                    assert!(!std::fs::read_to_string(&p).unwrap().contains(&needle), "{} writes a subscription", p.display());
+                }
+            }
+        }
     }
 }

@@ -67,3 +67,20 @@ async fn the_rust_rules_and_the_gateways_sql_agree_on_every_state(db: PgPool) {
     assert_eq!(cases, 216);
     assert!(disagreements.is_empty(), "{} of {cases} states disagree:\n{}", disagreements.len(), disagreements.join("\n"));
 }
+
+#[sqlx::test]
+async fn a_transition_the_state_does_not_allow_is_refused_and_changes_nothing(db: PgPool) {
+    use tollgate::billing::subscriptions::{transition, Transition, TransitionError};
+    let (app, _key, org) = customer(&db).await;
+    let now = app.clock.now();
+    sqlx::query("UPDATE subscriptions SET status = 'expired' WHERE org_id = $1").bind(org).execute(&db).await.unwrap();
+    let mut conn = db.acquire().await.unwrap();
+    for t in [Transition::Cancel, Transition::Keep, Transition::WithdrawRequest, Transition::StartTrial { end: now }] {
+        let err = transition(&mut conn, org, t.clone(), now).await.unwrap_err();
+        assert!(matches!(err, TransitionError::NotAllowed { from: Status::Expired, .. }), "{}: {err}", t.name());
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM subscriptions WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    assert_eq!(status, "expired");
+    let missing = transition(&mut conn, uuid::Uuid::now_v7(), Transition::Cancel, now).await.unwrap_err();
+    assert!(matches!(missing, TransitionError::Missing));
+}
