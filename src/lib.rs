@@ -10,6 +10,7 @@ pub mod accounts; // users, passwords, sessions, sign-in throttling, organizatio
 pub mod api_keys; // key format, hashing, create/list/revoke/rotate
 pub mod audit; // the append-only audit log
 pub mod billing; // plans and subscriptions
+pub mod catalogue; // the problem codes and built-in endpoints, shared by the gateway, billing and the docs
 pub mod cli; // command-line subcommands
 pub mod clock; // the injectable clock
 pub mod config; // configuration from environment variables

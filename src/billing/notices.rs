@@ -34,16 +34,6 @@ crate::text_enum! {
 }
 
 impl Notice {
-    /// The notice of a warning threshold crossed.
-    pub fn of_warning(w: crate::usage::outlook::Warning) -> Notice {
-        use crate::usage::outlook::Warning;
-        match w {
-            Warning::LowBalance => Notice::LowBalance,
-            Warning::IncludedUsed => Notice::IncludedUsed,
-            Warning::SpendCapUsed => Notice::SpendCapUsed,
-        }
-    }
-
     /// The reason a once-only notice is remembered under: the notice, and
     /// the occasion when it goes once per occasion.
     fn reason(self, occasion: Option<&str>) -> String {
@@ -218,54 +208,13 @@ pub async fn trial_ending(conn: &mut PgConnection, state: &Billing, org: Uuid, e
     send(conn, org, Notice::TrialEnding, "Your trial ends soon", &body, now).await
 }
 
-/// A warning threshold crossed (`usage::warnings`): one notice per
-/// crossing; `false` if this crossing was told before.
-pub async fn warning(
-    conn: &mut PgConnection,
-    state: &Billing,
-    org: Uuid,
-    warning: crate::usage::outlook::Warning,
-    o: &crate::usage::outlook::Outlook,
-    now: OffsetDateTime,
-) -> Result<bool, sqlx::Error> {
-    use crate::usage::{group, outlook::Warning};
-    if !once(conn, org, Notice::of_warning(warning), None, now).await? {
+/// Sends a once-only notice (one per organization and notice until
+/// [`forget`] arms it again); `false` if it was sent before.
+pub async fn send_once(conn: &mut PgConnection, org: Uuid, notice: Notice, subject: &str, body: &str, now: OffsetDateTime) -> Result<bool, sqlx::Error> {
+    if !once(conn, org, notice, None, now).await? {
         return Ok(false);
     }
-    let live = o.balances.live();
-    let (subject, what, fix) = match warning {
-        Warning::LowBalance => (
-            "Your credit balance is low",
-            format!("Your credit balance is low: {} credits left (you asked to be warned below {}).", group(live), group(o.thresholds.low_balance_at)),
-            format!("Top up before calls are refused: {}", state.links.url("/billing/top-up")),
-        ),
-        Warning::IncludedUsed => (
-            "You have used most of your included credits",
-            format!(
-                "You have used {} of your {} included credits this period (you asked to be warned at {}%).",
-                group(o.included.used),
-                group(o.included.of),
-                o.thresholds.included_pct.unwrap_or(0)
-            ),
-            format!("Top up ({}) or upgrade ({}) before they run out.", state.links.url("/billing/top-up"), state.links.url("/billing/plans")),
-        ),
-        Warning::SpendCapUsed => (
-            "You are close to your spend cap",
-            format!(
-                "This period you have spent {} of your spend cap of {} credits (you asked to be warned at {}%).",
-                group(o.thresholds.period_spent),
-                group(o.thresholds.spend_cap.unwrap_or(0)),
-                o.thresholds.spend_cap_pct.unwrap_or(0)
-            ),
-            format!("Calls are refused once the cap is reached; raise it here: {}", state.links.url("/billing/limits")),
-        ),
-    };
-    let body = format!(
-        "{what}\n\n{}\n\n{fix}\nSee your usage: {}\n",
-        crate::usage::outlook::forecast_sentence(&o.forecast),
-        state.links.url("/account/usage")
-    );
-    send(conn, org, Notice::of_warning(warning), subject, &body, now).await?;
+    send(conn, org, notice, subject, body, now).await?;
     Ok(true)
 }
 
@@ -374,11 +323,7 @@ mod tests {
     use super::Notice;
 
     #[test]
-    fn a_warnings_notice_is_remembered_under_the_warnings_own_name() {
-        // usage::warnings reads billing_notices by the warnings' names.
-        for w in crate::usage::outlook::Warning::ALL {
-            assert_eq!(Notice::of_warning(*w).as_str(), w.as_str());
-        }
+    fn every_notice_reads_back() {
         for n in Notice::ALL {
             assert_eq!(Notice::parse(n.as_str()), Some(*n));
         }

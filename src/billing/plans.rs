@@ -188,7 +188,7 @@ pub fn parse_price(raw: &str) -> Option<i64> {
 
 /// The endpoints a plan can list: the built-in ones, or `*` for all.
 pub fn endpoint_choices() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = crate::gateway::catalogue::ENDPOINTS.iter().map(|e| e.id).collect();
+    let mut v: Vec<&'static str> = crate::catalogue::ENDPOINTS.iter().map(|e| e.id).collect();
     v.push("*");
     v
 }

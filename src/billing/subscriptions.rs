@@ -414,8 +414,8 @@ pub enum MoneyRefusal {
 }
 
 impl MoneyRefusal {
-    pub fn code(self) -> crate::gateway::catalogue::Code {
-        use crate::gateway::catalogue::Code;
+    pub fn code(self) -> crate::catalogue::Code {
+        use crate::catalogue::Code;
         match self {
             MoneyRefusal::PastDue => Code::SubscriptionPastDue,
             MoneyRefusal::Expired => Code::SubscriptionExpired,

@@ -9,7 +9,9 @@
 //! organization, so enforcement is exact on one instance or many. The usage
 //! event is written off the hot path (see [`usage`]).
 
-pub mod catalogue;
+/// The problem codes and built-in endpoints (`crate::catalogue`), which the
+/// gateway, billing and the docs share.
+pub use crate::catalogue;
 pub mod decision;
 pub mod durable;
 pub mod holds;

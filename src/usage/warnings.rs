@@ -10,10 +10,59 @@
 //! transaction that queues the email.
 
 use super::outlook::{self, Warning};
+use crate::billing::notices::{self, Notice};
+use crate::billing::Links;
 use crate::state::AppState;
+use sqlx::PgConnection;
 use std::collections::HashSet;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// The billing notice a warning goes out as (remembered under the
+/// warning's own name, which this job reads back).
+pub fn notice_of(w: Warning) -> Notice {
+    match w {
+        Warning::LowBalance => Notice::LowBalance,
+        Warning::IncludedUsed => Notice::IncludedUsed,
+        Warning::SpendCapUsed => Notice::SpendCapUsed,
+    }
+}
+
+/// The email of a threshold crossed, with the forecast: one per crossing;
+/// `false` if this crossing was told before.
+async fn warn(conn: &mut PgConnection, links: &Links, org: Uuid, warning: Warning, o: &outlook::Outlook, now: OffsetDateTime) -> Result<bool, sqlx::Error> {
+    use super::group;
+    let live = o.balances.live();
+    let (subject, what, fix) = match warning {
+        Warning::LowBalance => (
+            "Your credit balance is low",
+            format!("Your credit balance is low: {} credits left (you asked to be warned below {}).", group(live), group(o.thresholds.low_balance_at)),
+            format!("Top up before calls are refused: {}", links.url("/billing/top-up")),
+        ),
+        Warning::IncludedUsed => (
+            "You have used most of your included credits",
+            format!(
+                "You have used {} of your {} included credits this period (you asked to be warned at {}%).",
+                group(o.included.used),
+                group(o.included.of),
+                o.thresholds.included_pct.unwrap_or(0)
+            ),
+            format!("Top up ({}) or upgrade ({}) before they run out.", links.url("/billing/top-up"), links.url("/billing/plans")),
+        ),
+        Warning::SpendCapUsed => (
+            "You are close to your spend cap",
+            format!(
+                "This period you have spent {} of your spend cap of {} credits (you asked to be warned at {}%).",
+                group(o.thresholds.period_spent),
+                group(o.thresholds.spend_cap.unwrap_or(0)),
+                o.thresholds.spend_cap_pct.unwrap_or(0)
+            ),
+            format!("Calls are refused once the cap is reached; raise it here: {}", links.url("/billing/limits")),
+        ),
+    };
+    let body = format!("{what}\n\n{}\n\n{fix}\nSee your usage: {}\n", outlook::forecast_sentence(&o.forecast), links.url("/account/usage"));
+    notices::send_once(conn, org, notice_of(warning), subject, &body, now).await
+}
 
 async fn one(state: &AppState, sent: &HashSet<(Uuid, String)>, n: outlook::Numbers, now: OffsetDateTime) -> Result<usize, sqlx::Error> {
     let crossed = n.thresholds.crossed(&n.balances, &n.included);
@@ -24,7 +73,7 @@ async fn one(state: &AppState, sent: &HashSet<(Uuid, String)>, n: outlook::Numbe
         if crossed.contains(w) && !was {
             let o = outlook::outlook_of(&state.db, n.clone(), now).await?;
             let mut tx = state.db.begin().await?;
-            if crate::billing::notices::warning(&mut tx, &state.billing, n.org, *w, &o, now).await? {
+            if warn(&mut tx, &state.billing.links, n.org, *w, &o, now).await? {
                 notices += 1;
             }
             tx.commit().await?;
@@ -60,4 +109,15 @@ pub async fn due(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize>
         }
     }
     Ok(notices)
+}
+
+#[cfg(test)]
+mod notice_tests {
+    #[test]
+    fn a_warnings_notice_is_remembered_under_the_warnings_own_name() {
+        // `one` reads billing_notices back by the warnings' names.
+        for w in super::Warning::ALL {
+            assert_eq!(super::notice_of(*w).as_str(), w.as_str());
+        }
+    }
 }
