@@ -104,8 +104,8 @@ pub async fn rearm(conn: &mut PgConnection, org: Uuid) -> Result<(), sqlx::Error
 }
 
 /// Fires every armed auto top-up whose balance is below its threshold (at
-/// most its monthly maximum a period), and sends the warning notices
-/// (`usage::warnings`).
+/// most its monthly maximum a period). The job that runs it sends the
+/// warning notices next (`usage::warnings`, jobs/billing.rs).
 pub async fn auto_top_up_due(state: &Billing, now: OffsetDateTime) -> anyhow::Result<usize> {
     let mut tx = state.db.begin().await?;
     let fired = sqlx::query(
