@@ -209,6 +209,7 @@ pub async fn choose(
     };
     let change = change(&sub, &to, now);
     let details = serde_json::json!({"from": sub.plan.code, "to": to.code});
+    let choice = Choice { state, org, user, sub: &sub, to: &to, details: details.clone(), expected_minor, now, wait };
     match change {
         Change::Unavailable(why) => Err(BillingError::State(why)),
         Change::Withdraw => {
@@ -244,125 +245,151 @@ pub async fn choose(
             tx.commit().await?;
             Ok(Changed::ApprovalRequested)
         }
-        Change::Renew(price) => {
-            // The customer confirms the amount they saw; none, or another,
-            // charges nothing.
-            if price > 0 && expected_minor != Some(price) {
-                return Err(BillingError::PriceChanged(price));
-            }
-            // One renewal at a time, whatever the plan: a renewal still being
-            // charged (another tab, another plan) is waited for, never
-            // bought over. The subscription's row lock orders the two tabs.
-            let renew_key = format!("renew:{org}:{}:{}", crate::clock::micros(sub.period_end), to.code);
-            let in_flight: Option<String> = sqlx::query_scalar(
-                "SELECT p.name FROM invoices i JOIN plans p ON p.id = i.plan_id
-                  WHERE i.org_id = $1 AND i.purpose = 'subscription' AND i.status = 'open' AND i.idempotency_key <> $2
-                  LIMIT 1",
-            )
-            .bind(org)
-            .bind(&renew_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(plan) = in_flight {
-                return Err(BillingError::State(format!(
-                    "A renewal of the {plan} plan is still being charged; wait for its outcome before renewing again."
-                )));
-            }
-            if price == 0 {
-                open_period(&mut tx, org, to.id, now, add_month(now), Grant::Full, now).await?;
-                crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionRenewed, details).await?;
-                tx.commit().await?;
-                return Ok(Changed::Renewed);
-            }
-            if !has_card(&mut tx, org).await? {
-                return Err(BillingError::NoCard);
-            }
-            let invoice = NewInvoice {
-                org,
-                purpose: Purpose::Subscription,
-                currency: to.currency.trim().to_string(),
-                lines: vec![Line::one(format!("{} plan, one month from {}", to.name, now.date()), price)],
-                credits: 0,
-                plan: Some(to.id),
-                period: None,
-                // Named by what it buys, not by the form: two tabs renewing
-                // the same ended period pay one invoice.
-                key: renew_key,
-                owed: false,
-                created_by: Some(user),
-            };
-            let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
-            crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionRenewalStarted, details).await?;
-            tx.commit().await?;
-            outcome(payments::collect(state, id, now, wait).await?, Changed::Renewed)
-        }
-        Change::Upgrade(q) => {
-            if expected_minor != Some(q.total_minor) {
-                return Err(BillingError::PriceChanged(q.total_minor));
-            }
-            if q.total_minor == 0 {
-                let inv = payments::Invoice {
-                    id: Uuid::now_v7(),
-                    org,
-                    number: String::new(),
-                    purpose: Purpose::Proration,
-                    status: payments::InvoiceStatus::Paid,
-                    currency: to.currency.clone(),
-                    total_minor: 0,
-                    credits: q.credits,
-                    plan: Some(to.id),
-                    period_start: None,
-                    period_end: None,
-                    owed: false,
-                };
-                super::subscriptions::upgraded(&mut tx, &inv, now).await?;
-                crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionUpgraded, details).await?;
-                tx.commit().await?;
-                return Ok(Changed::Upgraded);
-            }
-            if !has_card(&mut tx, org).await? {
-                return Err(BillingError::NoCard);
-            }
-            // Named by what it buys (this period, from this plan to that one,
-            // at this many days left), not by the form: two tabs, a reload or
-            // a back button pay one invoice. Another change still being
-            // charged waits for its outcome.
-            let key = format!(
-                "upgrade:{org}:{}:{}:{}:{}",
-                crate::clock::micros(sub.period_start),
-                sub.plan.code,
-                to.code,
-                q.remaining_days
-            );
-            let busy: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM invoices WHERE org_id = $1 AND purpose = 'proration' AND status = 'open'
-                                   AND idempotency_key <> $2)",
-            )
-            .bind(org)
-            .bind(&key)
-            .fetch_one(&mut *tx)
-            .await?;
-            if busy {
-                return Err(BillingError::State("Another plan change is still being charged; wait for its outcome.".into()));
-            }
-            let invoice = NewInvoice {
-                org,
-                purpose: Purpose::Proration,
-                currency: to.currency.trim().to_string(),
-                lines: q.lines,
-                credits: q.credits,
-                plan: Some(to.id),
-                period: Some((sub.period_start, sub.period_end)),
-                key,
-                owed: false,
-                created_by: Some(user),
-            };
-            let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
-            crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionUpgradeStarted, details).await?;
-            tx.commit().await?;
-            outcome(payments::collect(state, id, now, wait).await?, Changed::Upgraded)
-        }
+        Change::Renew(price) => renew(tx, &choice, price).await,
+        Change::Upgrade(q) => upgrade(tx, &choice, q).await,
     }
+}
+
+/// What [`choose`] decided on, for the branches that buy something.
+struct Choice<'a> {
+    state: &'a Billing,
+    org: Uuid,
+    user: Uuid,
+    sub: &'a Current,
+    to: &'a Plan,
+    details: serde_json::Value,
+    expected_minor: Option<i64>,
+    now: OffsetDateTime,
+    wait: Duration,
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Renews an ended subscription on `to` (a new month from now), paying
+/// `price` when it has one.
+async fn renew(mut tx: Tx, c: &Choice<'_>, price: i64) -> Result<Changed, BillingError> {
+    let Choice { state, org, user, sub, to, expected_minor, now, wait, .. } = *c;
+    let details = c.details.clone();
+    // The customer confirms the amount they saw; none, or another,
+    // charges nothing.
+    if price > 0 && expected_minor != Some(price) {
+        return Err(BillingError::PriceChanged(price));
+    }
+    // One renewal at a time, whatever the plan: a renewal still being
+    // charged (another tab, another plan) is waited for, never
+    // bought over. The subscription's row lock orders the two tabs.
+    let renew_key = format!("renew:{org}:{}:{}", crate::clock::micros(sub.period_end), to.code);
+    let in_flight: Option<String> = sqlx::query_scalar(
+        "SELECT p.name FROM invoices i JOIN plans p ON p.id = i.plan_id
+          WHERE i.org_id = $1 AND i.purpose = 'subscription' AND i.status = 'open' AND i.idempotency_key <> $2
+          LIMIT 1",
+    )
+    .bind(org)
+    .bind(&renew_key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(plan) = in_flight {
+        return Err(BillingError::State(format!(
+            "A renewal of the {plan} plan is still being charged; wait for its outcome before renewing again."
+        )));
+    }
+    if price == 0 {
+        open_period(&mut tx, org, to.id, now, add_month(now), Grant::Full, now).await?;
+        crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionRenewed, details).await?;
+        tx.commit().await?;
+        return Ok(Changed::Renewed);
+    }
+    if !has_card(&mut tx, org).await? {
+        return Err(BillingError::NoCard);
+    }
+    let invoice = NewInvoice {
+        org,
+        purpose: Purpose::Subscription,
+        currency: to.currency.trim().to_string(),
+        lines: vec![Line::one(format!("{} plan, one month from {}", to.name, now.date()), price)],
+        credits: 0,
+        plan: Some(to.id),
+        period: None,
+        // Named by what it buys, not by the form: two tabs renewing
+        // the same ended period pay one invoice.
+        key: renew_key,
+        owed: false,
+        created_by: Some(user),
+    };
+    let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionRenewalStarted, details).await?;
+    tx.commit().await?;
+    outcome(payments::collect(state, id, now, wait).await?, Changed::Renewed)
+}
+
+/// Upgrades now, charging the prorated difference `q` the page showed.
+async fn upgrade(mut tx: Tx, c: &Choice<'_>, q: Quote) -> Result<Changed, BillingError> {
+    let Choice { state, org, user, sub, to, expected_minor, now, wait, .. } = *c;
+    let details = c.details.clone();
+    if expected_minor != Some(q.total_minor) {
+        return Err(BillingError::PriceChanged(q.total_minor));
+    }
+    if q.total_minor == 0 {
+        let inv = payments::Invoice {
+            id: Uuid::now_v7(),
+            org,
+            number: String::new(),
+            purpose: Purpose::Proration,
+            status: payments::InvoiceStatus::Paid,
+            currency: to.currency.clone(),
+            total_minor: 0,
+            credits: q.credits,
+            plan: Some(to.id),
+            period_start: None,
+            period_end: None,
+            owed: false,
+        };
+        super::subscriptions::upgraded(&mut tx, &inv, now).await?;
+        crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionUpgraded, details).await?;
+        tx.commit().await?;
+        return Ok(Changed::Upgraded);
+    }
+    if !has_card(&mut tx, org).await? {
+        return Err(BillingError::NoCard);
+    }
+    // Named by what it buys (this period, from this plan to that one,
+    // at this many days left), not by the form: two tabs, a reload or
+    // a back button pay one invoice. Another change still being
+    // charged waits for its outcome.
+    let key = format!(
+        "upgrade:{org}:{}:{}:{}:{}",
+        crate::clock::micros(sub.period_start),
+        sub.plan.code,
+        to.code,
+        q.remaining_days
+    );
+    let busy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM invoices WHERE org_id = $1 AND purpose = 'proration' AND status = 'open'
+                           AND idempotency_key <> $2)",
+    )
+    .bind(org)
+    .bind(&key)
+    .fetch_one(&mut *tx)
+    .await?;
+    if busy {
+        return Err(BillingError::State("Another plan change is still being charged; wait for its outcome.".into()));
+    }
+    let invoice = NewInvoice {
+        org,
+        purpose: Purpose::Proration,
+        currency: to.currency.trim().to_string(),
+        lines: q.lines,
+        credits: q.credits,
+        plan: Some(to.id),
+        period: Some((sub.period_start, sub.period_end)),
+        key,
+        owed: false,
+        created_by: Some(user),
+    };
+    let (id, _) = payments::create_invoice(&mut tx, &invoice, now).await?;
+    crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::SubscriptionUpgradeStarted, details).await?;
+    tx.commit().await?;
+    outcome(payments::collect(state, id, now, wait).await?, Changed::Upgraded)
 }
 
 /// Cancels at the period's end (reversible until then by choosing the plan
