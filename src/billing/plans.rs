@@ -324,52 +324,9 @@ pub async fn save(db: &PgPool, admin: Uuid, input: PlanInput, now: time::OffsetD
             .execute(&mut *tx)
             .await?;
     }
-    let saved: Result<Plan, sqlx::Error> = match &before {
-        Some(b) => {
-            sqlx::query_as(&format!(
-                "UPDATE plans SET name = $2, price_minor = $3, currency = $4, included_credits = $5, rate_limit_per_sec = $6,
-                        endpoints = $7, requires_approval = $8, trial_days = $9, active = $10, signup = $11, updated_at = $12
-                  WHERE id = $1 RETURNING {COLUMNS}"
-            ))
-            .bind(b.id)
-            .bind(&c.name)
-            .bind(c.price_minor)
-            .bind(&c.currency)
-            .bind(c.included_credits)
-            .bind(c.rate_limit_per_sec)
-            .bind(&c.endpoints)
-            .bind(input.requires_approval)
-            .bind(c.trial_days)
-            .bind(input.visible)
-            .bind(input.signup)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-        }
-        None => {
-            sqlx::query_as(&format!(
-                "INSERT INTO plans (id, code, name, price_minor, currency, included_credits, rate_limit_per_sec, endpoints,
-                                    requires_approval, trial_days, active, signup, sort_order, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                         (SELECT coalesce(max(sort_order), 0) + 1 FROM plans), $13, $13)
-                 RETURNING {COLUMNS}"
-            ))
-            .bind(Uuid::now_v7())
-            .bind(&c.code)
-            .bind(&c.name)
-            .bind(c.price_minor)
-            .bind(&c.currency)
-            .bind(c.included_credits)
-            .bind(c.rate_limit_per_sec)
-            .bind(&c.endpoints)
-            .bind(input.requires_approval)
-            .bind(c.trial_days)
-            .bind(input.visible)
-            .bind(input.signup)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-        }
+    let saved = match &before {
+        Some(b) => update(&mut tx, b, &c, &input, now).await,
+        None => insert(&mut tx, &c, &input, now).await,
     };
     let plan = match saved {
         Ok(p) => p,
@@ -392,6 +349,55 @@ pub async fn save(db: &PgPool, admin: Uuid, input: PlanInput, now: time::OffsetD
     }
     tx.commit().await?;
     Ok(Saved { plan, notified })
+}
+
+/// The plan's new values, over `b`.
+async fn update(tx: &mut sqlx::PgConnection, b: &Plan, c: &Checked, input: &PlanInput, now: time::OffsetDateTime) -> Result<Plan, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE plans SET name = $2, price_minor = $3, currency = $4, included_credits = $5, rate_limit_per_sec = $6,
+                endpoints = $7, requires_approval = $8, trial_days = $9, active = $10, signup = $11, updated_at = $12
+          WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(b.id)
+    .bind(&c.name)
+    .bind(c.price_minor)
+    .bind(&c.currency)
+    .bind(c.included_credits)
+    .bind(c.rate_limit_per_sec)
+    .bind(&c.endpoints)
+    .bind(input.requires_approval)
+    .bind(c.trial_days)
+    .bind(input.visible)
+    .bind(input.signup)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// A new plan, after the others.
+async fn insert(tx: &mut sqlx::PgConnection, c: &Checked, input: &PlanInput, now: time::OffsetDateTime) -> Result<Plan, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO plans (id, code, name, price_minor, currency, included_credits, rate_limit_per_sec, endpoints,
+                            requires_approval, trial_days, active, signup, sort_order, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                 (SELECT coalesce(max(sort_order), 0) + 1 FROM plans), $13, $13)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(&c.code)
+    .bind(&c.name)
+    .bind(c.price_minor)
+    .bind(&c.currency)
+    .bind(c.included_credits)
+    .bind(c.rate_limit_per_sec)
+    .bind(&c.endpoints)
+    .bind(input.requires_approval)
+    .bind(c.trial_days)
+    .bind(input.visible)
+    .bind(input.signup)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
 }
 
 /// Archives a plan (offered to nobody new; its subscribers keep it and
