@@ -84,6 +84,17 @@ CREATE TABLE fix_visits (
 );
 CREATE INDEX fix_visits_org_idx ON fix_visits (org_id, visited_at);
 
+-- The sandbox processor hands out a token for a card, as a processor's
+-- browser library does, and attaches it once: what the card shows is kept
+-- with the token, never the number.
+ALTER TABLE sandbox_cards
+    ADD COLUMN brand text,
+    ADD COLUMN last4 text,
+    ADD COLUMN exp_month smallint,
+    ADD COLUMN exp_year smallint,
+    ADD COLUMN fingerprint text,
+    ADD COLUMN attached_at timestamptz;
+
 CREATE INDEX invoices_paid_idx ON invoices (org_id, paid_at) WHERE status = 'paid';
 
 -- gateway_check as before, with the suspension after the key's own checks.

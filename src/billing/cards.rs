@@ -3,7 +3,7 @@
 //! removed softly (charges keep pointing at the card they used). Adding a
 //! card or changing the default charges every owed invoice again at once.
 
-use super::processor::{check_card, CardInput, ProcessorError};
+use super::processor::ProcessorError;
 use super::renewals::retry_owed;
 use super::payments::Collected;
 use super::BillingError;
@@ -31,24 +31,20 @@ pub async fn list(db: &sqlx::PgPool, org: Uuid) -> Result<Vec<SavedCard>, sqlx::
     .await
 }
 
-/// Adds a card (the default when asked, or when it is the first), then
-/// retries what is owed. Returns the retries' outcomes.
+/// Adds a card the processor tokenized (the default when asked, or when it
+/// is the first), then retries what is owed. Returns the retries' outcomes.
 pub async fn add(
     state: &Billing,
     org: Uuid,
     user: Uuid,
-    input: &CardInput,
+    token: &str,
     make_default: bool,
     now: OffsetDateTime,
 ) -> Result<Vec<Collected>, BillingError> {
-    let card = check_card(input, now).map_err(BillingError::Invalid)?;
-    let saved = match state.processor.save_card(&card, now).await {
+    let saved = match state.processor.attach_card(token, now).await {
         Ok(s) => s,
-        Err(ProcessorError::Refused(r)) if r.code == "test_card_required" => {
-            return Err(BillingError::Invalid(vec![(
-                "number",
-                "The sandbox processor accepts test cards only, such as 4242 4242 4242 4242.".into(),
-            )]))
+        Err(ProcessorError::Refused(r)) if r.code == "token_invalid" => {
+            return Err(BillingError::State("This card form expired; enter the card again.".into()))
         }
         Err(ProcessorError::Refused(r)) => return Err(BillingError::Refused(r)),
         Err(ProcessorError::Unavailable(e)) => {

@@ -450,7 +450,26 @@ impl Billing for Portal {
             cvc: form.cvc,
             name: form.name,
         };
-        let outcomes = cards::add(&self.state.billing, m.org, m.user, &input, form.make_default, self.now())
+        // The sandbox's card form: the card is checked field by field, then
+        // the sandbox turns it into a token (as a processor's browser library
+        // would) and billing attaches the token; the number goes no further.
+        let now = self.now();
+        let card = processor::check_card(&input, now).map_err(|fields| errors::form(caller, BillingError::Invalid(fields)))?;
+        let token = match self.state.sandbox.tokenize(&card, now).await {
+            Ok(t) => t,
+            Err(processor::ProcessorError::Refused(r)) if r.code == "test_card_required" => {
+                return Err(errors::form(
+                    caller,
+                    BillingError::Invalid(vec![("number", "The sandbox processor accepts test cards only, such as 4242 4242 4242 4242.".into())]),
+                ))
+            }
+            Err(processor::ProcessorError::Refused(r)) => return Err(errors::form(caller, BillingError::Refused(r))),
+            Err(processor::ProcessorError::Unavailable(e)) => {
+                tracing::warn!(request_id = %caller.request_id, error = %e, "the sandbox could not tokenize a card");
+                return Err(errors::form(caller, BillingError::State("The payment processor is unavailable; try again in a moment.".into())));
+            }
+        };
+        let outcomes = cards::add(&self.state.billing, m.org, m.user, &token, form.make_default, now)
             .await
             .map_err(|e| errors::form(caller, e))?;
         retried("Card added.", outcomes)

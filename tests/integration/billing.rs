@@ -1026,3 +1026,32 @@ async fn a_trials_first_paid_period_gets_its_credits_when_paid(db: PgPool) {
     wait_for(&db, org, "active").await;
     assert_eq!(count(&db, "SELECT included FROM org_meters WHERE org_id = $1", org).await, 10_000);
 }
+
+#[sqlx::test]
+async fn a_card_token_attaches_once_and_no_table_keeps_the_number(db: PgPool) {
+    use tollgate::billing::processor::{check_card, CardInput};
+    let (app, _, org) = customer(&db).await;
+    let user: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'ada@example.com'").fetch_one(&db).await.unwrap();
+    let now = app.clock.now();
+    let input = CardInput {
+        number: "4242 4242 4242 4242".into(),
+        exp_month: "12".into(),
+        exp_year: "2030".into(),
+        cvc: "123".into(),
+        name: "Ada Lovelace".into(),
+    };
+    let card = check_card(&input, now).unwrap();
+    let token = app.state.sandbox.tokenize(&card, now).await.unwrap();
+    tollgate::billing::cards::add(&app.state.billing, org, user, &token, true, now).await.unwrap();
+    let again = tollgate::billing::cards::add(&app.state.billing, org, user, &token, true, now).await.unwrap_err();
+    assert!(matches!(again, tollgate::billing::BillingError::State(_)), "a token attaches once: {again:?}");
+    let cards: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    assert_eq!(cards, 1);
+    for table in ["sandbox_cards", "payment_methods", "audit_log"] {
+        let holds: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} t WHERE row_to_json(t)::text LIKE '%4242424242424242%'"))
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(holds, 0, "{table} keeps no card number");
+    }
+}

@@ -214,8 +214,11 @@ pub trait Processor: Send + Sync + 'static {
     /// Its name, stored beside each card and charge.
     fn name(&self) -> &'static str;
 
-    /// Saves a checked card and returns the processor's reference to it.
-    async fn save_card(&self, card: &Card, now: OffsetDateTime) -> Result<SavedCard, ProcessorError>;
+    /// Attaches a card the processor tokenized (in the browser with its own
+    /// library, or the sandbox's card form) and returns the reference to
+    /// charge it by; a token attaches once. Card numbers never pass through
+    /// this trait.
+    async fn attach_card(&self, token: &str, now: OffsetDateTime) -> Result<SavedCard, ProcessorError>;
 
     /// Starts a charge; its outcome arrives as a webhook. Returns the
     /// processor's id of the charge. The same idempotency key twice starts

@@ -62,6 +62,43 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// The sandbox's card form: turns a checked test card into a token to
+    /// attach (what a processor's browser library does for a real card).
+    /// The number stops here: only what the card shows is kept with the
+    /// token.
+    pub async fn tokenize(&self, card: &Card, now: OffsetDateTime) -> Result<String, ProcessorError> {
+        let Some((_, stored)) = CARDS.iter().find(|(n, _)| *n == card.digits) else {
+            return Err(ProcessorError::Refused(Refused {
+                code: "test_card_required".into(),
+                decline_code: None,
+            }));
+        };
+        let token = format!("card_{}", Uuid::new_v4().simple());
+        // Test cards are public numbers: their fingerprint is a digest of
+        // the number (a real processor keys it with a secret of its own).
+        let fingerprint = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(format!("tollgate sandbox card {}", card.digits).as_bytes());
+            format!("fp_{}", &hex::encode(digest)[..24])
+        };
+        sqlx::query(
+            "INSERT INTO sandbox_cards (token, behaviour, created_at, brand, last4, exp_month, exp_year, fingerprint)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&token)
+        .bind(stored)
+        .bind(now)
+        .bind(card.brand())
+        .bind(card.last4())
+        .bind(i16::from(card.exp_month))
+        .bind(card.exp_year as i16)
+        .bind(&fingerprint)
+        .execute(&self.db)
+        .await
+        .map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        Ok(token)
+    }
+
     pub fn new(db: PgPool, secret: WebhookSecret, target: Option<Url>) -> Arc<Self> {
         Arc::new_cyclic(|me| Sandbox {
             me: me.clone(),
@@ -159,36 +196,21 @@ impl Processor for Sandbox {
         "sandbox"
     }
 
-    async fn save_card(&self, card: &Card, now: OffsetDateTime) -> Result<SavedCard, ProcessorError> {
-        let Some((_, stored)) = CARDS.iter().find(|(n, _)| *n == card.digits) else {
-            return Err(ProcessorError::Refused(Refused {
-                code: "test_card_required".into(),
-                decline_code: None,
-            }));
+    async fn attach_card(&self, token: &str, now: OffsetDateTime) -> Result<SavedCard, ProcessorError> {
+        let row: Option<(String, String, i16, i16, Option<String>)> = sqlx::query_as(
+            "UPDATE sandbox_cards SET attached_at = $2
+              WHERE token = $1 AND attached_at IS NULL AND brand IS NOT NULL
+              RETURNING brand, last4, exp_month, exp_year, fingerprint",
+        )
+        .bind(token)
+        .bind(now)
+        .fetch_optional(&self.db)
+        .await
+        .map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        let Some((brand, last4, exp_month, exp_year, fingerprint)) = row else {
+            return Err(ProcessorError::Refused(Refused { code: "token_invalid".into(), decline_code: None }));
         };
-        let token = format!("card_{}", Uuid::new_v4().simple());
-        sqlx::query("INSERT INTO sandbox_cards (token, behaviour, created_at) VALUES ($1, $2, $3)")
-            .bind(&token)
-            .bind(stored)
-            .bind(now)
-            .execute(&self.db)
-            .await
-            .map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
-        // Test cards are public numbers: their fingerprint is a digest of
-        // the number (a real processor keys it with a secret of its own).
-        let fingerprint = {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(format!("tollgate sandbox card {}", card.digits).as_bytes());
-            format!("fp_{}", &hex::encode(digest)[..24])
-        };
-        Ok(SavedCard {
-            reference: token,
-            brand: card.brand().into(),
-            last4: card.last4().into(),
-            exp_month: i16::from(card.exp_month),
-            exp_year: card.exp_year as i16,
-            fingerprint: Some(fingerprint),
-        })
+        Ok(SavedCard { reference: token.to_string(), brand, last4, exp_month, exp_year, fingerprint })
     }
 
     async fn charge(&self, request: &ChargeRequest, now: OffsetDateTime) -> Result<String, ProcessorError> {
