@@ -34,6 +34,17 @@ pub enum Command {
     /// organization's balances equal the sums of its ledger accounts. Exits
     /// non-zero when they do not.
     CheckLedger,
+    /// Compare Tollgate's charges and refunds of a period with the payment
+    /// processor's, and list every difference. Exits non-zero when there is
+    /// one (for a scheduled check).
+    Reconcile {
+        /// The period's start: a date (2026-11-01, midnight UTC) or an RFC 3339 time.
+        #[arg(long)]
+        since: String,
+        /// The period's end (now when left out).
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Create a platform admin, or make an existing user one. The password is read
     /// from TOLLGATE_ADMIN_PASSWORD, or else from the first line of standard input.
     CreateAdmin {
@@ -164,6 +175,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 audit.organizations, audit.unbalanced, audit.drifting
             );
             anyhow::ensure!(audit.is_sound(), "the ledger and the balances disagree");
+            Ok(())
+        }
+        Command::Reconcile { since, until } => {
+            use crate::billing::reconcile;
+            let from = reconcile::parse_time(&since).with_context(|| format!("--since {since:?} is neither a date (2026-11-01) nor an RFC 3339 time"))?;
+            let now = config.clock().now();
+            let to = match &until {
+                Some(u) => reconcile::parse_time(u).with_context(|| format!("--until {u:?} is neither a date nor an RFC 3339 time"))?,
+                None => now,
+            };
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            let state = AppState::start(db, config, Clock::System);
+            let report = reconcile::compare(&state.billing, from, to, now).await?;
+            println!(
+                "{}: {} charges here, {} payments at the processor, {} to {}",
+                report.processor, report.charges, report.payments, report.from, report.to
+            );
+            for d in &report.differences {
+                println!(
+                    "{}\tinvoice {}\tcharge {}\tpayment {}\there: {}\tprocessor: {}",
+                    d.kind.label(),
+                    d.invoice.as_deref().unwrap_or("-"),
+                    d.charge.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    d.reference.as_deref().unwrap_or("-"),
+                    d.ours,
+                    d.theirs
+                );
+            }
+            println!("{} differences", report.differences.len());
+            anyhow::ensure!(report.differences.is_empty(), "Tollgate and the processor disagree");
             Ok(())
         }
         Command::CreateAdmin { email, name } => {

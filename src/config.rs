@@ -55,6 +55,74 @@ impl WebhookSecret {
     }
 }
 
+/// Stripe's secret API key; `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretKey(pub String);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+/// The Stripe processor's settings (README, "Payments with Stripe"). When
+/// they are set, Stripe takes the payments; without them the sandbox does.
+#[derive(Clone, Debug)]
+pub struct StripeConfig {
+    pub secret_key: SecretKey,
+    pub publishable_key: String,
+    /// The signing secret of the webhook endpoint registered at Stripe.
+    pub webhook_secret: WebhookSecret,
+    /// Stripe's API (an emulator's in tests).
+    pub api_base: Url,
+    /// Stripe.js, loaded by the payment pages.
+    pub js_url: Url,
+}
+
+impl StripeConfig {
+    fn from_env() -> Result<Option<StripeConfig>, ConfigError> {
+        let Some(secret) = var("TOLLGATE_STRIPE_SECRET_KEY") else {
+            return Ok(None);
+        };
+        let required = |name: &'static str| {
+            var(name).ok_or(ConfigError { name, message: "is needed with TOLLGATE_STRIPE_SECRET_KEY".into() })
+        };
+        let url = |name: &'static str, default: &str| -> Result<Url, ConfigError> {
+            let v = var(name).unwrap_or_else(|| default.into());
+            let u: Url = v.parse().map_err(|e: url::ParseError| ConfigError { name, message: e.to_string() })?;
+            if !matches!(u.scheme(), "https" | "http") {
+                return Err(ConfigError { name, message: "must be an http(s) URL".into() });
+            }
+            Ok(u)
+        };
+        let publishable_key = required("TOLLGATE_STRIPE_PUBLISHABLE_KEY")?;
+        if !secret.starts_with("sk_") && !secret.starts_with("rk_") {
+            return Err(ConfigError { name: "TOLLGATE_STRIPE_SECRET_KEY", message: "is a secret key (sk_…) or restricted key (rk_…)".into() });
+        }
+        if !publishable_key.starts_with("pk_") {
+            return Err(ConfigError { name: "TOLLGATE_STRIPE_PUBLISHABLE_KEY", message: "is a publishable key (pk_…)".into() });
+        }
+        Ok(Some(StripeConfig {
+            secret_key: SecretKey(secret),
+            publishable_key,
+            webhook_secret: WebhookSecret(required("TOLLGATE_STRIPE_WEBHOOK_SECRET")?),
+            api_base: url("TOLLGATE_STRIPE_API_URL", "https://api.stripe.com")?,
+            js_url: url("TOLLGATE_STRIPE_JS_URL", "https://js.stripe.com/v3/")?,
+        }))
+    }
+
+    /// The origins the payment pages must let Stripe.js load from, frame
+    /// and talk to (their Content-Security-Policy).
+    pub fn browser_origins(&self) -> Vec<String> {
+        let mut origins = vec![self.js_url.origin().ascii_serialization()];
+        if self.js_url.host_str() == Some("js.stripe.com") {
+            origins.extend(["https://api.stripe.com".to_string(), "https://hooks.stripe.com".to_string()]);
+        }
+        origins.dedup();
+        origins
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Unset: the embedded PostgreSQL under `data_dir` is used.
@@ -83,6 +151,8 @@ pub struct Config {
     /// Where the sandbox processor delivers its webhooks
     /// (`TOLLGATE_SANDBOX_WEBHOOK_URL`); unset: this instance's own address.
     pub sandbox_webhook_url: Option<Url>,
+    /// Stripe takes the payments when set (`TOLLGATE_STRIPE_*`).
+    pub stripe: Option<StripeConfig>,
     /// Days a subscription whose renewal failed keeps working
     /// (`TOLLGATE_GRACE_DAYS`, default 3).
     pub grace_days: i64,
@@ -200,6 +270,7 @@ impl Config {
                     message: e.to_string(),
                 })?),
             },
+            stripe: StripeConfig::from_env()?,
             grace_days: parsed("TOLLGATE_GRACE_DAYS", 3)?,
             clock_offset: match var("TOLLGATE_CLOCK_OFFSET") {
                 None => None,
@@ -235,6 +306,7 @@ impl Config {
             usage_retention_days: 90,
             webhook_secret: WebhookSecret("whsec_tests".into()),
             sandbox_webhook_url: None,
+            stripe: None,
             grace_days: 3,
             clock_offset: None,
         }

@@ -153,7 +153,7 @@ pub async fn serve_on(
     // configured to deliver elsewhere).
     let ip = if addr.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
     let own = std::net::SocketAddr::new(ip, addr.port());
-    if let Ok(url) = format!("http://{own}/webhooks/sandbox").parse() {
+    if let Ok(url) = format!("http://{own}/webhooks/{}", state.processor.name()).parse() {
         state.processor.listening_at(url);
     }
     tracing::info!(%addr, public_url = %state.config.public_url, "Tollgate is listening");

@@ -17,10 +17,11 @@ pub struct AppState {
     pub gateway: Gateway,
     /// Billing's narrow handle (the processor below, links, policy, clock).
     pub billing: crate::billing::Billing,
-    /// The payment processor billing charges through.
+    /// The payment processor billing charges through: Stripe when
+    /// configured, else the sandbox.
     pub processor: Arc<dyn Processor>,
     /// The sandbox processor (the default), whose webhook deliveries a job
-    /// retries.
+    /// retries; idle when another processor takes the payments.
     pub sandbox: Arc<Sandbox>,
     pub config: Arc<Config>,
     pub clock: Clock,
@@ -56,7 +57,11 @@ impl AppState {
             config.webhook_secret.clone(),
             config.sandbox_webhook_url.clone(),
         );
-        let processor: Arc<dyn Processor> = sandbox.clone();
+        // Stripe when it is configured, else the sandbox.
+        let processor: Arc<dyn Processor> = match &config.stripe {
+            Some(stripe) => crate::billing::processor::stripe::Stripe::new(db.clone(), stripe.clone()),
+            None => sandbox.clone(),
+        };
         let billing = crate::billing::Billing {
             db: db.clone(),
             processor: processor.clone(),

@@ -21,13 +21,16 @@ pub struct SavedCard {
     pub is_default: bool,
 }
 
-pub async fn list(db: &sqlx::PgPool, org: Uuid) -> Result<Vec<SavedCard>, sqlx::Error> {
+/// The organization's cards with the processor taking payments (one saved
+/// with another, before a switch, cannot be charged and is not shown).
+pub async fn list(state: &Billing, org: Uuid) -> Result<Vec<SavedCard>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, brand, last4, exp_month, exp_year, is_default FROM payment_methods
-          WHERE org_id = $1 AND removed_at IS NULL ORDER BY is_default DESC, created_at DESC",
+          WHERE org_id = $1 AND removed_at IS NULL AND processor = $2 ORDER BY is_default DESC, created_at DESC",
     )
     .bind(org)
-    .fetch_all(db)
+    .bind(state.processor.name())
+    .fetch_all(&state.db)
     .await
 }
 
@@ -41,7 +44,8 @@ pub async fn add(
     make_default: bool,
     now: OffsetDateTime,
 ) -> Result<Vec<Collected>, BillingError> {
-    let saved = match state.processor.attach_card(token, now).await {
+    let customer = super::customer(&state.db, org).await?;
+    let saved = match state.processor.attach_card(&customer, token, now).await {
         Ok(s) => s,
         Err(ProcessorError::Refused(r)) if r.code == "token_invalid" => {
             return Err(BillingError::State("This card form expired; enter the card again.".into()))
@@ -97,6 +101,36 @@ pub async fn add(
     } else {
         Ok(Vec::new())
     }
+}
+
+/// A saved card's new details from its processor (a reissued card's
+/// expiry, say).
+pub async fn updated(
+    tx: &mut sqlx::PgConnection,
+    processor: &str,
+    card: &super::webhooks::CardEvent,
+    now: OffsetDateTime,
+) -> Result<super::payments::Applied, super::payments::EventError> {
+    let last4: String = card.last4.chars().filter(char::is_ascii_digit).take(4).collect();
+    let known: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "UPDATE payment_methods SET brand = $3, last4 = $4, exp_month = $5, exp_year = $6
+          WHERE processor = $1 AND processor_ref = $2 AND removed_at IS NULL AND length($4) = 4
+          RETURNING id, org_id",
+    )
+    .bind(processor)
+    .bind(&card.reference)
+    .bind(card.brand.chars().take(20).collect::<String>())
+    .bind(&last4)
+    .bind(card.exp_month)
+    .bind(card.exp_year)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, org)) = known else {
+        return Ok(super::payments::Applied::Ignored);
+    };
+    let details = serde_json::json!({"card": id, "brand": card.brand, "last4": last4, "exp_month": card.exp_month, "exp_year": card.exp_year});
+    crate::audit::record(tx, now, None, Some(org), crate::audit::Action::BillingCardUpdated, details).await?;
+    Ok(super::payments::Applied::Settled)
 }
 
 fn parse(id: &str) -> Result<Uuid, BillingError> {

@@ -156,6 +156,8 @@ pub enum Changed {
     Upgraded,
     /// The charge has not settled yet; the plan changes when it does.
     Processing,
+    /// The card's bank wants the customer to confirm the payment first.
+    ConfirmationNeeded,
     DowngradeScheduled(OffsetDateTime),
     ApprovalRequested,
     Renewed,
@@ -169,6 +171,7 @@ fn outcome(c: Collected, done: Changed) -> Result<Changed, BillingError> {
     match c {
         Collected::Paid => Ok(done),
         Collected::Pending => Ok(Changed::Processing),
+        Collected::ActionRequired(_) => Ok(Changed::ConfirmationNeeded),
         Collected::Failed(r) => Err(BillingError::Refused(r)),
     }
 }

@@ -8,12 +8,15 @@
 
 pub mod cards;
 pub mod changes;
+pub mod disputes;
 pub mod ledger;
 pub mod notices;
 pub mod payments;
 pub mod plans;
 pub mod policy;
 pub mod processor;
+pub mod reconcile;
+pub mod refunds;
 pub mod renewals;
 pub mod subscriptions;
 pub mod topups;
@@ -96,6 +99,20 @@ impl From<payments::CollectError> for BillingError {
             payments::CollectError::Db(e) => BillingError::Db(e),
         }
     }
+}
+
+/// The organization as its processor's customer: its name and its first
+/// owner's email.
+pub async fn customer(db: &sqlx::PgPool, org: uuid::Uuid) -> Result<processor::Customer, sqlx::Error> {
+    let (name, email): (String, Option<String>) = sqlx::query_as(
+        "SELECT o.name, (SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id
+                          WHERE m.org_id = o.id AND m.role = 'owner' ORDER BY m.created_at LIMIT 1)
+           FROM organizations o WHERE o.id = $1",
+    )
+    .bind(org)
+    .fetch_one(db)
+    .await?;
+    Ok(processor::Customer { org, name, email })
 }
 
 /// Formats integer minor units for display, for example 2900 USD → "$29.00".

@@ -30,6 +30,8 @@ crate::text_enum! {
         LowBalance = "low_balance",
         IncludedUsed = "included_used",
         SpendCapUsed = "spend_cap_used",
+        ConfirmationNeeded = "confirmation_needed",
+        Refunded = "refunded",
     }
 }
 
@@ -165,6 +167,30 @@ pub async fn payment_failed(
         refused.message()
     );
     send(conn, inv.org, Notice::PaymentFailed, "Your payment did not go through", &body, now).await
+}
+
+/// A payment the card's bank wants the customer to confirm, made while
+/// they were away (a renewal, an automatic top-up): the link to confirm it.
+pub async fn confirmation_needed(conn: &mut PgConnection, state: &Billing, inv: &Invoice, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let link = state.links.url(&format!("/billing/invoices/{}", inv.id));
+    let body = format!(
+        "Your bank wants you to confirm the payment of {} for your {} (invoice {}).\n\nConfirm it here: {link}\n\nUntil you do, the payment waits; after a day it is given up and counts as failed.\n",
+        format_money(inv.total_minor, &inv.currency),
+        what(inv),
+        inv.number
+    );
+    send(conn, inv.org, Notice::ConfirmationNeeded, "Confirm your payment with your bank", &body, now).await
+}
+
+/// Money sent back to the customer's card.
+pub async fn refunded(conn: &mut PgConnection, state: &Billing, inv: &Invoice, amount_minor: i64, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let link = state.links.url(&format!("/billing/invoices/{}", inv.id));
+    let body = format!(
+        "We refunded {} of invoice {} to your card. It can take 5 to 10 days to show on your statement.\n\nThe invoice: {link}\n",
+        format_money(amount_minor, &inv.currency),
+        inv.number
+    );
+    send(conn, inv.org, Notice::Refunded, &format!("Refund for invoice {}", inv.number), &body, now).await
 }
 
 pub async fn grace_ending(conn: &mut PgConnection, state: &Billing, org: Uuid, until: OffsetDateTime, now: OffsetDateTime) -> Result<(), sqlx::Error> {

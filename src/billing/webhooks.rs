@@ -1,13 +1,13 @@
-//! The sandbox processor's webhooks: signatures (`Tollgate-Signature:
-//! t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`, like Stripe's), checked
-//! against the wall clock with a 300 s tolerance and compared in constant
-//! time, and the events they carry. The endpoint is the HTTP layer's
+//! Processors' webhooks: signatures (`t=<unix>,v1=<hex HMAC-SHA256 of
+//! "t.body">`, Stripe's scheme, in `Stripe-Signature` from Stripe and
+//! `Tollgate-Signature` from the sandbox), checked against the wall clock
+//! with a 300 s tolerance and compared in constant time, and the events they
+//! carry in billing's terms ([`Event`]). The endpoint is the HTTP layer's
 //! (`src/http/webhooks.rs`); it applies each event once
 //! (`payments::apply_event`; `webhook_events` keeps every id applied)
 //! whatever order events arrive in.
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use sha2::Sha256;
 
 pub const SIGNATURE_HEADER: &str = "tollgate-signature";
@@ -100,43 +100,85 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Resu
 }
 
 crate::text_enum! {
-    /// The kinds of processor event billing acts on; others are ignored.
+    /// The kinds of event the sandbox processor sends.
     pub enum EventKind {
         ChargeSucceeded = "charge.succeeded",
         ChargeFailed = "charge.failed",
     }
 }
 
-/// A processor event, as far as billing reads it.
-#[derive(Debug, Clone, Deserialize)]
+/// A processor's event in billing's terms: each processor reads its own
+/// wire format into this ([`super::processor::Processor::read_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The processor's id of the event: applied once.
     pub id: String,
-    /// As the processor names it (kept as sent in `webhook_events`).
-    #[serde(rename = "type")]
+    /// Its type, as the processor names it (kept in `webhook_events`).
     pub kind: String,
-    pub data: EventData,
+    pub body: EventBody,
 }
 
-impl Event {
-    /// The kind, when billing acts on it.
-    pub fn kind(&self) -> Option<EventKind> {
-        EventKind::parse(&self.kind)
-    }
+/// What an event reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventBody {
+    /// A charge's outcome.
+    Charge(ChargeEvent),
+    /// A refund's outcome.
+    Refund(RefundEvent),
+    /// A saved card's new details (a reissued card's expiry, say).
+    CardUpdated(CardEvent),
+    /// A customer disputed a payment with their bank.
+    Dispute(DisputeEvent),
+    /// Nothing billing acts on.
+    Other,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct EventData {
-    pub object: ChargeObject,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChargeObject {
-    pub id: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeEvent {
+    /// The processor's reference of the payment.
+    pub reference: String,
+    /// The charge's idempotency key, as Tollgate sent it.
     pub idempotency_key: String,
     pub amount: i64,
+    /// Upper case, as Tollgate keeps it.
     pub currency: String,
-    pub failure_code: Option<String>,
-    pub decline_code: Option<String>,
+    pub outcome: ChargeOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Succeeded,
+    Failed(super::processor::Refused),
+    /// The customer must confirm it (3-D Secure).
+    ActionRequired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundEvent {
+    pub reference: String,
+    /// The refund's idempotency key, when Tollgate made it.
+    pub idempotency_key: Option<String>,
+    pub state: super::processor::RefundState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardEvent {
+    pub reference: String,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i16,
+    pub exp_year: i16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeEvent {
+    pub reference: String,
+    /// The disputed payment's reference.
+    pub payment: String,
+    pub amount: i64,
+    pub currency: String,
+    pub reason: String,
+    pub status: String,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Billing's jobs: renewals and dunning every minute (and at start-up, so a
 //! server started with `TOLLGATE_CLOCK_OFFSET` renews what is due at once),
-//! auto top-ups and low-balance notices every 5 seconds, and the sandbox
+//! (with unconfirmed charges given up), auto top-ups, refunds to send and
+//! low-balance notices every 5 seconds, and the sandbox
 //! processor's webhook deliveries that need retrying every 2 seconds.
 
 use super::{periodic, Periodic};
@@ -18,6 +19,8 @@ pub async fn renewals(state: AppState, shutdown: Shutdown) {
         crate::billing::renewals::renew_due(&state.billing, now).await?;
         crate::billing::renewals::dunning_due(&state.billing, now).await?;
         crate::billing::payments::resend_pending(&state.billing, now).await?;
+        // Charges the customer never confirmed with their bank are given up.
+        crate::billing::payments::abandon_unconfirmed(&state.billing, now).await?;
         Ok(())
     })
     .await
@@ -31,6 +34,8 @@ pub async fn auto_top_ups(state: AppState, shutdown: Shutdown) {
     periodic(job, state, shutdown, |state| async move {
         let now = state.clock.now();
         crate::billing::topups::auto_top_up_due(&state.billing, now).await?;
+        // Refunds recorded but not yet accepted by the processor.
+        crate::billing::refunds::send_pending(&state.billing, now).await?;
         // Warnings before the cutoff (low balance, included credits, spend
         // cap): one notice per crossing.
         crate::usage::warnings::due(&state, now).await?;

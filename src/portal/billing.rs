@@ -89,6 +89,7 @@ fn paid_or(c: Collected, paid: String) -> Result<String, FormError> {
     match c {
         Collected::Paid => Ok(paid),
         Collected::Pending => Ok("Your payment is processing; this page shows the result when it arrives.".into()),
+        Collected::ActionRequired(_) => Ok(CONFIRM.into()),
         Collected::Failed(r) => Err(FormError::message(format!(
             "{} ({}{})",
             r.message(),
@@ -175,7 +176,7 @@ impl Billing for Portal {
             .ok_or_else(|| errors::internal(caller, "organization without a subscription"))?;
         let plans = crate::billing::plans::list_active(db).await.map_err(page)?;
         let meters = meters(db, m.org, now).await.map_err(page)?;
-        let cards = cards::list(db, m.org).await.map_err(page)?;
+        let cards = cards::list(&self.state.billing, m.org).await.map_err(page)?;
         let default_card = cards.iter().find(|c| c.is_default).map(card_view);
         let failure = crate::billing::payments::last_failure(db, m.org).await.map_err(page)?;
         let mut banners = Vec::new();
@@ -322,7 +323,7 @@ impl Billing for Portal {
             .map_err(page)?
             .ok_or_else(|| errors::internal(caller, "organization without a subscription"))?;
         let plans = crate::billing::plans::list_active(db).await.map_err(page)?;
-        let has_card = cards::list(db, m.org).await.map_err(page)?.iter().any(|c| c.is_default);
+        let has_card = cards::list(&self.state.billing, m.org).await.map_err(page)?.iter().any(|c| c.is_default);
         let ended = sub.has_ended(now);
         let selected = selected.or_else(|| (renew && ended).then(|| sub.plan.code.clone()));
         let options = plans
@@ -398,6 +399,7 @@ impl Billing for Portal {
         Ok(match done {
             Changed::Upgraded => "Upgraded: your new plan applies now.".into(),
             Changed::Processing => "Your payment is processing; the plan changes as soon as it succeeds.".into(),
+            Changed::ConfirmationNeeded => format!("{CONFIRM} The plan changes as soon as it succeeds."),
             Changed::DowngradeScheduled(at) => format!("Your plan changes on {}. Until then nothing changes.", date(at)),
             Changed::ApprovalRequested => "Requested: our team reviews it and you will be told by email and here.".into(),
             Changed::Renewed => "Renewed: your subscription is active again.".into(),
@@ -426,7 +428,7 @@ impl Billing for Portal {
         let m = billing_reader(caller)?;
         let db = &self.state.db;
         let page = |e| errors::page(caller, e);
-        let cards = cards::list(db, m.org).await.map_err(page)?;
+        let cards = cards::list(&self.state.billing, m.org).await.map_err(page)?;
         let owed = invoice_views(db, m.org, None, true).await.map_err(page)?;
         let status = crate::billing::subscriptions::current(db, m.org)
             .await
@@ -503,7 +505,7 @@ impl Billing for Portal {
                 None => (0, Some(n.clamp(CUSTOM_MIN, CUSTOM_MAX))),
             },
         };
-        let cards = cards::list(db, m.org).await.map_err(page)?;
+        let cards = cards::list(&self.state.billing, m.org).await.map_err(page)?;
         let meters = meters(db, m.org, self.now()).await.map_err(page)?;
         Ok(TopUpPage {
             can_manage: m.role.manages_billing(),
@@ -551,7 +553,7 @@ impl Billing for Portal {
         let page = |e| errors::page(caller, e);
         let limits = topups::limits(db, m.org).await.map_err(page)?;
         let meters = meters(db, m.org, self.now()).await.map_err(page)?;
-        let has_card = cards::list(db, m.org).await.map_err(page)?.iter().any(|c| c.is_default);
+        let has_card = cards::list(&self.state.billing, m.org).await.map_err(page)?.iter().any(|c| c.is_default);
         Ok(LimitsPage {
             can_manage: m.role.manages_billing(),
             spend_cap: limits.spend_cap,
@@ -654,6 +656,9 @@ impl Billing for Portal {
     }
 }
 
+/// The notice when the card's bank wants the customer to confirm.
+const CONFIRM: &str = "Your bank wants you to confirm this payment: open it under Invoices and confirm it there.";
+
 /// The notice after a card change, with what the retried charges did.
 fn retried(done: &str, outcomes: Vec<Collected>) -> Result<String, FormError> {
     if outcomes.is_empty() {
@@ -664,6 +669,9 @@ fn retried(done: &str, outcomes: Vec<Collected>) -> Result<String, FormError> {
     }
     if let Some(Collected::Failed(r)) = outcomes.iter().find(|c| matches!(c, Collected::Failed(_))) {
         return Ok(format!("{done} Paying what is owed failed again: {}", r.message()));
+    }
+    if outcomes.iter().any(|c| matches!(c, Collected::ActionRequired(_))) {
+        return Ok(format!("{done} {CONFIRM}"));
     }
     Ok(format!("{done} The payment of what is owed is processing."))
 }

@@ -4,8 +4,8 @@
 //! attempt, and where an invoice's collection stands.
 
 use super::{fulfil, Invoice, InvoiceStatus, Purpose};
-use crate::billing::processor::{ChargeRequest, ProcessorError, Refused};
-use crate::billing::webhooks::{Event, EventKind};
+use crate::billing::processor::{ChargeRequest, ChargeState, ProcessorError, Refused, Started};
+use crate::billing::webhooks::{ChargeEvent, ChargeOutcome, Event, EventBody};
 use crate::billing::Billing;
 use sqlx::{PgConnection, PgPool, Row};
 use std::time::Duration;
@@ -29,6 +29,9 @@ pub enum Collected {
     /// The processor has not reported yet; the page says so and the
     /// outcome is applied when it arrives.
     Pending,
+    /// The card's bank wants the customer to confirm the payment (3-D
+    /// Secure) on the invoice's page.
+    ActionRequired(Uuid),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,14 +75,18 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
         tx.commit().await?;
         return Ok(await_charge(db, charge, wait).await?);
     }
-    let card: Option<(Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, processor_ref, processor FROM payment_methods
-          WHERE org_id = $1 AND is_default AND removed_at IS NULL AND processor_ref IS NOT NULL",
+    // A card of the processor taking payments (one saved with another,
+    // before a switch, is no card to charge).
+    let processor = state.processor.name();
+    let card: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, processor_ref FROM payment_methods
+          WHERE org_id = $1 AND is_default AND removed_at IS NULL AND processor_ref IS NOT NULL AND processor = $2",
     )
     .bind(org)
+    .bind(processor)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((card_id, card_ref, processor)) = card else {
+    let Some((card_id, card_ref)) = card else {
         return Err(CollectError::NoCard);
     };
     let attempt: i32 = sqlx::query_scalar("SELECT coalesce(max(attempt), 0) + 1 FROM charges WHERE invoice_id = $1")
@@ -101,7 +108,7 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
     .bind(attempt)
     .bind(&key)
     .bind(card_id)
-    .bind(&processor)
+    .bind(processor)
     .bind(amount)
     .bind(&currency)
     .bind(now)
@@ -115,67 +122,202 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
         .await?;
     tx.commit().await?;
     let number: String = row.get("number");
+    let purpose: super::Purpose = row.try_get("purpose")?;
     let request = ChargeRequest {
         idempotency_key: key,
+        customer: crate::billing::customer(db, org).await?,
         card: card_ref,
         amount_minor: amount,
         currency,
         description: format!("Tollgate invoice {number}"),
+        off_session: purpose.off_session(),
     };
     send(state, charge, &request, now).await?;
     Ok(await_charge(db, charge, wait).await?)
 }
 
-/// Asks the processor for a recorded charge. A refusal on the spot settles
-/// it like a failure event; an unreachable processor leaves it pending, to
-/// be sent again with the same key by [`resend_pending`].
+/// Asks the processor for a recorded charge. An answer on the spot (paid,
+/// refused, or to be confirmed by the customer) settles it as its event
+/// would; an unreachable processor leaves it pending, to be sent again with
+/// the same key by [`resend_pending`].
 async fn send(state: &Billing, charge: Uuid, request: &ChargeRequest, now: OffsetDateTime) -> Result<(), sqlx::Error> {
-    match state.processor.charge(request, now).await {
-        Ok(reference) => {
-            sqlx::query("UPDATE charges SET processor_ref = $2 WHERE id = $1 AND processor_ref IS NULL")
-                .bind(charge)
-                .bind(reference)
-                .execute(&state.db)
-                .await?;
-        }
-        Err(ProcessorError::Refused(refused)) => {
-            let mut tx = state.db.begin().await?;
-            let row = sqlx::query("SELECT status FROM charges WHERE id = $1 FOR UPDATE")
-                .bind(charge)
-                .fetch_one(&mut *tx)
-                .await?;
-            if row.try_get::<ChargeStatus, _>("status")? == ChargeStatus::Pending {
-                settle(&mut tx, state, charge, Err(refused), now).await?;
-            }
-            tx.commit().await?;
-        }
+    let (reference, outcome) = match state.processor.charge(request, now).await {
+        Ok(Started::Pending(r)) => (Some(r), None),
+        Ok(Started::Succeeded(r)) => (Some(r), Some(ChargeOutcome::Succeeded)),
+        Ok(Started::ActionRequired(r)) => (Some(r), Some(ChargeOutcome::ActionRequired)),
+        Err(ProcessorError::Refused(refused)) => (None, Some(ChargeOutcome::Failed(refused))),
         Err(ProcessorError::Unavailable(e)) => {
             tracing::warn!(%charge, error = %e, "processor unavailable; the charge is sent again later");
+            (None, None)
         }
+    };
+    let mut tx = state.db.begin().await?;
+    let status: ChargeStatus = sqlx::query_scalar("SELECT status FROM charges WHERE id = $1 FOR UPDATE")
+        .bind(charge)
+        .fetch_one(&mut *tx)
+        .await?;
+    if let Some(reference) = &reference {
+        sqlx::query("UPDATE charges SET processor_ref = $2 WHERE id = $1 AND processor_ref IS NULL")
+            .bind(charge)
+            .bind(reference)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let (ChargeStatus::Pending, Some(outcome)) = (status, outcome) {
+        apply_outcome(&mut tx, state, charge, outcome, now).await?;
+    }
+    tx.commit().await
+}
+
+/// A pending charge's outcome (its row locked by the caller).
+async fn apply_outcome(
+    tx: &mut PgConnection,
+    state: &Billing,
+    charge: Uuid,
+    outcome: ChargeOutcome,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    match outcome {
+        ChargeOutcome::Succeeded => settle(tx, state, charge, Ok(()), now).await,
+        ChargeOutcome::Failed(refused) => settle(tx, state, charge, Err(refused), now).await,
+        ChargeOutcome::ActionRequired => action_required(tx, state, charge, now).await,
+    }
+}
+
+/// The bank wants the customer to confirm a pending charge: it waits for
+/// them (a day at most, [`abandon_unconfirmed`]); one made while they were
+/// away emails them the link.
+async fn action_required(tx: &mut PgConnection, state: &Billing, charge: Uuid, now: OffsetDateTime) -> Result<(), sqlx::Error> {
+    let invoice: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE charges SET action_required_at = $2 WHERE id = $1 AND action_required_at IS NULL RETURNING invoice_id",
+    )
+    .bind(charge)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(invoice) = invoice else {
+        return Ok(());
+    };
+    let inv = Invoice::locked(&mut *tx, invoice).await?;
+    if inv.purpose.off_session() {
+        crate::billing::notices::confirmation_needed(tx, state, &inv, now).await?;
     }
     Ok(())
+}
+
+/// How long a charge waits for the customer's confirmation.
+pub const CONFIRMATION_WINDOW: time::Duration = time::Duration::hours(23);
+
+/// Gives up every charge its customer has not confirmed within
+/// [`CONFIRMATION_WINDOW`]: canceled at the processor (so it cannot succeed
+/// later), then settled from the processor's word (failed, unless it was
+/// confirmed meanwhile). A job calls it.
+pub async fn abandon_unconfirmed(state: &Billing, now: OffsetDateTime) -> Result<usize, sqlx::Error> {
+    let stale: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT id, processor_ref FROM charges
+          WHERE status = $1 AND action_required_at IS NOT NULL AND action_required_at < $2 AND processor = $3
+          ORDER BY action_required_at LIMIT 100",
+    )
+    .bind(ChargeStatus::Pending)
+    .bind(now - CONFIRMATION_WINDOW)
+    .bind(state.processor.name())
+    .fetch_all(&state.db)
+    .await?;
+    let mut done = 0;
+    for (charge, reference) in stale {
+        let state_now = match &reference {
+            Some(r) => match state.processor.abandon(r).await {
+                Ok(()) => state.processor.charge_state(r).await,
+                Err(e) => Err(e),
+            },
+            None => Ok(ChargeState::ActionRequired),
+        };
+        let outcome = match state_now {
+            Ok(ChargeState::Succeeded) => ChargeOutcome::Succeeded,
+            Ok(ChargeState::Failed(r)) => ChargeOutcome::Failed(r),
+            Ok(ChargeState::ActionRequired | ChargeState::Pending) => {
+                ChargeOutcome::Failed(Refused::new("authentication_required", None))
+            }
+            Err(e) => {
+                tracing::warn!(%charge, error = %e, "could not give up an unconfirmed charge; trying again later");
+                continue;
+            }
+        };
+        let mut tx = state.db.begin().await?;
+        let status: ChargeStatus = sqlx::query_scalar("SELECT status FROM charges WHERE id = $1 FOR UPDATE")
+            .bind(charge)
+            .fetch_one(&mut *tx)
+            .await?;
+        if status == ChargeStatus::Pending {
+            apply_outcome(&mut tx, state, charge, outcome, now).await?;
+            done += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(done)
+}
+
+/// The customer confirmed a charge in the browser: settles it from the
+/// processor's word. Only the organization's own charges.
+pub async fn confirmed(state: &Billing, org: Uuid, charge: Uuid, now: OffsetDateTime) -> Result<Collected, sqlx::Error> {
+    let reference: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT processor_ref FROM charges WHERE id = $1 AND org_id = $2 AND processor = $3",
+    )
+    .bind(charge)
+    .bind(org)
+    .bind(state.processor.name())
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(Some(reference)) = reference else {
+        return Err(sqlx::Error::RowNotFound);
+    };
+    let outcome = match state.processor.charge_state(&reference).await {
+        Ok(ChargeState::Succeeded) => Some(ChargeOutcome::Succeeded),
+        Ok(ChargeState::Failed(r)) => Some(ChargeOutcome::Failed(r)),
+        Ok(ChargeState::ActionRequired | ChargeState::Pending) => None,
+        Err(e) => {
+            tracing::warn!(%charge, error = %e, "could not ask the processor about a confirmed charge");
+            None
+        }
+    };
+    if let Some(outcome) = outcome {
+        let mut tx = state.db.begin().await?;
+        let status: ChargeStatus = sqlx::query_scalar("SELECT status FROM charges WHERE id = $1 FOR UPDATE")
+            .bind(charge)
+            .fetch_one(&mut *tx)
+            .await?;
+        if status == ChargeStatus::Pending {
+            apply_outcome(&mut tx, state, charge, outcome, now).await?;
+        }
+        tx.commit().await?;
+    }
+    await_charge(&state.db, charge, Duration::from_secs(2)).await
 }
 
 /// Sends again every charge still pending after a minute without a
 /// reference from the processor (same idempotency key: never twice).
 pub async fn resend_pending(state: &Billing, now: OffsetDateTime) -> Result<usize, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT c.id, c.idempotency_key, c.amount_minor, c.currency, p.processor_ref, i.number
+        "SELECT c.id, c.org_id, c.idempotency_key, c.amount_minor, c.currency, p.processor_ref, i.number, i.purpose
            FROM charges c JOIN payment_methods p ON p.id = c.payment_method_id JOIN invoices i ON i.id = c.invoice_id
-          WHERE c.status = $2 AND c.processor_ref IS NULL AND c.created_at < $1 - interval '1 minute'
+          WHERE c.status = $2 AND c.processor_ref IS NULL AND c.created_at < $1 - interval '1 minute' AND c.processor = $3
           LIMIT 100",
     )
     .bind(now)
     .bind(ChargeStatus::Pending)
+    .bind(state.processor.name())
     .fetch_all(&state.db)
     .await?;
     for row in &rows {
+        let purpose: super::Purpose = row.try_get("purpose")?;
         let request = ChargeRequest {
             idempotency_key: row.get("idempotency_key"),
+            customer: crate::billing::customer(&state.db, row.get("org_id")).await?,
             card: row.get::<Option<String>, _>("processor_ref").unwrap_or_default(),
             amount_minor: row.get("amount_minor"),
-            currency: row.get("currency"),
+            currency: row.get::<String, _>("currency").trim().to_string(),
             description: format!("Tollgate invoice {}", row.get::<String, _>("number")),
+            off_session: purpose.off_session(),
         };
         send(state, row.get("id"), &request, now).await?;
     }
@@ -186,12 +328,13 @@ pub async fn resend_pending(state: &Billing, now: OffsetDateTime) -> Result<usiz
 pub async fn await_charge(db: &PgPool, charge: Uuid, wait: Duration) -> Result<Collected, sqlx::Error> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let (status, code, decline): (ChargeStatus, Option<String>, Option<String>) =
-            sqlx::query_as("SELECT status, failure_code, decline_code FROM charges WHERE id = $1")
+        let (status, code, decline, action): (ChargeStatus, Option<String>, Option<String>, Option<OffsetDateTime>) =
+            sqlx::query_as("SELECT status, failure_code, decline_code, action_required_at FROM charges WHERE id = $1")
                 .bind(charge)
                 .fetch_one(db)
                 .await?;
         match status {
+            ChargeStatus::Pending if action.is_some() => return Ok(Collected::ActionRequired(charge)),
             ChargeStatus::Succeeded => return Ok(Collected::Paid),
             ChargeStatus::Failed => {
                 return Ok(Collected::Failed(Refused {
@@ -238,7 +381,9 @@ pub enum EventError {
     Db(#[from] sqlx::Error),
 }
 
-/// Applies a verified processor event once (see the module doc).
+/// Applies a verified processor event once (see the module doc): an event
+/// id seen before changes nothing, and an error leaves it unrecorded, so
+/// the processor's retry applies it.
 pub async fn apply_event(state: &Billing, processor: &str, event: &Event, now: OffsetDateTime) -> Result<Applied, EventError> {
     let mut tx = state.db.begin().await?;
     let fresh = sqlx::query(
@@ -255,9 +400,28 @@ pub async fn apply_event(state: &Billing, processor: &str, event: &Event, now: O
     if fresh == 0 {
         return Ok(Applied::Duplicate);
     }
-    let charge = &event.data.object;
+    let applied = match &event.body {
+        EventBody::Charge(c) => charge_event(&mut tx, state, processor, &event.id, c, now).await?,
+        EventBody::Refund(r) => crate::billing::refunds::apply_event(&mut tx, state, processor, r, now).await?,
+        EventBody::CardUpdated(c) => crate::billing::cards::updated(&mut tx, processor, c, now).await?,
+        EventBody::Dispute(d) => crate::billing::disputes::record(&mut tx, processor, d, now).await?,
+        EventBody::Other => Applied::Ignored,
+    };
+    tx.commit().await?;
+    Ok(applied)
+}
+
+async fn charge_event(
+    tx: &mut PgConnection,
+    state: &Billing,
+    processor: &str,
+    event_id: &str,
+    charge: &ChargeEvent,
+    now: OffsetDateTime,
+) -> Result<Applied, EventError> {
     let row = sqlx::query(
-        "SELECT id, status, amount_minor, currency FROM charges WHERE idempotency_key = $1 AND processor = $2 FOR UPDATE",
+        "SELECT id, status, amount_minor, currency, processor_ref, invoice_id, org_id FROM charges
+          WHERE idempotency_key = $1 AND processor = $2 FOR UPDATE",
     )
     .bind(&charge.idempotency_key)
     .bind(processor)
@@ -271,45 +435,53 @@ pub async fn apply_event(state: &Billing, processor: &str, event: &Event, now: O
         return Err(EventError::Mismatch);
     }
     sqlx::query("UPDATE webhook_events SET charge_id = $2 WHERE event_id = $1")
-        .bind(&event.id)
+        .bind(event_id)
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    let known: Option<String> = row.get("processor_ref");
     sqlx::query("UPDATE charges SET processor_ref = coalesce(processor_ref, $2) WHERE id = $1")
         .bind(id)
-        .bind(&charge.id)
+        .bind(&charge.reference)
         .execute(&mut *tx)
         .await?;
     let recorded: ChargeStatus = row.try_get("status")?;
-    let applied = if recorded == ChargeStatus::Failed && event.kind() == Some(EventKind::ChargeSucceeded) {
-        // The processor took the money after all (a late success after a
-        // failure it reported, or a refusal we recorded on the spot): what
-        // the money buys is delivered, or, if the invoice was paid by
-        // another charge meanwhile, a refund is recorded as due.
-        tracing::warn!(charge = %id, "a charge recorded as failed succeeded at the processor");
-        settle(&mut tx, state, id, Ok(()), now).await?;
-        Applied::Settled
-    } else if recorded != ChargeStatus::Pending {
-        Applied::AlreadySettled
-    } else {
-        match event.kind() {
-            Some(EventKind::ChargeSucceeded) => {
-                settle(&mut tx, state, id, Ok(()), now).await?;
-                Applied::Settled
-            }
-            Some(EventKind::ChargeFailed) => {
-                let refused = Refused {
-                    code: charge.failure_code.clone().unwrap_or_else(|| "card_declined".into()),
-                    decline_code: charge.decline_code.clone(),
-                };
-                settle(&mut tx, state, id, Err(refused), now).await?;
-                Applied::Settled
-            }
-            None => Applied::Ignored,
+    Ok(match (recorded, &charge.outcome) {
+        (ChargeStatus::Succeeded, ChargeOutcome::Succeeded) if known.as_deref().is_some_and(|k| k != charge.reference) => {
+            // A second payment for one attempt (the processor took the
+            // money twice): it buys nothing and goes back.
+            tracing::error!(charge = %id, payment = %charge.reference, "a second payment for one charge; refunding it");
+            crate::billing::refunds::due(
+                tx,
+                crate::billing::refunds::Due {
+                    org: row.get("org_id"),
+                    invoice: row.get("invoice_id"),
+                    charge: id,
+                    payment: charge.reference.clone(),
+                    amount_minor: charge.amount,
+                    currency: charge.currency.clone(),
+                    reason: "charged twice for one attempt".into(),
+                },
+                now,
+            )
+            .await?;
+            Applied::Settled
         }
-    };
-    tx.commit().await?;
-    Ok(applied)
+        (ChargeStatus::Failed, ChargeOutcome::Succeeded) => {
+            // The processor took the money after all (a late success after a
+            // failure it reported, or a refusal we recorded on the spot): what
+            // the money buys is delivered, or, if the invoice was paid by
+            // another charge meanwhile, the money goes back.
+            tracing::warn!(charge = %id, "a charge recorded as failed succeeded at the processor");
+            settle(tx, state, id, Ok(()), now).await?;
+            Applied::Settled
+        }
+        (ChargeStatus::Pending, outcome) => {
+            apply_outcome(tx, state, id, outcome.clone(), now).await?;
+            Applied::Settled
+        }
+        _ => Applied::AlreadySettled,
+    })
 }
 
 /// A pending charge's outcome, with its invoice's and what it buys, in the
@@ -326,7 +498,8 @@ async fn settle(
         Err(r) => (ChargeStatus::Failed, Some(r.code.clone()), r.decline_code.clone()),
     };
     let invoice: Uuid = sqlx::query_scalar(
-        "UPDATE charges SET status = $2, failure_code = $3, decline_code = $4, settled_at = $5 WHERE id = $1 RETURNING invoice_id",
+        "UPDATE charges SET status = $2, failure_code = $3, decline_code = $4, settled_at = $5, action_required_at = NULL
+          WHERE id = $1 RETURNING invoice_id",
     )
     .bind(charge)
     .bind(status)
@@ -339,15 +512,25 @@ async fn settle(
     if inv.status == InvoiceStatus::Paid {
         if outcome.is_ok() {
             // Paid twice (two charges of one invoice both succeeded): the
-            // invoice buys once, the second payment is due back.
-            tracing::error!(%charge, invoice = %inv.number, "an invoice was paid twice; refund one charge");
-            crate::audit::record(
+            // invoice buys once, the second payment goes back.
+            tracing::error!(%charge, invoice = %inv.number, "an invoice was paid twice; refunding one charge");
+            let (payment, amount): (Option<String>, i64) =
+                sqlx::query_as("SELECT processor_ref, amount_minor FROM charges WHERE id = $1")
+                    .bind(charge)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            crate::billing::refunds::due(
                 tx,
+                crate::billing::refunds::Due {
+                    org: inv.org,
+                    invoice: inv.id,
+                    charge,
+                    payment: payment.unwrap_or_default(),
+                    amount_minor: amount,
+                    currency: inv.currency.clone(),
+                    reason: "invoice paid twice".into(),
+                },
                 now,
-                None,
-                Some(inv.org),
-                crate::audit::Action::BillingRefundDue,
-                serde_json::json!({"invoice": inv.number, "charge": charge, "amount_minor": inv.total_minor, "why": "invoice paid twice"}),
             )
             .await?;
         }

@@ -131,6 +131,14 @@ pub async fn create_invoice(
     Ok((id, true))
 }
 
+impl Purpose {
+    /// Whether its charge is made while the customer is away (a renewal, an
+    /// automatic top-up): a bank that wants it confirmed must ask later.
+    pub fn off_session(self) -> bool {
+        matches!(self, Purpose::Renewal | Purpose::AutoTopUp)
+    }
+}
+
 /// An invoice as billing reads it.
 #[derive(Clone, Debug)]
 pub struct Invoice {
@@ -149,7 +157,7 @@ pub struct Invoice {
 }
 
 impl Invoice {
-    pub(super) async fn locked(conn: &mut PgConnection, id: Uuid) -> Result<Invoice, sqlx::Error> {
+    pub(crate) async fn locked(conn: &mut PgConnection, id: Uuid) -> Result<Invoice, sqlx::Error> {
         let r = sqlx::query(
             "SELECT id, org_id, number, purpose, status, currency, total_minor, credits, plan_id, period_start,
                     period_end, owed FROM invoices WHERE id = $1 FOR UPDATE",

@@ -8,8 +8,11 @@
 //! so every processor gets the same messages next to the same fields.
 
 pub mod sandbox;
+pub mod stripe;
 
 use time::OffsetDateTime;
+use url::Url;
+use uuid::Uuid;
 
 /// A card as typed into the form. Its number and CVC go to the processor and
 /// nowhere else: `Debug` shows neither.
@@ -157,14 +160,106 @@ pub struct SavedCard {
     pub fingerprint: Option<String>,
 }
 
+/// The organization a processor keeps cards and charges under (a Stripe
+/// customer).
+#[derive(Clone, Debug)]
+pub struct Customer {
+    pub org: Uuid,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// How the payment-methods page collects a card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardForm {
+    /// The sandbox's own form: test cards typed into Tollgate's page and
+    /// tokenized there ([`sandbox::Sandbox::tokenize`]).
+    Sandbox,
+    /// The processor's browser library collects the card and confirms it
+    /// with the processor; only a token comes back to Tollgate.
+    Browser(BrowserLibrary),
+}
+
+/// A processor's script in the browser, and what it needs to confirm one
+/// card or one payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrowserLibrary {
+    pub script: Url,
+    pub publishable_key: String,
+    /// Lets the browser confirm this one setup or payment (and nothing else).
+    pub client_secret: String,
+}
+
 /// A charge to make; `idempotency_key` names it, so asking twice charges once.
 #[derive(Clone, Debug)]
 pub struct ChargeRequest {
     pub idempotency_key: String,
+    pub customer: Customer,
     pub card: String,
     pub amount_minor: i64,
     pub currency: String,
     pub description: String,
+    /// The customer is not at the page (renewals, automatic top-ups): a
+    /// bank that wants them to confirm cannot ask now.
+    pub off_session: bool,
+}
+
+/// What a processor did with a charge it accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// The outcome arrives as a webhook.
+    Pending(String),
+    /// Paid on the spot (the webhook that follows changes nothing).
+    Succeeded(String),
+    /// The card's bank wants the customer to confirm it (3-D Secure).
+    ActionRequired(String),
+}
+
+/// A charge as the processor sees it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChargeState {
+    Pending,
+    Succeeded,
+    Failed(Refused),
+    ActionRequired,
+}
+
+/// Money to send back for a payment the processor took.
+#[derive(Clone, Debug)]
+pub struct RefundRequest {
+    pub idempotency_key: String,
+    /// The processor's reference of the payment.
+    pub payment: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub reason: String,
+}
+
+/// Where a refund stands at the processor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundState {
+    Pending,
+    Succeeded,
+    Failed(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundStarted {
+    pub reference: String,
+    pub state: RefundState,
+}
+
+/// A payment as the processor records it, for reconciliation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    pub reference: String,
+    /// The charge's idempotency key, as Tollgate sent it.
+    pub idempotency_key: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub state: ChargeState,
+    pub refunded_minor: i64,
+    pub created: OffsetDateTime,
 }
 
 /// How a processor refused, in its words: `code` and, for a decline, the
@@ -177,6 +272,10 @@ pub struct Refused {
 }
 
 impl Refused {
+    pub fn new(code: &str, decline_code: Option<&str>) -> Refused {
+        Refused { code: code.into(), decline_code: decline_code.map(Into::into) }
+    }
+
     /// What the customer reads: one plain sentence per code.
     pub fn message(&self) -> &'static str {
         message(&self.code, self.decline_code.as_deref())
@@ -188,14 +287,39 @@ pub fn message(code: &str, decline_code: Option<&str>) -> &'static str {
     match (code, decline_code) {
         (_, Some("insufficient_funds")) => "Your card has insufficient funds.",
         (_, Some("lost_card" | "stolen_card")) => "Your card was declined. Use another card.",
-        ("expired_card", _) => "Your card has expired.",
-        ("incorrect_cvc", _) => "Your card's security code is incorrect.",
-        ("processing_error", _) => "An error occurred while processing your card. Try again in a moment.",
+        ("expired_card", _) | (_, Some("expired_card")) => "Your card has expired.",
+        ("incorrect_cvc", _) | (_, Some("incorrect_cvc")) => "Your card's security code is incorrect.",
+        ("processing_error", _) | (_, Some("processing_error")) => {
+            "An error occurred while processing your card. Try again in a moment."
+        }
+        ("incorrect_number" | "invalid_number", _) => "This card number is not valid; check it for a typo.",
+        ("invalid_expiry_year" | "invalid_expiry_month", _) => "Check the card's expiry date.",
+        ("authentication_required" | "payment_intent_authentication_failure", _) => {
+            "Your bank did not confirm this payment. Confirm it when asked, or use another card."
+        }
         ("card_declined", _) => "Your card was declined.",
         ("test_card_required", _) => "The sandbox processor accepts test cards only.",
         _ => "The payment did not go through.",
     }
 }
+
+/// Every code and decline code with a sentence of its own, for a browser
+/// library's errors (the page shows the same words as the server).
+pub const CODES: &[&str] = &[
+    "insufficient_funds",
+    "lost_card",
+    "stolen_card",
+    "expired_card",
+    "incorrect_cvc",
+    "processing_error",
+    "incorrect_number",
+    "invalid_number",
+    "invalid_expiry_year",
+    "invalid_expiry_month",
+    "authentication_required",
+    "payment_intent_authentication_failure",
+    "card_declined",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
@@ -208,22 +332,60 @@ pub enum ProcessorError {
     Unavailable(String),
 }
 
+/// Why an incoming webhook was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum EventRefused {
+    #[error("signature: {0}")]
+    Signature(#[from] crate::billing::webhooks::SignatureError),
+    #[error("not an event: {0}")]
+    Malformed(String),
+}
+
 /// A payment processor.
 #[async_trait::async_trait]
 pub trait Processor: Send + Sync + 'static {
-    /// Its name, stored beside each card and charge.
+    /// Its name, stored beside each card and charge, and the last segment
+    /// of its webhook endpoint (`/webhooks/{name}`).
     fn name(&self) -> &'static str;
 
-    /// Attaches a card the processor tokenized (in the browser with its own
-    /// library, or the sandbox's card form) and returns the reference to
-    /// charge it by; a token attaches once. Card numbers never pass through
-    /// this trait.
-    async fn attach_card(&self, token: &str, now: OffsetDateTime) -> Result<SavedCard, ProcessorError>;
+    /// How the payment-methods page collects a card for `customer`.
+    async fn card_form(&self, customer: &Customer, now: OffsetDateTime) -> Result<CardForm, ProcessorError>;
 
-    /// Starts a charge; its outcome arrives as a webhook. Returns the
-    /// processor's id of the charge. The same idempotency key twice starts
-    /// one charge.
-    async fn charge(&self, request: &ChargeRequest, now: OffsetDateTime) -> Result<String, ProcessorError>;
+    /// Attaches a card the processor tokenized (in the browser with its own
+    /// library, or the sandbox's card form) to `customer` and returns the
+    /// reference to charge it by; a token attaches once, and only to the
+    /// customer it was made for. Card numbers never pass through this trait.
+    async fn attach_card(&self, customer: &Customer, token: &str, now: OffsetDateTime) -> Result<SavedCard, ProcessorError>;
+
+    /// Starts a charge. The same idempotency key twice starts one charge.
+    async fn charge(&self, request: &ChargeRequest, now: OffsetDateTime) -> Result<Started, ProcessorError>;
+
+    /// Where a charge stands at the processor (after the customer confirmed
+    /// it in the browser, and for reconciliation).
+    async fn charge_state(&self, reference: &str) -> Result<ChargeState, ProcessorError>;
+
+    /// What the browser needs to let the customer confirm a charge that
+    /// requires it (`None` when it no longer does).
+    async fn confirmation(&self, _reference: &str) -> Result<Option<BrowserLibrary>, ProcessorError> {
+        Ok(None)
+    }
+
+    /// Gives up a charge the customer never confirmed, so it cannot succeed
+    /// later.
+    async fn abandon(&self, _reference: &str) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    /// Sends money back. The same idempotency key twice refunds once.
+    async fn refund(&self, request: &RefundRequest, now: OffsetDateTime) -> Result<RefundStarted, ProcessorError>;
+
+    /// Reads a webhook: checks its signature (against the wall clock `wall`,
+    /// in unix seconds) and turns it into billing's terms.
+    fn read_event(&self, headers: &http::HeaderMap, body: &[u8], wall: i64) -> Result<crate::billing::webhooks::Event, EventRefused>;
+
+    /// The payments (with what was refunded of them) made from `from` to
+    /// `to`, as the processor records them.
+    async fn payments(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<Vec<Payment>, ProcessorError>;
 
     /// Where this instance receives the processor's webhooks, once it is
     /// listening (a processor that delivers to a fixed URL ignores it).

@@ -6,8 +6,12 @@
 //! event that could not be delivered is retried with backoff, by
 //! [`Sandbox::deliver_due`] (a job), until it is.
 
-use crate::billing::webhooks::EventKind;
-use super::{Card, ChargeRequest, Processor, ProcessorError, Refused, SavedCard};
+use crate::billing::webhooks::{ChargeEvent, ChargeOutcome, Event, EventBody, EventKind};
+use super::{
+    Card, CardForm, ChargeRequest, ChargeState, Customer, EventRefused, Payment, Processor, ProcessorError, RefundRequest,
+    RefundStarted, RefundState, Refused, SavedCard, Started,
+};
+use serde::Deserialize;
 use crate::config::WebhookSecret;
 use serde_json::json;
 use sqlx::PgPool;
@@ -47,6 +51,53 @@ fn behaviour(stored: &str) -> Behaviour {
         "incorrect_cvc" => Behaviour::Fails("incorrect_cvc", None),
         "processing_error" => Behaviour::Fails("processing_error", None),
         _ => Behaviour::Fails("card_declined", Some("generic_decline")),
+    }
+}
+
+/// The sandbox's events on the wire.
+#[derive(Debug, Deserialize)]
+struct WireEvent {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: WireData,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireData {
+    object: WireObject,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireObject {
+    id: String,
+    idempotency_key: String,
+    amount: i64,
+    currency: String,
+    failure_code: Option<String>,
+    decline_code: Option<String>,
+}
+
+impl WireEvent {
+    fn into_event(self) -> Event {
+        let o = self.data.object;
+        let body = match EventKind::parse(&self.kind) {
+            Some(EventKind::ChargeSucceeded) | Some(EventKind::ChargeFailed) => EventBody::Charge(ChargeEvent {
+                reference: o.id,
+                idempotency_key: o.idempotency_key,
+                amount: o.amount,
+                currency: o.currency.trim().to_ascii_uppercase(),
+                outcome: match (EventKind::parse(&self.kind), o.failure_code) {
+                    (Some(EventKind::ChargeSucceeded), _) => ChargeOutcome::Succeeded,
+                    (_, code) => ChargeOutcome::Failed(Refused {
+                        code: code.unwrap_or_else(|| "card_declined".into()),
+                        decline_code: o.decline_code,
+                    }),
+                },
+            }),
+            None => EventBody::Other,
+        };
+        Event { id: self.id, kind: self.kind, body }
     }
 }
 
@@ -196,7 +247,11 @@ impl Processor for Sandbox {
         "sandbox"
     }
 
-    async fn attach_card(&self, token: &str, now: OffsetDateTime) -> Result<SavedCard, ProcessorError> {
+    async fn card_form(&self, _customer: &Customer, _now: OffsetDateTime) -> Result<CardForm, ProcessorError> {
+        Ok(CardForm::Sandbox)
+    }
+
+    async fn attach_card(&self, _customer: &Customer, token: &str, now: OffsetDateTime) -> Result<SavedCard, ProcessorError> {
         let row: Option<(String, String, i16, i16, Option<String>)> = sqlx::query_as(
             "UPDATE sandbox_cards SET attached_at = $2
               WHERE token = $1 AND attached_at IS NULL AND brand IS NOT NULL
@@ -213,7 +268,7 @@ impl Processor for Sandbox {
         Ok(SavedCard { reference: token.to_string(), brand, last4, exp_month, exp_year, fingerprint })
     }
 
-    async fn charge(&self, request: &ChargeRequest, now: OffsetDateTime) -> Result<String, ProcessorError> {
+    async fn charge(&self, request: &ChargeRequest, now: OffsetDateTime) -> Result<Started, ProcessorError> {
         let unavailable = |e: sqlx::Error| ProcessorError::Unavailable(e.to_string());
         let stored: Option<String> = sqlx::query_scalar("SELECT behaviour FROM sandbox_cards WHERE token = $1")
             .bind(&request.card)
@@ -255,7 +310,7 @@ impl Processor for Sandbox {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            return Ok(first);
+            return Ok(Started::Pending(first));
         }
         let event_id = format!("evt_{}", Uuid::new_v4().simple());
         let payload = json!({
@@ -285,7 +340,99 @@ impl Processor for Sandbox {
                 me.deliver(&event_id, &payload).await;
             });
         }
-        Ok(id)
+        Ok(Started::Pending(id))
+    }
+
+    async fn charge_state(&self, reference: &str) -> Result<ChargeState, ProcessorError> {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT failure_code, decline_code FROM sandbox_charges WHERE id = $1")
+                .bind(reference)
+                .fetch_optional(&self.db)
+                .await
+                .map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        Ok(match row {
+            None => ChargeState::Failed(Refused::new("processing_error", None)),
+            Some((None, _)) => ChargeState::Succeeded,
+            Some((Some(code), decline)) => ChargeState::Failed(Refused { code, decline_code: decline }),
+        })
+    }
+
+    async fn refund(&self, request: &RefundRequest, now: OffsetDateTime) -> Result<RefundStarted, ProcessorError> {
+        let unavailable = |e: sqlx::Error| ProcessorError::Unavailable(e.to_string());
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let charge: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT amount_minor, failure_code FROM sandbox_charges WHERE id = $1 FOR UPDATE")
+                .bind(&request.payment)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let Some((amount, None)) = charge else {
+            return Err(ProcessorError::Refused(Refused::new("charge_not_refundable", None)));
+        };
+        if let Some(first) = sqlx::query_scalar::<_, String>("SELECT id FROM sandbox_refunds WHERE idempotency_key = $1")
+            .bind(&request.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(RefundStarted { reference: first, state: RefundState::Succeeded });
+        }
+        let refunded: i64 = sqlx::query_scalar("SELECT coalesce(sum(amount_minor), 0)::bigint FROM sandbox_refunds WHERE charge_id = $1")
+            .bind(&request.payment)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if request.amount_minor <= 0 || refunded + request.amount_minor > amount {
+            return Err(ProcessorError::Refused(Refused::new("amount_too_large", None)));
+        }
+        let id = format!("re_{}", Uuid::new_v4().simple());
+        sqlx::query("INSERT INTO sandbox_refunds (id, idempotency_key, charge_id, amount_minor, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&id)
+            .bind(&request.idempotency_key)
+            .bind(&request.payment)
+            .bind(request.amount_minor)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(RefundStarted { reference: id, state: RefundState::Succeeded })
+    }
+
+    fn read_event(&self, headers: &http::HeaderMap, body: &[u8], wall: i64) -> Result<Event, EventRefused> {
+        let header = headers.get(crate::billing::webhooks::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+        crate::billing::webhooks::verify(&self.secret.0, header, body, wall)?;
+        let wire: WireEvent = serde_json::from_slice(body).map_err(|e| EventRefused::Malformed(e.to_string()))?;
+        Ok(wire.into_event())
+    }
+
+    async fn payments(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<Vec<Payment>, ProcessorError> {
+        let rows: Vec<(String, String, i64, String, Option<String>, Option<String>, i64, OffsetDateTime)> = sqlx::query_as(
+            "SELECT c.id, c.idempotency_key, c.amount_minor, c.currency, c.failure_code, c.decline_code,
+                    coalesce((SELECT sum(r.amount_minor) FROM sandbox_refunds r WHERE r.charge_id = c.id), 0)::bigint,
+                    c.created_at
+               FROM sandbox_charges c WHERE c.created_at >= $1 AND c.created_at < $2 ORDER BY c.created_at",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.db)
+        .await
+        .map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(reference, key, amount, currency, failure, decline, refunded, created)| Payment {
+                reference,
+                idempotency_key: Some(key),
+                amount_minor: amount,
+                currency: currency.trim().to_string(),
+                state: match failure {
+                    None => ChargeState::Succeeded,
+                    Some(code) => ChargeState::Failed(Refused { code, decline_code: decline }),
+                },
+                refunded_minor: refunded,
+                created,
+            })
+            .collect())
     }
 
     fn listening_at(&self, webhook_url: Url) {
