@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
     let backend: Backend = Portal::backend(state.clone());
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
+    let processor_origins = app::ProcessorOrigins(state.config.stripe.as_ref().map(|s| s.browser_origins()).unwrap_or_default());
 
     let sessions = SessionManagerLayer::new(PgSessionStore::new(state.db.clone()))
         .with_name(SESSION_COOKIE)
@@ -72,7 +73,10 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(
             &state,
             routes,
-            move || provide_context(backend.clone()),
+            move || {
+                provide_context(backend.clone());
+                provide_context(processor_origins.clone());
+            },
             move || shell(options.clone()),
         )
         .fallback_service(

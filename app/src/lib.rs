@@ -26,12 +26,31 @@ use pages::{account, admin, auth, billing, console, docs, explorer, home, keys, 
 /// The Content-Security-Policy of a portal page: scripts only from this
 /// origin or carrying this page's nonce (Leptos puts it on its own inline
 /// scripts), WebAssembly compiled from them, nothing framed, no plugins.
-pub fn page_csp(nonce: &str) -> String {
+/// A page that takes cards or payments with a processor's browser library
+/// also lets `processor` (its origins) load scripts, frame and be talked
+/// to.
+pub fn page_csp(nonce: &str, processor: &[String]) -> String {
+    let extra: String = processor.iter().map(|o| format!(" {o}")).collect();
+    let frames = if processor.is_empty() { String::new() } else { format!("frame-src{extra}; ") };
     format!(
-        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'{extra}; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'{extra}; {frames}object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
+}
+
+/// The origins of the payment processor's browser library (Stripe.js), for
+/// the pages that load it; empty with the sandbox.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessorOrigins(pub Vec<String>);
+
+/// Whether a page may load the payment processor's browser library: the
+/// payment-methods page (cards) and an invoice's page (confirming a payment
+/// with the bank).
+pub fn takes_payments(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == "/billing/payment-methods"
+        || path.strip_prefix("/billing/invoices/").is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Whether a page holds an island and so loads the wasm bundle: the
@@ -56,7 +75,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
         use_context::<leptos_axum::ResponseOptions>(),
         leptos::nonce::use_nonce(),
     ) {
-        if let Ok(v) = http::HeaderValue::from_str(&page_csp(&nonce.to_string())) {
+        let payments = use_context::<http::request::Parts>().is_some_and(|p| takes_payments(p.uri.path()));
+        let processor = match payments {
+            true => use_context::<ProcessorOrigins>().unwrap_or_default().0,
+            false => Vec::new(),
+        };
+        if let Ok(v) = http::HeaderValue::from_str(&page_csp(&nonce.to_string(), &processor)) {
             res.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
         }
     }
@@ -125,6 +149,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/orgs/:id") view=console::OrgAdminPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/plans") view=console::PlansAdminPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/audit") view=console::AuditAdminPage ssr=ssr.clone()/>
+                    <Route path=path!("/admin/reconcile") view=console::ReconcileAdminPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/outbox") view=admin::OutboxPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/approvals") view=admin::ApprovalsPage ssr=ssr.clone()/>
                     <Route path=path!("/admin/routes") view=admin::RoutesAdminPage ssr=ssr.clone()/>

@@ -251,6 +251,7 @@ pub struct PaymentMethodsPage {
     /// Failed invoices a new card would pay now.
     pub owed: Vec<InvoiceView>,
     pub status: String,
+    pub card_form: CardFormView,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -283,6 +284,51 @@ pub struct InvoiceView {
     pub decline_code: Option<String>,
     pub lines: Vec<LineView>,
     pub org_name: String,
+    pub refunds: Vec<RefundView>,
+    /// What was sent back, when anything was.
+    pub refunded: Option<String>,
+    /// A payment of it waits for the customer to confirm it with their bank.
+    pub awaiting_confirmation: bool,
+    /// What the invoice's page needs to let the customer confirm it (filled
+    /// on the invoice's own page).
+    pub confirm: Option<ConfirmView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RefundView {
+    pub amount: String,
+    pub reason: String,
+    /// pending, succeeded, failed
+    pub status: String,
+    pub date: String,
+}
+
+/// A processor's browser library, to confirm one card or one payment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BrowserLibraryView {
+    pub script: String,
+    pub publishable_key: String,
+    pub client_secret: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfirmView {
+    pub charge: String,
+    pub library: BrowserLibraryView,
+    /// The saved card's reference at the processor.
+    pub payment_method: String,
+}
+
+/// How the payment-methods page collects a card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CardFormView {
+    /// The sandbox's own form (test card numbers, posted to Tollgate).
+    Sandbox,
+    /// The processor's browser library collects the card; `sentences` maps
+    /// each refusal code to the sentence shown next to the card field (JSON).
+    Browser { library: BrowserLibraryView, sentences: String },
+    /// The processor cannot be reached: why, in words.
+    Unavailable(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -745,6 +791,37 @@ pub struct AdminHome {
     pub unsent_emails: i64,
 }
 
+/// The reconciliation view's period, as typed (dates, UTC).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileQuery {
+    pub since: String,
+    pub until: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DifferenceView {
+    pub kind: String,
+    pub label: String,
+    pub org_id: Option<String>,
+    pub invoice: Option<String>,
+    pub reference: Option<String>,
+    pub ours: String,
+    pub theirs: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReconcilePage {
+    /// The period as shown in the form (dates).
+    pub since: String,
+    pub until: String,
+    pub processor: String,
+    pub charges: usize,
+    pub payments: usize,
+    pub differences: Vec<DifferenceView>,
+    /// Field errors of the period, or why the processor could not be asked.
+    pub errors: Vec<(String, String)>,
+}
+
 /// The recovery view's range, as typed (dates, UTC).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryQuery {
@@ -852,6 +929,10 @@ pub struct OrgPage {
     pub audit: Vec<AuditRow>,
     /// The adjustment form's one-time key.
     pub idempotency_key: String,
+    /// Paid invoices that can still be refunded: (id, number, refundable).
+    pub refundable: Vec<(String, String, String)>,
+    /// The refund form's one-time key.
+    pub refund_key: String,
 }
 
 /// The audit log's filters, as typed (in the URL).

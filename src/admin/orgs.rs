@@ -132,6 +132,10 @@ pub struct InvoiceRow {
     pub total_minor: i64,
     pub currency: String,
     pub created_at: OffsetDateTime,
+    /// Sent back (refunds that did not fail).
+    pub refunded_minor: i64,
+    /// What its succeeded charge can still refund.
+    pub refundable_minor: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -193,8 +197,14 @@ pub async fn detail(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Optio
     .fetch_all(db)
     .await?;
     let invoices = sqlx::query_as(
-        "SELECT id, number, purpose, status, total_minor, currency::text AS currency, created_at FROM invoices
-          WHERE org_id = $1 ORDER BY created_at DESC LIMIT 50",
+        "SELECT i.id, i.number, i.purpose, i.status, i.total_minor, i.currency::text AS currency, i.created_at,
+                coalesce((SELECT sum(r.amount_minor) FROM refunds r WHERE r.invoice_id = i.id AND r.status <> 'failed'), 0)::bigint
+                    AS refunded_minor,
+                coalesce((SELECT c.amount_minor - coalesce((SELECT sum(r.amount_minor) FROM refunds r
+                                                            WHERE r.charge_id = c.id AND r.status <> 'failed'), 0)
+                            FROM charges c WHERE c.invoice_id = i.id AND c.status = 'succeeded'
+                           ORDER BY c.settled_at, c.id LIMIT 1), 0)::bigint AS refundable_minor
+           FROM invoices i WHERE i.org_id = $1 ORDER BY i.created_at DESC LIMIT 50",
     )
     .bind(org)
     .fetch_all(db)

@@ -45,6 +45,17 @@ pub struct LineRecord {
     pub amount_minor: i64,
 }
 
+/// A refund of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct RefundLine {
+    pub amount_minor: i64,
+    pub reason: String,
+    /// pending, succeeded, failed
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
 /// An invoice as the billing pages show it.
 #[derive(Debug, Clone)]
 pub struct InvoiceRecord {
@@ -60,6 +71,10 @@ pub struct InvoiceRecord {
     pub decline_code: Option<String>,
     pub org_name: String,
     pub lines: Vec<LineRecord>,
+    pub refunds: Vec<RefundLine>,
+    /// A charge of it waiting for the customer to confirm it with their
+    /// bank.
+    pub awaiting_confirmation: Option<Uuid>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -76,6 +91,8 @@ struct Row {
     decline_code: Option<String>,
     org_name: String,
     lines: sqlx::types::Json<Vec<LineRecord>>,
+    refunds: sqlx::types::Json<Vec<RefundLine>>,
+    awaiting_confirmation: Option<Uuid>,
 }
 
 /// The organization's invoices, newest first (at most 200), with their
@@ -87,7 +104,13 @@ pub async fn invoices(db: &PgPool, org: Uuid, only: Option<Uuid>, owed_failed: b
                 coalesce((SELECT json_agg(json_build_object('line_no', l.line_no, 'description', l.description,
                                                           'quantity', l.quantity, 'unit_minor', l.unit_minor,
                                                           'amount_minor', l.amount_minor) ORDER BY l.line_no)
-                            FROM invoice_lines l WHERE l.invoice_id = i.id), '[]'::json) AS lines
+                            FROM invoice_lines l WHERE l.invoice_id = i.id), '[]'::json) AS lines,
+                coalesce((SELECT json_agg(json_build_object('amount_minor', r.amount_minor, 'reason', r.reason,
+                                                          'status', r.status,
+                                                          'at', coalesce(r.settled_at, r.created_at)) ORDER BY r.created_at)
+                            FROM refunds r WHERE r.invoice_id = i.id), '[]'::json) AS refunds,
+                (SELECT c.id FROM charges c WHERE c.invoice_id = i.id AND c.status = 'pending'
+                    AND c.action_required_at IS NOT NULL LIMIT 1) AS awaiting_confirmation
            FROM invoices i JOIN organizations o ON o.id = i.org_id
           WHERE i.org_id = $1 AND ($2::uuid IS NULL OR i.id = $2)
             AND (NOT $3 OR (i.owed AND i.status = $4))
@@ -114,6 +137,8 @@ pub async fn invoices(db: &PgPool, org: Uuid, only: Option<Uuid>, owed_failed: b
             decline_code: r.decline_code,
             org_name: r.org_name,
             lines: r.lines.0,
+            refunds: r.refunds.0,
+            awaiting_confirmation: r.awaiting_confirmation,
         })
         .collect())
 }

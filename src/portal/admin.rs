@@ -4,7 +4,7 @@
 use super::{date_time, errors, Portal};
 use crate::gateway::routes;
 use crate::gateway::routes::RouteError;
-use app::backend::{AdjustForm, Admin, Caller, FormError, PlanForm, RouteForm};
+use app::backend::{AdjustForm, Admin, Caller, FormError, PlanForm, RefundForm, RouteForm};
 use app::error::AppError;
 use app::types::*;
 use uuid::Uuid;
@@ -220,6 +220,14 @@ impl Admin for Portal {
 
     async fn org(&self, caller: &Caller, id: String) -> Result<OrgPage, AppError> {
         self.console_org(caller, id).await
+    }
+
+    async fn refund_invoice(&self, caller: &Caller, form: RefundForm) -> Result<String, FormError> {
+        self.console_refund(caller, form).await
+    }
+
+    async fn reconcile(&self, caller: &Caller, query: ReconcileQuery) -> Result<ReconcilePage, AppError> {
+        self.console_reconcile(caller, query).await
     }
 
     async fn adjust_credits(&self, caller: &Caller, form: AdjustForm) -> Result<String, FormError> {

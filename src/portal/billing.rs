@@ -138,9 +138,40 @@ fn invoice_view(r: InvoiceRecord) -> InvoiceView {
                 amount: format_money(l.amount_minor, &currency),
             })
             .collect(),
+        refunded: {
+            let sent: i64 = r.refunds.iter().filter(|x| x.status == "succeeded").map(|x| x.amount_minor).sum();
+            (sent > 0).then(|| format_money(sent, &currency))
+        },
+        refunds: r
+            .refunds
+            .iter()
+            .map(|x| RefundView {
+                amount: format_money(x.amount_minor, &currency),
+                reason: x.reason.clone(),
+                status: x.status.clone(),
+                date: date_time(x.at),
+            })
+            .collect(),
+        awaiting_confirmation: r.awaiting_confirmation.is_some(),
+        confirm: None,
         currency,
         org_name: r.org_name,
     }
+}
+
+fn library_view(l: processor::BrowserLibrary) -> BrowserLibraryView {
+    BrowserLibraryView { script: l.script.to_string(), publishable_key: l.publishable_key, client_secret: l.client_secret }
+}
+
+/// The sentence for every refusal code, for the browser library's errors
+/// (the same words as the server's).
+fn sentences() -> String {
+    let map: std::collections::BTreeMap<&str, &str> = processor::CODES
+        .iter()
+        .map(|c| (*c, processor::message(c, Some(c))))
+        .chain([("_", processor::message("", None))])
+        .collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }
 
 async fn invoice_views(db: &sqlx::PgPool, org: Uuid, only: Option<Uuid>, owed_failed: bool) -> Result<Vec<InvoiceView>, sqlx::Error> {
@@ -435,11 +466,27 @@ impl Billing for Portal {
             .map_err(page)?
             .map(|s| s.status.as_str().to_string())
             .unwrap_or_default();
+        let can_manage = m.role.manages_billing();
+        let card_form = if !can_manage {
+            CardFormView::Sandbox
+        } else {
+            let billing = &self.state.billing;
+            let customer = crate::billing::customer(db, m.org).await.map_err(page)?;
+            match billing.processor.card_form(&customer, self.now()).await {
+                Ok(processor::CardForm::Sandbox) => CardFormView::Sandbox,
+                Ok(processor::CardForm::Browser(l)) => CardFormView::Browser { library: library_view(l), sentences: sentences() },
+                Err(e) => {
+                    tracing::warn!(request_id = %caller.request_id, error = %e, "the processor's card form could not be prepared");
+                    CardFormView::Unavailable("The payment processor is unavailable, so no card can be added just now; try again in a moment.".into())
+                }
+            }
+        };
         Ok(PaymentMethodsPage {
-            can_manage: m.role.manages_billing(),
+            can_manage,
             cards: cards.iter().map(card_view).collect(),
             owed,
             status,
+            card_form,
         })
     }
 
@@ -455,6 +502,14 @@ impl Billing for Portal {
         // The sandbox's card form: the card is checked field by field, then
         // the sandbox turns it into a token (as a processor's browser library
         // would) and billing attaches the token; the number goes no further.
+        // Another processor's cards are collected by its own library in the
+        // browser: no number is taken here at all.
+        if self.state.billing.processor.name() != crate::billing::processor::sandbox::NAME {
+            return Err(errors::form(
+                caller,
+                BillingError::State("Cards are entered in the secure card field of this page; reload it and try again.".into()),
+            ));
+        }
         let now = self.now();
         let card = processor::check_card(&input, now).map_err(|fields| errors::form(caller, BillingError::Invalid(fields)))?;
         let token = match self.state.sandbox.tokenize(&card, now).await {
@@ -475,6 +530,40 @@ impl Billing for Portal {
             .await
             .map_err(|e| errors::form(caller, e))?;
         retried("Card added.", outcomes)
+    }
+
+    async fn save_card(&self, caller: &Caller, token: String, make_default: bool) -> Result<String, FormError> {
+        let m = payer(caller)?;
+        // Tokens from a processor's browser library only; the sandbox's
+        // come from its own form (`add_card`).
+        if self.state.billing.processor.name() == crate::billing::processor::sandbox::NAME {
+            return Err(errors::form(caller, BillingError::State("Enter the card in the form on this page.".into())));
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(errors::form(caller, BillingError::Invalid(vec![("card", "Enter your card's details.".into())])));
+        }
+        let outcomes = cards::add(&self.state.billing, m.org, m.user, token, make_default, self.now())
+            .await
+            .map_err(|e| errors::form(caller, e))?;
+        retried("Card added.", outcomes)
+    }
+
+    async fn confirm_payment(&self, caller: &Caller, charge: String) -> Result<String, FormError> {
+        let m = payer(caller)?;
+        let charge = Uuid::parse_str(charge.trim()).map_err(|_| errors::form(caller, BillingError::NotFound))?;
+        let outcome = crate::billing::payments::confirmed(&self.state.billing, m.org, charge, self.now())
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::RowNotFound => errors::form(caller, BillingError::NotFound),
+                e => errors::form(caller, BillingError::Db(e)),
+            })?;
+        match outcome {
+            Collected::ActionRequired(_) => Err(FormError::message(
+                "Your bank has not confirmed the payment yet. Confirm it when your bank asks, or use another card.",
+            )),
+            c => paid_or(c, "Payment confirmed: thank you.".into()),
+        }
     }
 
     async fn set_default_card(&self, caller: &Caller, card_id: String) -> Result<String, FormError> {
@@ -628,12 +717,27 @@ impl Billing for Portal {
     async fn invoice(&self, caller: &Caller, id: String) -> Result<InvoiceView, AppError> {
         let m = billing_reader(caller)?;
         let id = Uuid::parse_str(id.trim()).map_err(|_| AppError::NotFound)?;
-        invoice_views(&self.state.db, m.org, Some(id), false)
+        let record = views::invoices(&self.state.db, m.org, Some(id), false)
             .await
             .map_err(|e| errors::page(caller, e))?
             .into_iter()
             .next()
-            .ok_or(AppError::NotFound)
+            .ok_or(AppError::NotFound)?;
+        let waiting = record.awaiting_confirmation;
+        let mut view = invoice_view(record);
+        // A payment waiting for the customer's confirmation: what the
+        // processor's library needs to ask the bank, for those who may pay.
+        if let (Some(charge), true) = (waiting, m.role.manages_billing()) {
+            let pending = crate::billing::payments::awaiting_confirmation(&self.state.billing, m.org, charge)
+                .await
+                .map_err(|e| errors::page(caller, e))?;
+            view.confirm = pending.map(|(library, payment_method)| ConfirmView {
+                charge: charge.to_string(),
+                library: library_view(library),
+                payment_method,
+            });
+        }
+        Ok(view)
     }
 
     async fn refill_sandbox(&self, caller: &Caller) -> Result<String, FormError> {

@@ -8,7 +8,7 @@ use crate::admin::{audit_log, orgs, overview, recovery};
 use crate::billing::format_money;
 use crate::billing::ledger::{self, Account, AdjustError};
 use crate::billing::plans::{self, PlanError, PlanInput};
-use app::backend::{AdjustForm, Caller, FormError, PlanForm};
+use app::backend::{AdjustForm, Caller, FormError, PlanForm, RefundForm};
 use app::error::AppError;
 use app::types::*;
 use time::{Date, Duration, OffsetDateTime};
@@ -29,6 +29,18 @@ pub fn duration_words(secs: i64) -> String {
         s if s < 86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
         s => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
     }
+}
+
+/// Money as typed ("10", "10.5", "10.50", "1,000.00") in minor units.
+fn minor_units(typed: &str) -> Option<i64> {
+    let cleaned: String = typed.trim().trim_start_matches(['$', '€']).chars().filter(|c| *c != ',').collect();
+    let (major, minor) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
+    if major.is_empty() || !major.bytes().all(|b| b.is_ascii_digit()) || minor.len() > 2 || !minor.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let major: i64 = major.parse().ok().filter(|m: &i64| *m <= 1_000_000_000)?;
+    let minor: i64 = format!("{minor:0<2}").parse().ok()?;
+    Some(major * 100 + minor).filter(|m| *m > 0)
 }
 
 fn parse_day(raw: &str) -> Option<Date> {
@@ -265,10 +277,22 @@ impl Portal {
                 .into_iter()
                 .map(|l| (date_time(l.created_at), l.kind, l.memo.unwrap_or_default(), l.included, l.purchased, l.sandbox, l.request_id.unwrap_or_default()))
                 .collect(),
+            refundable: d
+                .invoices
+                .iter()
+                .filter(|i| i.status == "paid" && i.refundable_minor > 0)
+                .map(|i| (i.id.to_string(), i.number.clone(), format_money(i.refundable_minor, &i.currency)))
+                .collect(),
             invoices: d
                 .invoices
                 .into_iter()
-                .map(|i| (i.id.to_string(), i.number, i.purpose, i.status, format_money(i.total_minor, &i.currency), date(i.created_at)))
+                .map(|i| {
+                    let status = match i.refunded_minor {
+                        0 => i.status,
+                        r => format!("{} · refunded {}", i.status, format_money(r, &i.currency)),
+                    };
+                    (i.id.to_string(), i.number, i.purpose, status, format_money(i.total_minor, &i.currency), date(i.created_at))
+                })
                 .collect(),
             charges: d
                 .charges
@@ -282,7 +306,95 @@ impl Portal {
             subscription_history: d.subscription_history.into_iter().map(|(at, action, details)| (date_time(at), action, details.to_string())).collect(),
             audit: trail.into_iter().map(audit_row).collect(),
             idempotency_key: Uuid::new_v4().simple().to_string(),
+            refund_key: Uuid::new_v4().simple().to_string(),
         })
+    }
+
+    pub(super) async fn console_refund(&self, caller: &Caller, form: RefundForm) -> Result<String, FormError> {
+        use crate::billing::refunds::{self, RefundStatus};
+        let admin = self.form_admin(caller)?;
+        let org = crate::admin::parse_id(&form.org_id).ok_or_else(|| FormError::message("That organization no longer exists."))?;
+        let invoice = crate::admin::parse_id(&form.invoice_id).ok_or_else(|| FormError::message("Choose an invoice to refund."))?;
+        let amount = match form.amount.trim() {
+            "" => None,
+            typed => Some(minor_units(typed).ok_or_else(|| {
+                invalid(vec![("amount", "An amount is money such as 10 or 10.50, or empty for all that is left.".into())])
+            })?),
+        };
+        let key = form.idempotency_key.trim();
+        if key.len() < 16 || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(FormError::message("This form expired. Reload the page and send it again."));
+        }
+        let done = refunds::refund_invoice(&self.state.billing, org, invoice, amount, &form.reason, admin, key, self.now())
+            .await
+            .map_err(|e| errors::form(caller, e))?;
+        let money = format_money(done.amount_minor, &done.currency);
+        Ok(match (done.replay, done.status) {
+            (true, _) => format!("This refund was sent already ({money}, {}); nothing moved twice.", done.status),
+            (false, RefundStatus::Succeeded) => format!("Refunded {money}: the customer is told by email and the invoice shows it."),
+            (false, RefundStatus::Pending) => format!("Refund of {money} sent: the processor is working on it; the invoice shows it when it is done."),
+            (false, RefundStatus::Failed) => return Err(FormError::message(format!("The processor refused the refund of {money}; the audit log has its reason."))),
+        })
+    }
+
+    pub(super) async fn console_reconcile(&self, caller: &Caller, query: ReconcileQuery) -> Result<ReconcilePage, AppError> {
+        use crate::billing::reconcile;
+        self.admin_id(caller)?;
+        let now = self.now();
+        let today = now.date();
+        let month_start = today.replace_day(1).unwrap_or(today);
+        let mut errors_found: Vec<(String, String)> = Vec::new();
+        let mut day = |field: &str, typed: &str, default: time::Date| -> time::Date {
+            if typed.trim().is_empty() {
+                return default;
+            }
+            match reconcile::parse_time(typed) {
+                Some(t) => t.date(),
+                None => {
+                    errors_found.push((field.into(), "A date such as 2026-11-01.".into()));
+                    default
+                }
+            }
+        };
+        let since = day("since", &query.since, month_start);
+        let until = day("until", &query.until, today.next_day().unwrap_or(today));
+        if until <= since && errors_found.is_empty() {
+            errors_found.push(("until".into(), "The period ends after it starts.".into()));
+        }
+        let mut page = ReconcilePage {
+            since: since.to_string(),
+            until: until.to_string(),
+            processor: self.state.billing.processor.name().into(),
+            charges: 0,
+            payments: 0,
+            differences: Vec::new(),
+            errors: errors_found,
+        };
+        if !page.errors.is_empty() {
+            return Ok(page);
+        }
+        match reconcile::compare(&self.state.billing, since.midnight().assume_utc(), until.midnight().assume_utc(), now).await {
+            Ok(r) => {
+                page.charges = r.charges;
+                page.payments = r.payments;
+                page.differences = r
+                    .differences
+                    .into_iter()
+                    .map(|d| DifferenceView {
+                        kind: d.kind.as_str().into(),
+                        label: d.kind.label().into(),
+                        org_id: d.org.map(|o| o.to_string()),
+                        invoice: d.invoice,
+                        reference: d.reference,
+                        ours: d.ours,
+                        theirs: d.theirs,
+                    })
+                    .collect();
+            }
+            Err(reconcile::ReconcileError::Db(e)) => return Err(errors::page(caller, e)),
+            Err(e) => page.errors.push((String::new(), format!("{e}; try again in a moment."))),
+        }
+        Ok(page)
     }
 
     pub(super) async fn console_adjust(&self, caller: &Caller, form: AdjustForm) -> Result<String, FormError> {

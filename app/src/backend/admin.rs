@@ -7,8 +7,19 @@ use super::{Caller, FormError};
 use crate::error::AppError;
 use crate::types::{
     AdminHome, ApprovalView, AuditPage, AuditQuery, OrgListPage, OrgPage, OutboxEntry, PlansAdminPage,
-    RecoveryPage, RecoveryQuery, RoutesPage,
+    ReconcilePage, ReconcileQuery, RecoveryPage, RecoveryQuery, RoutesPage,
 };
+
+/// A refund, as typed.
+#[derive(Clone, Debug, Default)]
+pub struct RefundForm {
+    pub org_id: String,
+    pub invoice_id: String,
+    /// In the invoice's currency, such as "10.00"; empty for all that is left.
+    pub amount: String,
+    pub reason: String,
+    pub idempotency_key: String,
+}
 
 /// A credit adjustment, as typed.
 #[derive(Clone, Debug, Default)]
@@ -89,6 +100,10 @@ pub trait Admin: Send + Sync + 'static {
     /// Returns the notice.
     async fn adjust_credits(&self, caller: &Caller, form: AdjustForm) -> Result<String, FormError>;
     async fn set_keys_suspended(&self, caller: &Caller, org_id: String, suspend: bool, reason: String) -> Result<String, FormError>;
+    /// Refunds (part of) a paid invoice through the processor; the notice.
+    async fn refund_invoice(&self, caller: &Caller, form: RefundForm) -> Result<String, FormError>;
+    /// Tollgate's charges and refunds of a period beside the processor's.
+    async fn reconcile(&self, caller: &Caller, query: ReconcileQuery) -> Result<ReconcilePage, AppError>;
     async fn audit(&self, caller: &Caller, query: AuditQuery) -> Result<AuditPage, AppError>;
     /// The audit log's entries of the filters as CSV (at most 50,000).
     async fn audit_csv(&self, caller: &Caller, query: AuditQuery) -> Result<String, AppError>;

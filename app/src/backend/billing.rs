@@ -64,6 +64,10 @@ pub trait Billing: Send + Sync + 'static {
     async fn start_trial(&self, caller: &Caller, plan: String) -> Result<String, FormError>;
     async fn payment_methods(&self, caller: &Caller) -> Result<PaymentMethodsPage, AppError>;
     async fn add_card(&self, caller: &Caller, form: CardForm) -> Result<String, FormError>;
+    /// Saves a card a processor's browser library collected (its token).
+    async fn save_card(&self, caller: &Caller, token: String, make_default: bool) -> Result<String, FormError>;
+    /// The customer confirmed a payment with their bank in the browser.
+    async fn confirm_payment(&self, caller: &Caller, charge: String) -> Result<String, FormError>;
     async fn set_default_card(&self, caller: &Caller, card_id: String) -> Result<String, FormError>;
     async fn remove_card(&self, caller: &Caller, card_id: String) -> Result<String, FormError>;
     async fn top_up_page(&self, caller: &Caller, credits: Option<String>) -> Result<TopUpPage, AppError>;

@@ -48,6 +48,14 @@ impl FormState {
             .is_some_and(|f| f.field_errors.contains_key(field))
     }
 
+    /// The message for a field, as text (empty when there is none).
+    pub fn error_text(&self, field: &str) -> String {
+        self.flash
+            .as_ref()
+            .and_then(|f| f.field_errors.get(field).cloned())
+            .unwrap_or_default()
+    }
+
     /// The message shown under a field, with an id the input points at.
     pub fn error(&self, field: &str) -> impl IntoView {
         let message = self

@@ -393,7 +393,39 @@ pub fn PaymentMethodsPage() -> impl IntoView {
                 </section>
             }
         });
-        let add = manage.then(|| view! {
+        let add = match (&p.card_form, manage) {
+            (_, false) => None,
+            (CardFormView::Browser { library, sentences }, true) => Some(view! {
+                <section class="panel">
+                    <h2>"Add a card"</h2>
+                    <p class="muted">"Your card goes straight to our payment processor; we keep only the brand, the last 4 digits and the expiry."</p>
+                    <form method="post" action="/api/save_card" novalidate data-processor-card=""
+                        data-key=library.publishable_key.clone() data-secret=library.client_secret.clone() data-sentences=sentences.clone()>
+                        <Csrf token=viewer.csrf.clone()/>
+                        <ReturnField/>
+                        <input type="hidden" name="token" value=""/>
+                        <div class="field" class:field-invalid=f.has_error("card")>
+                            <label for="card-element">"Card"</label>
+                            <div id="card-element" class="card-element" data-testid="card-element"></div>
+                            <p class="field-error" id="card-error" role="alert" hidden=!f.has_error("card")>{f.error_text("card")}</p>
+                        </div>
+                        <div class="field">
+                            <label for="card-name">"Name on the card"</label>
+                            <input id="card-name" name="name" type="text" autocomplete="cc-name" aria-describedby="name-error"/>
+                            <p class="field-error" id="name-error" role="alert" hidden=true></p>
+                        </div>
+                        <label class="check"><input type="checkbox" name="make_default" value="on" checked=true/>" Make it the default card"</label>
+                        <noscript><p class="field-error">"Adding a card needs JavaScript: the card goes from your browser to the processor, never through our server."</p></noscript>
+                        <p><button type="submit" class="button" data-testid="save-card">"Save card"</button></p>
+                    </form>
+                    <script src=library.script.clone()></script>
+                    <script src="/processor.js" defer></script>
+                </section>
+            }.into_any()),
+            (CardFormView::Unavailable(why), true) => Some(view! {
+                <section class="panel"><h2>"Add a card"</h2><p class="banner banner-error" data-testid="card-form-unavailable">{why.clone()}</p></section>
+            }.into_any()),
+            (CardFormView::Sandbox, true) => Some(view! {
             <section class="panel">
                 <h2>"Add a card"</h2>
                 <p class="muted">"Test mode: use 4242 4242 4242 4242 with any future expiry and any 3-digit CVC. We keep only the brand, the last 4 digits and the expiry."</p>
@@ -436,7 +468,8 @@ pub fn PaymentMethodsPage() -> impl IntoView {
                     <p><button type="submit" class="button" data-testid="save-card">"Save card"</button></p>
                 </form>
             </section>
-        });
+        }.into_any()),
+        };
         view! {
             <section class="panel">
                 <h1>"Payment methods"</h1>
@@ -567,8 +600,10 @@ pub fn InvoicesPage() -> impl IntoView {
                         <td>{i.created.clone()}</td>
                         <td>{i.purpose.clone()}</td>
                         <td class="num">{i.total.clone()}</td>
-                        <td><span class="badge">{i.status.clone()}</span></td>
-                        <td class="decline">{failure_text(i)}</td>
+                        <td><span class="badge">{i.status.clone()}</span>
+                            {i.refunded.clone().map(|r| view! { " " <span class="badge">"refunded " {r}</span> })}</td>
+                        <td class="decline">{failure_text(i)}
+                            {i.awaiting_confirmation.then(|| view! { <a href=format!("/billing/invoices/{}", i.id) data-testid="needs-confirmation">"Confirm with your bank"</a> })}</td>
                     </tr>
                 }
             })
@@ -593,8 +628,52 @@ pub fn InvoicesPage() -> impl IntoView {
 pub fn InvoicePage() -> impl IntoView {
     let params = use_params_map();
     let id = params.read_untracked().get("id").unwrap_or_default();
-    page!("Invoice", Resource::new(move || (), move |_| get_invoice(id.clone())), |i, _viewer| {
+    page!("Invoice", Resource::new(move || (), move |_| get_invoice(id.clone())), |i, viewer| {
+        let f = FormState::new(&viewer, "invoice");
+        let refunds = (!i.refunds.is_empty()).then(|| {
+            let rows = i.refunds.iter().map(|r| view! {
+                <tr data-refund-status=r.status.clone()>
+                    <td>{r.date.clone()}</td><td class="num">{r.amount.clone()}</td><td>{r.reason.clone()}</td>
+                    <td><span class="badge">{r.status.clone()}</span></td>
+                </tr>
+            }).collect_view();
+            view! {
+                <section data-testid="refunds">
+                    <h2>"Refunds"</h2>
+                    <table class="table">
+                        <thead><tr><th>"Date"</th><th class="num">"Amount"</th><th>"Reason"</th><th>"Status"</th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                </section>
+            }
+        });
+        let confirm = match (&i.confirm, i.awaiting_confirmation) {
+            (Some(c), _) => Some(view! {
+                <section class="banner banner-warning no-print" data-testid="confirm-payment">
+                    <h2>"Confirm this payment"</h2>
+                    <p>"Your bank wants you to confirm this payment before it goes through. Until you do, it waits; after a day it is given up and counts as failed."</p>
+                    <form method="post" action="/api/confirm_payment" data-processor-confirm=""
+                        data-key=c.library.publishable_key.clone() data-secret=c.library.client_secret.clone()
+                        data-payment-method=c.payment_method.clone()>
+                        <Csrf token=viewer.csrf.clone()/>
+                        <input type="hidden" name="charge" value=c.charge.clone()/>
+                        <input type="hidden" name="invoice" value=i.id.clone()/>
+                        <p class="field-error" id="confirm-error" role="alert" hidden=true></p>
+                        <noscript><p class="field-error">"Confirming with your bank needs JavaScript in this browser."</p></noscript>
+                        <button type="submit" class="button" data-testid="confirm">"Confirm with your bank"</button>
+                    </form>
+                    <script src=c.library.script.clone()></script>
+                    <script src="/processor.js" defer></script>
+                </section>
+            }.into_any()),
+            (None, true) => Some(view! {
+                <p class="banner banner-warning" data-testid="confirm-payment">"A payment of this invoice waits for your bank's confirmation; a member who manages billing can confirm it here."</p>
+            }.into_any()),
+            (None, false) => None,
+        };
         view! {
+            <Outcome state=f/>
+            {confirm}
             <article class="panel invoice" data-testid="invoice">
                 <header>
                     <h1>"Invoice " {i.number.clone()}</h1>
@@ -603,8 +682,10 @@ pub fn InvoicePage() -> impl IntoView {
                         <span class="badge" data-testid="invoice-status">{i.status.clone()}</span>
                         {i.paid.clone().map(|p| view! { " · paid " {p} })}</p>
                     {failure_text(&i).map(|f| view! { <p class="banner banner-error">"Payment failed: " {f}</p> })}
+                    {i.refunded.clone().map(|r| view! { <p data-testid="refunded">"Refunded " <strong>{r}</strong> " to the card that paid it."</p> })}
                 </header>
                 {invoice_table(&i)}
+                {refunds}
                 <p class="no-print"><a href="/billing/invoices">"All invoices"</a></p>
             </article>
         }

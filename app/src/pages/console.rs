@@ -5,7 +5,7 @@
 
 use crate::components::chart::{Series, StackedBars};
 use crate::components::{encode_component, query_value, use_viewer, Csrf, ErrorView, FormState, Loading};
-use crate::server_fns::{get_admin_audit, get_admin_home, get_admin_org, get_admin_orgs, get_admin_plans, get_admin_recovery};
+use crate::server_fns::{get_admin_audit, get_admin_home, get_admin_org, get_admin_orgs, get_admin_plans, get_admin_reconcile, get_admin_recovery};
 use crate::types::*;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -22,6 +22,7 @@ pub fn ConsoleNav() -> impl IntoView {
             <a href="/admin/approvals">"Approvals"</a>
             <a href="/admin/plans">"Plans"</a>
             <a href="/admin/audit">"Audit log"</a>
+            <a href="/admin/reconcile">"Reconciliation"</a>
             <a href="/admin/routes">"API routes"</a>
             <a href="/admin/outbox">"Email outbox"</a>
         </nav>
@@ -405,6 +406,7 @@ fn OrgView(page: OrgPage, viewer: Viewer) -> impl IntoView {
     let p = page;
     let adjust = FormState::new(&viewer, "adjust");
     let suspend = FormState::new(&viewer, "suspend");
+    let refund = FormState::new(&viewer, "refund");
     let sub = match p.subscription.clone() {
         Some((plan, status, period, next)) => view! {
             <p data-testid="subscription"><strong>{plan}</strong> " · " <span class="badge">{status}</span> " · " {period}
@@ -548,6 +550,43 @@ fn OrgView(page: OrgPage, viewer: Viewer) -> impl IntoView {
             <h2>"Ledger (latest 50)"</h2>
             {table("ledger", view! { <th scope="col">"When"</th><th scope="col">"Kind"</th><th scope="col">"Memo"</th><th scope="col" class="num">"Included"</th><th scope="col" class="num">"Purchased"</th><th scope="col" class="num">"Sandbox"</th><th scope="col">"Request"</th> }, ledger)}
         </section>
+        <section class="panel" id="refund">
+            <h2>"Refund"</h2>
+            <p class="muted">"Sends money back to the card that paid, through the payment processor; the invoice shows it and the audit log keeps who, how much and why. Credits stay as they are: remove them with an adjustment if they should go."</p>
+            {refund.banner()}
+            {if p.refundable.is_empty() {
+                view! { <p data-testid="nothing-to-refund">"No paid invoice to refund."</p> }.into_any()
+            } else {
+                let options = p.refundable.iter().map(|(id, number, left)| {
+                    let chosen = refund.value("invoice_id") == *id;
+                    view! { <option value=id.clone() selected=chosen>{format!("{number} ({left} refundable)")}</option> }
+                }).collect_view();
+                view! {
+                    <form method="post" action="/api/refund_invoice" novalidate>
+                        <Csrf token=viewer.csrf.clone()/>
+                        <input type="hidden" name="org_id" value=p.id.clone()/>
+                        <input type="hidden" name="idempotency_key" value=p.refund_key.clone()/>
+                        <div class="field">
+                            <label for="refund-invoice">"Invoice"</label>
+                            <select id="refund-invoice" name="invoice_id">{options}</select>
+                        </div>
+                        <div class="field" class:field-invalid=refund.has_error("amount")>
+                            <label for="refund-amount">"Amount (empty: all that is left)"</label>
+                            <input id="refund-amount" name="amount" type="text" inputmode="decimal" placeholder="10.00" value=refund.value("amount")
+                                aria-invalid=refund.has_error("amount").then_some("true") aria-describedby=refund.has_error("amount").then_some("amount-error")/>
+                            {refund.error("amount")}
+                        </div>
+                        <div class="field" class:field-invalid=refund.has_error("reason")>
+                            <label for="refund-reason">"Reason"</label>
+                            <input id="refund-reason" name="reason" type="text" value=refund.value("reason")
+                                aria-invalid=refund.has_error("reason").then_some("true") aria-describedby=refund.has_error("reason").then_some("reason-error")/>
+                            {refund.error("reason")}
+                        </div>
+                        <button type="submit" class="button button-danger" data-testid="refund">"Refund"</button>
+                    </form>
+                }.into_any()
+            }}
+        </section>
         <section class="panel">
             <h2>"Invoices"</h2>
             {table("invoices", view! { <th scope="col">"Number"</th><th scope="col">"For"</th><th scope="col">"Status"</th><th scope="col" class="num">"Total"</th><th scope="col">"Created"</th> }, invoices)}
@@ -557,6 +596,79 @@ fn OrgView(page: OrgPage, viewer: Viewer) -> impl IntoView {
         <section class="panel">
             <h2>"Audit trail (latest 50)"</h2>
             {audit_table(p.audit.clone(), false)}
+        </section>
+    }
+}
+
+#[component]
+pub fn ReconcileAdminPage() -> impl IntoView {
+    let query = ReconcileQuery { since: query_value("since"), until: query_value("until") };
+    let page = Resource::new(move || query.clone(), get_admin_reconcile);
+    view! {
+        <Title text="Reconciliation"/>
+        <ConsoleNav/>
+        <Suspense fallback=Loading>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(p) => view! { <ReconcileView page=p/> }.into_any(),
+                    Err(e) => view! { <ErrorView error=e/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn ReconcileView(page: ReconcilePage) -> impl IntoView {
+    let p = page;
+    let rows = p
+        .differences
+        .iter()
+        .map(|d| {
+            let org = d.org_id.clone().map(|id| view! { <a href=format!("/admin/orgs/{id}")>"organization"</a> });
+            view! {
+                <tr data-kind=d.kind.clone()>
+                    <th scope="row">{d.label.clone()}</th>
+                    <td>{d.invoice.clone().unwrap_or_else(|| "-".into())} " " {org}</td>
+                    <td><code>{d.reference.clone().unwrap_or_else(|| "-".into())}</code></td>
+                    <td>{d.ours.clone()}</td>
+                    <td>{d.theirs.clone()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let none = p.differences.is_empty() && p.errors.is_empty();
+    let problem = p.errors.iter().find(|(f, _)| f.is_empty()).map(|(_, m)| view! { <p class="banner banner-error" role="alert">{m.clone()}</p> });
+    view! {
+        <section class="panel">
+            <h1>"Reconciliation"</h1>
+            <p class="muted">"Tollgate's charges and refunds of a period beside the payment processor's (" {p.processor.clone()} "): every difference between them."</p>
+            <form method="get" action="/admin/reconcile" class="filters">
+                <div class="field" class:field-invalid=p.errors.iter().any(|(f, _)| f == "since")>
+                    <label for="since">"Since (UTC date)"</label>
+                    <input id="since" name="since" type="date" value=p.since.clone() aria-describedby=described(&p.errors, "since")/>
+                    {field_error(&p.errors, "since")}
+                </div>
+                <div class="field" class:field-invalid=p.errors.iter().any(|(f, _)| f == "until")>
+                    <label for="until">"Until (UTC date, not included)"</label>
+                    <input id="until" name="until" type="date" value=p.until.clone() aria-describedby=described(&p.errors, "until")/>
+                    {field_error(&p.errors, "until")}
+                </div>
+                <button type="submit" class="button">"Compare"</button>
+            </form>
+            {problem}
+            <p data-testid="reconcile-counts">{p.charges} " charges here · " {p.payments} " payments at the processor · "
+                <strong data-testid="reconcile-differences">{p.differences.len()} " differences"</strong></p>
+            {none.then(|| view! { <p class="banner banner-success" data-testid="reconciled">"Everything matches."</p> })}
+            {(!p.differences.is_empty()).then(|| view! {
+                <div class="table-wrap">
+                    <table class="table" data-testid="differences">
+                        <thead><tr><th scope="col">"Difference"</th><th scope="col">"Invoice"</th><th scope="col">"Processor's payment"</th><th scope="col">"Here"</th><th scope="col">"At the processor"</th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                </div>
+            })}
+            <p class="muted">"The same report on the command line: " <code>"tollgate reconcile --since 2026-11-01"</code></p>
         </section>
     }
 }

@@ -167,6 +167,28 @@ pub async fn add_card(
     .await
 }
 
+/// A card the processor's browser library collected: only its token comes.
+#[server(endpoint = "save_card")]
+pub async fn save_card(csrf: String, token: String, make_default: Option<String>, return_to: Option<String>) -> Result<(), AppError> {
+    let back = page("/billing/payment-methods", &[], &return_to);
+    submit(billing_form("cards", back.clone(), vec![]), &csrf, |c| async move {
+        let notice = c.backend.billing.save_card(&c.caller, token, make_default.is_some()).await?;
+        Ok(Success::to(back).notice("cards", notice))
+    })
+    .await
+}
+
+/// The customer confirmed a payment with their bank (on the invoice's page).
+#[server(endpoint = "confirm_payment")]
+pub async fn confirm_payment(csrf: String, charge: String, invoice: String) -> Result<(), AppError> {
+    let back = format!("/billing/invoices/{}", invoice.trim().chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect::<String>());
+    submit(billing_form("invoice", back.clone(), vec![]), &csrf, |c| async move {
+        let notice = c.backend.billing.confirm_payment(&c.caller, charge).await?;
+        Ok(Success::to(back).notice("invoice", notice))
+    })
+    .await
+}
+
 #[server(endpoint = "set_default_card")]
 pub async fn set_default_card(csrf: String, card_id: String, return_to: Option<String>) -> Result<(), AppError> {
     let back = page("/billing/payment-methods", &[], &return_to);

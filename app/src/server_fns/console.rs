@@ -46,6 +46,12 @@ pub async fn get_admin_plans() -> Result<PlansAdminPage, AppError> {
     backend.admin.plans(&caller).await
 }
 
+#[server(endpoint = "admin_reconcile")]
+pub async fn get_admin_reconcile(query: ReconcileQuery) -> Result<ReconcilePage, AppError> {
+    let (backend, caller) = super::ssr::caller().await?;
+    backend.admin.reconcile(&caller, query).await
+}
+
 /// The organization's page, for an id as posted (only ids go into the path).
 #[cfg(feature = "ssr")]
 fn org_page(org_id: &str) -> String {
@@ -87,6 +93,31 @@ pub async fn adjust_credits(
     submit(spec, &csrf, |c| async move {
         let notice = c.backend.admin.adjust_credits(&c.caller, form).await?;
         Ok(Success::to(back).notice("adjust", notice))
+    })
+    .await
+}
+
+#[server(endpoint = "refund_invoice")]
+pub async fn refund_invoice(
+    csrf: String,
+    org_id: String,
+    invoice_id: String,
+    amount: Option<String>,
+    reason: String,
+    idempotency_key: String,
+) -> Result<(), AppError> {
+    use crate::backend::RefundForm;
+    let back = format!("{}#refund", org_page(&org_id));
+    let form = RefundForm { org_id, invoice_id, amount: amount.unwrap_or_default(), reason, idempotency_key };
+    let spec = Form {
+        name: "refund",
+        back: back.clone(),
+        values: vec![("amount", form.amount.clone()), ("reason", form.reason.clone()), ("invoice_id", form.invoice_id.clone())],
+        needs: Needs::Admin,
+    };
+    submit(spec, &csrf, |c| async move {
+        let notice = c.backend.admin.refund_invoice(&c.caller, form).await?;
+        Ok(Success::to(back).notice("refund", notice))
     })
     .await
 }

@@ -257,6 +257,36 @@ pub async fn abandon_unconfirmed(state: &Billing, now: OffsetDateTime) -> Result
     Ok(done)
 }
 
+/// What the browser needs to let the customer confirm one of the
+/// organization's charges with their bank, and the card's reference: `None`
+/// when it no longer waits (or the processor cannot say just now).
+pub async fn awaiting_confirmation(
+    state: &Billing,
+    org: Uuid,
+    charge: Uuid,
+) -> Result<Option<(crate::billing::processor::BrowserLibrary, String)>, sqlx::Error> {
+    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT c.processor_ref, p.processor_ref FROM charges c JOIN payment_methods p ON p.id = c.payment_method_id
+          WHERE c.id = $1 AND c.org_id = $2 AND c.processor = $3 AND c.status = $4 AND c.action_required_at IS NOT NULL",
+    )
+    .bind(charge)
+    .bind(org)
+    .bind(state.processor.name())
+    .bind(ChargeStatus::Pending)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some((Some(reference), Some(card))) = row else {
+        return Ok(None);
+    };
+    match state.processor.confirmation(&reference).await {
+        Ok(library) => Ok(library.map(|l| (l, card))),
+        Err(e) => {
+            tracing::warn!(%charge, error = %e, "the processor could not say how to confirm a charge");
+            Ok(None)
+        }
+    }
+}
+
 /// The customer confirmed a charge in the browser: settles it from the
 /// processor's word. Only the organization's own charges.
 pub async fn confirmed(state: &Billing, org: Uuid, charge: Uuid, now: OffsetDateTime) -> Result<Collected, sqlx::Error> {

@@ -21,6 +21,9 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 
+/// The sandbox's name (its cards' and charges' `processor`).
+pub const NAME: &str = "sandbox";
+
 /// What a test card does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Behaviour {
@@ -244,7 +247,7 @@ impl Sandbox {
 #[async_trait::async_trait]
 impl Processor for Sandbox {
     fn name(&self) -> &'static str {
-        "sandbox"
+        NAME
     }
 
     async fn card_form(&self, _customer: &Customer, _now: OffsetDateTime) -> Result<CardForm, ProcessorError> {
