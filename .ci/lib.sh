@@ -73,6 +73,9 @@ ensure_system_packages() {
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   if [ "${1:-}" = browser ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    # Python with venv, for the Stripe emulator (ensure_localstripe).
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   fi
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
@@ -126,6 +129,45 @@ ensure_npm_packages() {
     log "installing npm packages in end2end/"
     (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
   fi
+}
+
+# localstripe (PyPI), a Stripe emulator with a fake Stripe.js, for the tests
+# of the Stripe processor: installed once into its own virtualenv under the
+# user's cache, where the next run (and CI's) finds it.
+LOCALSTRIPE_VERSION=1.15.10
+LOCALSTRIPE_VENV="${TOLLGATE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tollgate}/localstripe-$LOCALSTRIPE_VERSION"
+ensure_localstripe() {
+  if ! "$LOCALSTRIPE_VENV/bin/python" -c 'import localstripe' >/dev/null 2>&1; then
+    log "installing localstripe $LOCALSTRIPE_VERSION (the Stripe emulator of the tests, once)"
+    rm -rf "$LOCALSTRIPE_VENV"
+    python3 -m venv "$LOCALSTRIPE_VENV"
+    "$LOCALSTRIPE_VENV/bin/pip" install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION"
+  fi
+}
+
+# Starts localstripe on port $1 in the background (its log in $2), fresh
+# and in memory only (it would otherwise write its whole store to
+# /tmp/localstripe.pickle on every request), and waits until it answers.
+# Prints its process id.
+start_localstripe() {
+  local port="$1" log_file="$2" pid
+  "$LOCALSTRIPE_VENV/bin/python" -c '
+import sys
+import localstripe.resources as resources
+resources.Store.dump_to_disk = lambda self: None
+from localstripe.server import start
+sys.argv = ["localstripe", "--port", sys.argv[1], "--from-scratch"]
+start()
+' "$port" >"$log_file" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/js.stripe.com/v3/" >/dev/null 2>&1 && { echo "$pid"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$log_file" >&2
+  echo "localstripe did not start on port $port" >&2
+  return 1
 }
 
 # The server binary in $TOLLGATE_PROFILE.

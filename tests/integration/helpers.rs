@@ -28,6 +28,8 @@ pub struct TestApp {
     /// The loopback server, stopped when the app drops (it holds the
     /// database pools, which must be closed before the test database is).
     server: Option<tokio::task::AbortHandle>,
+    /// Where the loopback server listens.
+    pub addr: std::net::SocketAddr,
 }
 
 /// At the end of every test, the ledger is audited: every transaction
@@ -67,21 +69,46 @@ impl Drop for TestApp {
 
 /// Serves the router on a loopback port, as the server does, so the sandbox
 /// processor's webhooks reach it over real HTTP.
-pub fn listen(state: &AppState, router: &Router) -> tokio::task::AbortHandle {
+pub fn listen(state: &AppState, router: &Router) -> (tokio::task::AbortHandle, std::net::SocketAddr) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let addr = listener.local_addr().unwrap();
     state
         .processor
-        .listening_at(format!("http://{addr}/webhooks/sandbox").parse().unwrap());
+        .listening_at(format!("http://{addr}/webhooks/{}", state.processor.name()).parse().unwrap());
     let app = router
         .clone()
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move {
+    let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     })
-    .abort_handle()
+    .abort_handle();
+    (handle, addr)
+}
+
+/// The Stripe emulator the tests run against (`localstripe`, started by
+/// `bash .ci/test`; README, "Tests").
+pub fn localstripe() -> String {
+    std::env::var("TOLLGATE_TEST_STRIPE_URL").unwrap_or_else(|_| {
+        panic!("TOLLGATE_TEST_STRIPE_URL is not set: run the tests with `bash .ci/test`, which starts localstripe, or start it with `bash .ci/localstripe`")
+    })
+}
+
+/// A configuration with Stripe (the emulator) taking the payments, and the
+/// webhook endpoint's signing secret.
+pub fn stripe_config() -> (Config, String) {
+    let base = localstripe();
+    let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+    let mut config = Config::for_tests();
+    config.stripe = Some(tollgate::config::StripeConfig {
+        secret_key: tollgate::config::SecretKey("sk_test_tollgate".into()),
+        publishable_key: "pk_test_tollgate".into(),
+        webhook_secret: tollgate::config::WebhookSecret(secret.clone()),
+        api_base: base.parse().unwrap(),
+        js_url: format!("{base}/js.stripe.com/v3/").parse().unwrap(),
+    });
+    (config, secret)
 }
 
 #[derive(Debug)]
@@ -129,7 +156,7 @@ impl TestApp {
         let clock = Clock::manual(datetime!(2026-11-21 12:00 UTC));
         let state = AppState::start(db.clone(), config, clock.clone());
         let router = tollgate::startup::router(state.clone());
-        let server = Some(listen(&state, &router));
+        let (server, addr) = listen(&state, &router);
         Self {
             db,
             state,
@@ -138,8 +165,24 @@ impl TestApp {
             cookies: BTreeMap::new(),
             ip: "203.0.113.7".into(),
             audits: true,
-            server,
+            server: Some(server),
+            addr,
         }
+    }
+
+    /// An app with Stripe (the emulator) taking the payments, its webhooks
+    /// registered with the emulator; the webhook signing secret beside it.
+    pub async fn with_stripe(db: PgPool) -> (Self, String) {
+        let (config, secret) = stripe_config();
+        let app = Self::with_config(db, config).await;
+        let res = reqwest::Client::new()
+            .post(format!("{}/_config/webhooks/{}", localstripe(), uuid::Uuid::new_v4().simple()))
+            .form(&[("url", format!("http://{}/webhooks/stripe", app.addr)), ("secret", secret.clone())])
+            .send()
+            .await
+            .expect("localstripe answers");
+        assert!(res.status().is_success(), "localstripe took the webhook: {}", res.status());
+        (app, secret)
     }
 
     /// The same database and cookies behind a freshly built router, as after
@@ -149,9 +192,10 @@ impl TestApp {
         let pool = PgPool::connect_lazy_with((*self.db.connect_options()).clone());
         let state = AppState::start(pool, Config::for_tests(), self.clock.clone());
         let router = tollgate::startup::router(state.clone());
-        let server = listen(&state, &router);
+        let (server, addr) = listen(&state, &router);
         Self {
             server: Some(server),
+            addr,
             db: self.db.clone(),
             state,
             clock: self.clock.clone(),
@@ -264,6 +308,7 @@ impl TestApp {
             ip: "198.51.100.20".into(),
             audits: false,
             server: None,
+            addr: self.addr,
         }
     }
 

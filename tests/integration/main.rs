@@ -18,6 +18,7 @@ mod pages;
 mod ports;
 mod routes;
 mod sessions;
+mod stripe;
 mod subscription_rules;
 mod throttling;
 mod usage;

@@ -1,0 +1,427 @@
+//! The Stripe processor, end to end against a Stripe emulator
+//! (`localstripe`, started by `bash .ci/test`): the browser's part (what
+//! Stripe.js does) is played here with the same requests its fake Stripe.js
+//! sends, so no card number ever goes to Tollgate's server.
+
+use super::billing::{hidden, top_up};
+use super::helpers::*;
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::time::Duration;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const VISA: &str = "4242424242424242";
+/// Saved, then every charge is declined.
+const DECLINED_CHARGE: &str = "4000000000000341";
+/// Declined when saved.
+const NO_FUNDS: &str = "4000000000009995";
+/// The bank wants every payment confirmed (3-D Secure).
+const THREE_D: &str = "4000002500003155";
+
+async fn stripe_customer(db: &PgPool) -> (TestApp, String, Uuid, String) {
+    let (mut app, secret) = TestApp::with_stripe(db.clone()).await;
+    app.sign_up("Ada", "ada@example.com", PASSWORD).await;
+    let key = app.create_key("server", "live", &["*"], "never").await;
+    let org = app.org_of("ada@example.com").await;
+    (app, key, org, secret)
+}
+
+fn data(html: &str, name: &str) -> String {
+    let marker = format!("{name}=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in the page")) + marker.len();
+    let end = html[start..].find('"').unwrap();
+    decode_html(&html[start..start + end])
+}
+
+async fn emulator(method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{}{path}", localstripe()));
+    req = match body {
+        Some(b) => req.header("content-type", "application/json").body(b.to_string()),
+        None => req.basic_auth("sk_test_tollgate", Some("")),
+    };
+    let res = req.send().await.expect("localstripe answers");
+    let status = res.status().as_u16();
+    let body = res.bytes().await.unwrap_or_default();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// What Stripe.js does on the payment-methods page: confirms the page's
+/// SetupIntent with the card (and, for a card that asks, completes 3-D
+/// Secure). Returns the SetupIntent's id, or the error Stripe.js reports.
+async fn stripe_js_confirms_card(page: &str, number: &str) -> Result<String, Value> {
+    let key = data(page, "data-key");
+    let secret = data(page, "data-secret");
+    let seti = secret.split("_secret_").next().unwrap().to_string();
+    let (status, body) = emulator(
+        reqwest::Method::POST,
+        &format!("/v1/setup_intents/{seti}/confirm"),
+        Some(json!({
+            "key": key, "use_stripe_sdk": true, "client_secret": secret,
+            "payment_method_data": {"type": "card", "card": {"number": number, "exp_month": "12", "exp_year": "2030", "cvc": "123"},
+                                    "billing_details": {"name": "Ada Lovelace"}},
+        })),
+    )
+    .await;
+    if status != 200 {
+        return Err(body["error"].clone());
+    }
+    if body["status"] == "requires_action" {
+        let (_, body) = emulator(
+            reqwest::Method::POST,
+            &format!("/v1/setup_intents/{seti}/confirm"),
+            Some(json!({"key": key, "use_stripe_sdk": true, "client_secret": secret})),
+        )
+        .await;
+        assert_eq!(body["status"], "succeeded", "{body}");
+    }
+    Ok(seti)
+}
+
+async fn save_card(app: &mut TestApp, number: &str) -> TestResponse {
+    let page = app.get("/billing/payment-methods").await.body;
+    let seti = stripe_js_confirms_card(&page, number).await.expect("Stripe.js saved the card");
+    let csrf = extract_csrf(&page);
+    app.post_form("/api/save_card", &[("csrf", &csrf), ("token", &seti), ("make_default", "on")]).await
+}
+
+async fn scalar(db: &PgPool, sql: &str, org: Uuid) -> i64 {
+    sqlx::query_scalar(sql).bind(org).fetch_one(db).await.unwrap()
+}
+
+async fn purchased(db: &PgPool, org: Uuid) -> i64 {
+    scalar(db, "SELECT purchased FROM org_meters WHERE org_id = $1", org).await
+}
+
+/// Waits until the emulator's webhook for `kind` has reached the app.
+async fn webhook_arrives(db: &PgPool, kind: &str) {
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE processor = 'stripe' AND type = $1")
+            .bind(kind)
+            .fetch_one(db)
+            .await
+            .unwrap();
+        if n > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {kind} webhook arrived");
+}
+
+#[sqlx::test]
+async fn a_card_from_stripe_js_is_saved_and_a_top_up_is_paid_through_stripe(db: PgPool) {
+    let (mut app, _, org, _) = stripe_customer(&db).await;
+    let page = app.get("/billing/payment-methods").await.body;
+    // Stripe.js and its field, not the sandbox's card number inputs.
+    assert!(page.contains("/js.stripe.com/v3/"), "{page}");
+    assert!(page.contains("data-testid=\"card-element\"") && !page.contains("name=\"number\""));
+    assert!(page.contains("/processor.js"));
+    // Showing the page again makes no second SetupIntent.
+    let again = app.get("/billing/payment-methods").await.body;
+    assert_eq!(data(&page, "data-secret"), data(&again, "data-secret"));
+    let res = app.get("/billing/payment-methods").await;
+    let csp = res.header("content-security-policy").unwrap();
+    assert!(csp.contains(&format!("script-src 'self' 'nonce-")) && csp.contains(&localstripe()), "{csp}");
+    // Other pages do not let the processor in.
+    let other = app.get("/billing/top-up").await.header("content-security-policy").unwrap();
+    assert!(!other.contains(&localstripe()), "{other}");
+
+    let res = save_card(&mut app, VISA).await;
+    assert_eq!(res.location(), "/billing/payment-methods");
+    let page = app.get("/billing/payment-methods").await.body;
+    assert!(page.contains("Card added"), "{page}");
+    assert!(page.contains("data-card=\"4242\""));
+    let (processor, reference): (String, String) =
+        sqlx::query_as("SELECT processor, processor_ref FROM payment_methods WHERE org_id = $1")
+            .bind(org)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(processor, "stripe");
+    assert!(reference.starts_with("pm_"), "{reference}");
+    // The same SetupIntent posted again (a replay) saves nothing more.
+    let seti = sqlx::query_scalar::<_, String>("SELECT setup_intent FROM stripe_setups WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let csrf = extract_csrf(&page);
+    app.post_form("/api/save_card", &[("csrf", &csrf), ("token", &seti)]).await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM payment_methods WHERE org_id = $1", org).await, 1);
+
+    let before = purchased(&db, org).await;
+    let res = top_up(&mut app, 5000).await;
+    assert_eq!(res.status, StatusCode::FOUND);
+    assert_eq!(purchased(&db, org).await, before + 5000);
+    let (status, pi, key): (String, String, String) =
+        sqlx::query_as("SELECT status, processor_ref, idempotency_key FROM charges WHERE org_id = $1")
+            .bind(org)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(status, "succeeded");
+    // At Stripe: a PaymentIntent of the customer, with the charge's key.
+    let (_, at_stripe) = emulator(reqwest::Method::GET, &format!("/v1/payment_intents/{pi}"), None).await;
+    assert_eq!(at_stripe["status"], "succeeded");
+    assert_eq!(at_stripe["amount"], 4500);
+    assert_eq!(at_stripe["metadata"]["tollgate_key"], key.as_str());
+    let customer: String = sqlx::query_scalar("SELECT customer_id FROM stripe_customers WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(at_stripe["customer"], customer.as_str());
+    // Its webhook arrives signed with Stripe's scheme and changes nothing more.
+    webhook_arrives(&db, "payment_intent.succeeded").await;
+    assert_eq!(purchased(&db, org).await, before + 5000);
+    // No card number is kept anywhere.
+    let rows: String = sqlx::query_scalar(
+        "SELECT coalesce(string_agg(t::text, ' '), '') FROM (
+             SELECT row_to_json(p) AS t FROM payment_methods p UNION ALL SELECT row_to_json(s) FROM stripe_customers s
+             UNION ALL SELECT row_to_json(s) FROM stripe_setups s UNION ALL SELECT row_to_json(c) FROM charges c) x",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(!rows.contains("42424242"), "{rows}");
+}
+
+#[sqlx::test]
+async fn a_card_declined_by_stripe_adds_nothing_and_a_declined_charge_says_why(db: PgPool) {
+    let (mut app, key, org, _) = stripe_customer(&db).await;
+    // Declined while Stripe.js saves it: its sentence is the page's.
+    let page = app.get("/billing/payment-methods").await.body;
+    let error = stripe_js_confirms_card(&page, NO_FUNDS).await.expect_err("declined");
+    assert_eq!(error["code"], "card_declined");
+    let sentences: Value = serde_json::from_str(&data(&page, "data-sentences")).unwrap();
+    assert_eq!(sentences["card_declined"], "Your card was declined.");
+    assert_eq!(sentences["insufficient_funds"], "Your card has insufficient funds.");
+    // The declined SetupIntent posted anyway saves nothing.
+    let seti = data(&page, "data-secret").split("_secret_").next().unwrap().to_string();
+    let csrf = extract_csrf(&page);
+    let res = app.post_form("/api/save_card", &[("csrf", &csrf), ("token", &seti)]).await;
+    assert_eq!(res.status, StatusCode::FOUND);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM payment_methods WHERE org_id = $1", org).await, 0);
+    assert!(app.get("/billing/payment-methods").await.body.contains("This card form expired"));
+
+    // A card saved fine whose charges are declined.
+    save_card(&mut app, DECLINED_CHARGE).await;
+    let before = purchased(&db, org).await;
+    top_up(&mut app, 5000).await;
+    assert_eq!(purchased(&db, org).await, before, "a declined charge buys nothing");
+    let page = app.get("/billing/top-up").await.body;
+    assert!(page.contains("Your card was declined."), "{page}");
+    let (status, code): (String, Option<String>) = sqlx::query_as("SELECT status, failure_code FROM invoices WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), code.as_deref()), ("failed", Some("card_declined")));
+    webhook_arrives(&db, "payment_intent.payment_failed").await;
+    let _ = key;
+}
+
+#[sqlx::test]
+async fn a_renewal_declined_by_stripe_ends_in_a_402_with_its_decline_and_a_new_card_pays_it(db: PgPool) {
+    let (mut app, key, org, _) = stripe_customer(&db).await;
+    save_card(&mut app, VISA).await;
+    super::billing::upgrade(&mut app, "pro").await;
+    super::billing::wait_for(&db, org, "active").await;
+    save_card(&mut app, DECLINED_CHARGE).await;
+    let end: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
+    super::billing::wait_for(&db, org, "past_due").await;
+    app.clock.advance(time::Duration::days(3) + time::Duration::minutes(1));
+    tollgate::billing::renewals::dunning_due(&app.state.billing, app.clock.now()).await.unwrap();
+    let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(res.status, 402);
+    let body = res.json();
+    assert_eq!(body["code"], "subscription_past_due");
+    assert_eq!(body["payment_error"]["code"], "card_declined");
+
+    let res = save_card(&mut app, VISA).await;
+    assert_eq!(res.status, StatusCode::FOUND);
+    assert!(app.get("/billing/payment-methods").await.body.contains("access is restored"));
+    assert_eq!(app.call("GET", "/v1/ping", Some(&key), None, &[]).await.status, 200);
+}
+
+#[sqlx::test]
+async fn a_stripe_webhook_is_verified_deduplicated_and_safe_out_of_order(db: PgPool) {
+    let (mut app, _, org, secret) = stripe_customer(&db).await;
+    save_card(&mut app, VISA).await;
+    top_up(&mut app, 5000).await;
+    let (charge, pi, key): (Uuid, String, String) =
+        sqlx::query_as("SELECT id, processor_ref, idempotency_key FROM charges WHERE org_id = $1")
+            .bind(org)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let balance = purchased(&db, org).await;
+    let post = |body: String, signature: Option<String>, path: &'static str| {
+        let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(s) = signature {
+            req = req.header("stripe-signature", s);
+        }
+        req.body(Body::from(body)).unwrap()
+    };
+    let event = |id: &str, kind: &str, status: &str| {
+        json!({"id": id, "type": kind, "created": 1, "data": {"object": {
+            "id": pi, "status": status, "amount": 4500, "currency": "usd", "metadata": {"tollgate_key": key},
+            "last_payment_error": if status == "succeeded" { Value::Null } else { json!({"code": "card_declined", "decline_code": "generic_decline"}) },
+        }}})
+        .to_string()
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sign = |secret: &str, t: i64, body: &str| tollgate::billing::webhooks::sign(secret, t, body.as_bytes());
+
+    // A forged failure: a wrong secret, an old or future timestamp, no
+    // signature, or a signature for another body is refused and changes nothing.
+    let failed = event("evt_forged", "payment_intent.payment_failed", "requires_payment_method");
+    for signature in [
+        Some(sign("whsec_wrong", now, &failed)),
+        Some(sign(&secret, now - 301, &failed)),
+        Some(sign(&secret, now + 301, &failed)),
+        Some(sign(&secret, now, &event("evt_other", "payment_intent.succeeded", "succeeded"))),
+        None,
+    ] {
+        let res = app.router.clone().oneshot(post(failed.clone(), signature, "/webhooks/stripe")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    // The sandbox's endpoint is nobody's while Stripe takes the payments.
+    let res = app.router.clone().oneshot(post(failed.clone(), Some(sign(&secret, now, &failed)), "/webhooks/sandbox")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let status: String = sqlx::query_scalar("SELECT status FROM charges WHERE id = $1").bind(charge).fetch_one(&db).await.unwrap();
+    assert_eq!(status, "succeeded");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM webhook_events WHERE event_id = 'evt_forged' AND $1 = $1", org).await, 0);
+
+    // Signed right, a failure after the success (out of order) is recorded
+    // and changes nothing; the same event twice is a duplicate.
+    for expected in ["already settled", "duplicate"] {
+        let res = app.router.clone().oneshot(post(failed.clone(), Some(sign(&secret, now, &failed)), "/webhooks/stripe")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains(expected), "{}", String::from_utf8_lossy(&body));
+    }
+    assert_eq!(purchased(&db, org).await, balance);
+    let invoice: String = sqlx::query_scalar("SELECT status FROM invoices WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    assert_eq!(invoice, "paid");
+
+    // A dispute is recorded in the audit log, for the organization.
+    let dispute = json!({"id": "evt_dispute", "type": "charge.dispute.created", "created": 1, "data": {"object": {
+        "id": "dp_1", "payment_intent": pi, "charge": "ch_1", "amount": 4500, "currency": "usd",
+        "reason": "fraudulent", "status": "needs_response"}}})
+    .to_string();
+    let res = app.router.clone().oneshot(post(dispute.clone(), Some(sign(&secret, now, &dispute)), "/webhooks/stripe")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let details: Value = sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'billing.dispute' AND org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(details["reason"], "fraudulent");
+    assert_eq!(details["amount_minor"], 4500);
+
+    // A reissued card's new expiry reaches the saved card.
+    let pm: String = sqlx::query_scalar("SELECT processor_ref FROM payment_methods WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    let updated = json!({"id": "evt_card", "type": "payment_method.automatically_updated", "created": 1, "data": {"object": {
+        "id": pm, "card": {"brand": "visa", "last4": "4242", "exp_month": 3, "exp_year": 2033}}}})
+    .to_string();
+    let res = app.router.clone().oneshot(post(updated.clone(), Some(sign(&secret, now, &updated)), "/webhooks/stripe")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let expiry: (i16, i16) = sqlx::query_as("SELECT exp_month, exp_year FROM payment_methods WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    assert_eq!(expiry, (3, 2033));
+}
+
+#[sqlx::test]
+async fn a_payment_the_bank_wants_confirmed_is_confirmed_in_the_browser_or_given_up(db: PgPool) {
+    let (mut app, _, org, _) = stripe_customer(&db).await;
+    save_card(&mut app, THREE_D).await;
+    let before = purchased(&db, org).await;
+    top_up(&mut app, 5000).await;
+    assert_eq!(purchased(&db, org).await, before, "nothing is bought before the bank confirms");
+    assert!(app.get("/billing/top-up").await.body.contains("Your bank wants you to confirm this payment"));
+    let invoices = app.get("/billing/invoices").await.body;
+    assert!(invoices.contains("data-testid=\"needs-confirmation\""), "{invoices}");
+    let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    let page = app.get(&format!("/billing/invoices/{invoice}")).await;
+    assert!(page.header("content-security-policy").unwrap().contains(&localstripe()));
+    let page = page.body;
+    assert!(page.contains("data-testid=\"confirm-payment\""), "{page}");
+    // What Stripe.js does when the customer completes 3-D Secure.
+    let secret = data(&page, "data-secret");
+    let pi = secret.split("_secret_").next().unwrap().to_string();
+    let (status, body) = emulator(
+        reqwest::Method::POST,
+        &format!("/v1/payment_intents/{pi}/_authenticate?success=true"),
+        Some(json!({"key": data(&page, "data-key"), "client_secret": secret})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let csrf = extract_csrf(&page);
+    let charge = hidden(&page, "charge");
+    // Another organization's charge id confirms nothing of theirs.
+    let (mut other, _) = TestApp::with_stripe(db.clone()).await;
+    other.sign_up("Eve", "eve@example.com", PASSWORD).await;
+    let eve_csrf = extract_csrf(&other.get("/billing/payment-methods").await.body);
+    other.post_form("/api/confirm_payment", &[("csrf", &eve_csrf), ("charge", &charge), ("invoice", &invoice.to_string())]).await;
+    assert_eq!(purchased(&db, org).await, before);
+
+    app.post_form("/api/confirm_payment", &[("csrf", &csrf), ("charge", &charge), ("invoice", &invoice.to_string())]).await;
+    assert_eq!(purchased(&db, org).await, before + 5000);
+    let page = app.get(&format!("/billing/invoices/{invoice}")).await.body;
+    assert!(page.contains("Payment confirmed"), "{page}");
+    assert!(!page.contains("data-testid=\"confirm-payment\""));
+
+    // Another that is never confirmed is given up after a day: canceled at
+    // Stripe, failed here, nothing bought.
+    top_up(&mut app, 5000).await;
+    let (charge, pi): (Uuid, String) = sqlx::query_as(
+        "SELECT id, processor_ref FROM charges WHERE org_id = $1 AND status = 'pending' AND action_required_at IS NOT NULL",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    app.clock.advance(time::Duration::hours(24));
+    let given_up = tollgate::billing::payments::abandon_unconfirmed(&app.state.billing, app.clock.now()).await.unwrap();
+    assert_eq!(given_up, 1);
+    let (status, code): (String, Option<String>) = sqlx::query_as("SELECT status, failure_code FROM charges WHERE id = $1")
+        .bind(charge)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(status, "failed");
+    assert!(code.is_some());
+    let (_, at_stripe) = emulator(reqwest::Method::GET, &format!("/v1/payment_intents/{pi}"), None).await;
+    assert_eq!(at_stripe["status"], "canceled");
+    assert_eq!(purchased(&db, org).await, before + 5000);
+}
+
+#[sqlx::test]
+async fn an_off_session_payment_that_needs_confirming_emails_the_link(db: PgPool) {
+    let (mut app, _, org, _) = stripe_customer(&db).await;
+    save_card(&mut app, THREE_D).await;
+    // An automatic top-up runs while the customer is away.
+    sqlx::query("UPDATE org_meters SET auto_top_up_threshold = 1000000000, auto_top_up_pack = 5000 WHERE org_id = $1")
+        .bind(org)
+        .execute(&db)
+        .await
+        .unwrap();
+    let before = purchased(&db, org).await;
+    let fired = tollgate::billing::topups::auto_top_up_due(&app.state.billing, app.clock.now()).await.unwrap();
+    assert_eq!(fired, 1);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM charges WHERE org_id = $1 AND action_required_at IS NOT NULL", org).await, 1);
+    assert_eq!(purchased(&db, org).await, before);
+    let (subject, body) = last_email(&db, "ada@example.com").await.unwrap();
+    assert_eq!(subject, "Confirm your payment with your bank");
+    let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    assert!(body.contains(&format!("http://portal.test/billing/invoices/{invoice}")), "{body}");
+}
