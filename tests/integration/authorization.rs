@@ -45,6 +45,7 @@ enum V {
     UserId,
     InvitationId,
     CardId,
+    ChargeId,
     InvoiceId,
     RequestId,
     RouteId,
@@ -94,6 +95,8 @@ fn function_case(endpoint: &str) -> Option<(Need, Vec<(&'static str, V)>)> {
             vec![("csrf", Csrf), ("number", Lit("4242424242424242")), ("exp_month", Lit("12")), ("exp_year", Lit("2031")), ("cvc", Lit("123")), ("name", Lit("Intruder")), ("make_default", Lit("on"))],
         ),
         "set_default_card" | "remove_card" => (Need::Member(BILLING), vec![("csrf", Csrf), ("card_id", CardId)]),
+        "save_card" => (Need::Member(BILLING), vec![("csrf", Csrf), ("token", Lit("seti_intruder")), ("make_default", Lit("on"))]),
+        "confirm_payment" => (Need::Member(BILLING), vec![("csrf", Csrf), ("charge", ChargeId), ("invoice", InvoiceId)]),
         "top_up" => (Need::Member(BILLING), vec![("csrf", Csrf), ("choice", Lit("1000")), ("idempotency_key", Lit("authz-top-up-key-000000001"))]),
         "save_limits" => (Need::Member(BILLING), vec![("csrf", Csrf), ("spend_cap", Lit("1")), ("low_balance_at", Lit("5"))]),
         // Owners and admins: members.
@@ -115,6 +118,11 @@ fn function_case(endpoint: &str) -> Option<(Need, Vec<(&'static str, V)>)> {
             Need::Admin,
             vec![("csrf", Csrf), ("org_id", Org), ("account", Lit("purchased")), ("direction", Lit("add")), ("amount", Lit("1000")), ("reason", Lit("intrusion")), ("idempotency_key", Lit("authzadjust0000000001"))],
         ),
+        "refund_invoice" => (
+            Need::Admin,
+            vec![("csrf", Csrf), ("org_id", Org), ("invoice_id", InvoiceId), ("amount", Lit("1.00")), ("reason", Lit("intrusion")), ("idempotency_key", Lit("authzrefund00000000001"))],
+        ),
+        "admin_reconcile" => (Need::Admin, vec![("query[since]", Lit("")), ("query[until]", Lit(""))]),
         "set_keys_suspended" => (Need::Admin, vec![("csrf", Csrf), ("org_id", Org), ("suspend", Lit("true")), ("reason", Lit("intrusion"))]),
         "save_plan" => (
             Need::Admin,
@@ -156,6 +164,7 @@ fn page_case(route: &str) -> Option<(Need, &'static str)> {
         "/admin/orgs/:id" => (Need::Admin, "/admin/orgs/{org}"),
         "/admin/plans" => (Need::Admin, "/admin/plans"),
         "/admin/audit" => (Need::Admin, "/admin/audit?org={org}"),
+        "/admin/reconcile" => (Need::Admin, "/admin/reconcile"),
         "/admin/outbox" => (Need::Admin, "/admin/outbox"),
         "/admin/approvals" => (Need::Admin, "/admin/approvals"),
         "/admin/routes" => (Need::Admin, "/admin/routes?edit={route}"),
@@ -176,6 +185,7 @@ struct Victim {
     user_id: Uuid,
     invitation_id: Uuid,
     card_id: Uuid,
+    charge_id: Uuid,
     invoice_id: Uuid,
     request_id: String,
     route_id: Uuid,
@@ -190,7 +200,7 @@ struct Victim {
 /// The organization's rows, and the platform's plans and routes, as one
 /// digest per table.
 async fn snapshot(db: &PgPool, org: Uuid) -> BTreeMap<&'static str, String> {
-    let tables: [(&str, &str); 16] = [
+    let tables: [(&str, &str); 17] = [
         ("email_outbox", "SELECT o.* FROM email_outbox o WHERE o.to_address IN (SELECT u.email FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.org_id = $1)"),
         ("organizations", "SELECT * FROM organizations WHERE id = $1"),
         ("memberships", "SELECT * FROM memberships WHERE org_id = $1"),
@@ -201,6 +211,7 @@ async fn snapshot(db: &PgPool, org: Uuid) -> BTreeMap<&'static str, String> {
         ("ledger", "SELECT * FROM ledger_transactions WHERE org_id = $1"),
         ("invoices", "SELECT * FROM invoices WHERE org_id = $1"),
         ("charges", "SELECT * FROM charges WHERE org_id = $1"),
+        ("refunds", "SELECT * FROM refunds WHERE org_id = $1"),
         ("payment_methods", "SELECT * FROM payment_methods WHERE org_id = $1"),
         ("audit_log", "SELECT * FROM audit_log WHERE org_id = $1"),
         ("users", "SELECT u.* FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.org_id = $1"),
@@ -241,6 +252,7 @@ fn value(v: V, victim: &Victim, csrf: &str, spelling: usize) -> String {
         UserId => id(victim.user_id.to_string()),
         InvitationId => id(victim.invitation_id.to_string()),
         CardId => id(victim.card_id.to_string()),
+        ChargeId => id(victim.charge_id.to_string()),
         InvoiceId => id(victim.invoice_id.to_string()),
         RequestId => id(victim.request_id.clone()),
         RouteId => id(victim.route_id.to_string()),
@@ -318,6 +330,7 @@ async fn setup(db: &PgPool) -> (TestApp, Victim, Vec<Attacker>) {
     let user_id = one("SELECT m.user_id FROM memberships m WHERE m.org_id = $1 AND m.role = 'developer'").await;
     let invitation_id = one("SELECT id FROM invitations WHERE org_id = $1 AND accepted_at IS NULL LIMIT 1").await;
     let card_id = one("SELECT id FROM payment_methods WHERE org_id = $1 LIMIT 1").await;
+    let charge_id = one("SELECT id FROM charges WHERE org_id = $1 LIMIT 1").await;
     let invoice_id = one("SELECT id FROM invoices WHERE org_id = $1 LIMIT 1").await;
     let route_id = one("SELECT id FROM routes WHERE $1::uuid IS NOT NULL LIMIT 1").await;
     let plan_id = one("SELECT id FROM plans WHERE code = 'pro' AND $1::uuid IS NOT NULL").await;
@@ -341,6 +354,7 @@ async fn setup(db: &PgPool) -> (TestApp, Victim, Vec<Attacker>) {
         user_id,
         invitation_id,
         card_id,
+        charge_id,
         invoice_id,
         request_id,
         route_id,
