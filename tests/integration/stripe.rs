@@ -425,3 +425,212 @@ async fn an_off_session_payment_that_needs_confirming_emails_the_link(db: PgPool
     let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
     assert!(body.contains(&format!("http://portal.test/billing/invoices/{invoice}")), "{body}");
 }
+
+/// The admin's refund form on the organization's page, sent as a browser
+/// sends it.
+async fn refund(ops: &mut TestApp, org: Uuid, invoice: Uuid, amount: &str, reason: &str) -> (TestResponse, String) {
+    let page = ops.get(&format!("/admin/orgs/{org}")).await.body;
+    let csrf = extract_csrf(&page);
+    let key = hidden(&page, "idempotency_key");
+    let start = page.find("action=\"/api/refund_invoice\"").expect("a refund form");
+    let refund_key = hidden(&page[start..], "idempotency_key");
+    let _ = key;
+    let res = ops
+        .post_form(
+            "/api/refund_invoice",
+            &[("csrf", &csrf), ("org_id", &org.to_string()), ("invoice_id", &invoice.to_string()), ("amount", amount), ("reason", reason), ("idempotency_key", &refund_key)],
+        )
+        .await;
+    (res, refund_key)
+}
+
+/// Refunds through either processor: shown on the invoice, audited, never
+/// more than was paid, once per form.
+async fn refunds_work(db: PgPool, mut app: TestApp, org: Uuid, processor: &str) {
+    top_up(&mut app, 5000).await;
+    let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE org_id = $1 AND status = 'paid'").bind(org).fetch_one(&db).await.unwrap();
+    let mut ops = super::routes::admin_of(&app).await;
+    let balance = purchased(&db, org).await;
+
+    // A reason is required, and the amount is at most what was paid.
+    let (res, _) = refund(&mut ops, org, invoice, "4.00", "  ").await;
+    assert_eq!(res.status, StatusCode::FOUND);
+    let page = ops.get(&format!("/admin/orgs/{org}")).await.body;
+    assert!(page.contains("Say why"), "{page}");
+    let (_, _) = refund(&mut ops, org, invoice, "45.01", "too much").await;
+    assert!(ops.get(&format!("/admin/orgs/{org}")).await.body.contains("Refund between $0.01 and $45.00."));
+    let (_, _) = refund(&mut ops, org, invoice, "4,0x", "bad").await;
+    assert!(ops.get(&format!("/admin/orgs/{org}")).await.body.contains("An amount is money such as 10"));
+    assert_eq!(scalar(&db, "SELECT count(*) FROM refunds WHERE org_id = $1", org).await, 0);
+
+    // $4.00 back, with a reason; the same form again moves nothing twice.
+    let (res, key) = refund(&mut ops, org, invoice, "4.00", "the customer was charged for a failed batch").await;
+    assert_eq!(res.status, StatusCode::FOUND);
+    let page = ops.get(&format!("/admin/orgs/{org}")).await.body;
+    assert!(page.contains("Refunded $4.00"), "{page}");
+    let csrf = extract_csrf(&page);
+    ops.post_form(
+        "/api/refund_invoice",
+        &[("csrf", &csrf), ("org_id", &org.to_string()), ("invoice_id", &invoice.to_string()), ("amount", "4.00"), ("reason", "again"), ("idempotency_key", &key)],
+    )
+    .await;
+    assert!(ops.get(&format!("/admin/orgs/{org}")).await.body.contains("nothing moved twice"));
+    let (status, reference, by): (String, Option<String>, Option<Uuid>) =
+        sqlx::query_as("SELECT status, processor_ref, requested_by FROM refunds WHERE org_id = $1")
+            .bind(org)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(status, "succeeded");
+    assert!(reference.as_deref().is_some_and(|r| r.starts_with("re_")), "{reference:?}");
+    assert!(by.is_some());
+    // The processor sent it back.
+    let payment: String = sqlx::query_scalar("SELECT processor_ref FROM charges WHERE invoice_id = $1").bind(invoice).fetch_one(&db).await.unwrap();
+    let refunded_there = app.state.billing.processor.payments(
+        time::OffsetDateTime::now_utc() - time::Duration::days(30),
+        time::OffsetDateTime::now_utc() + time::Duration::days(30),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .find(|p| p.reference == payment)
+    .map(|p| p.refunded_minor);
+    assert_eq!(refunded_there, Some(400), "{processor}");
+    // Shown on the invoice, told to the customer, audited with before and after.
+    let page = app.get(&format!("/billing/invoices/{invoice}")).await.body;
+    assert!(page.contains("Refunded <strong>$4.00</strong>"), "{page}");
+    assert!(page.contains("the customer was charged for a failed batch"));
+    let (subject, _) = last_email(&db, "ada@example.com").await.unwrap();
+    assert!(subject.starts_with("Refund for invoice"), "{subject}");
+    let (before, after): (Value, Value) = sqlx::query_as(
+        "SELECT before, after FROM audit_log WHERE org_id = $1 AND action = 'billing.refund_requested'",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((before["refunded_minor"].as_i64(), after["refunded_minor"].as_i64()), (Some(0), Some(400)));
+    assert_eq!(scalar(&db, "SELECT count(*) FROM audit_log WHERE org_id = $1 AND action = 'billing.refunded'", org).await, 1);
+    // Money back leaves the credits as they were.
+    assert_eq!(purchased(&db, org).await, balance);
+
+    // The rest, then nothing more.
+    refund(&mut ops, org, invoice, "", "the rest").await;
+    assert_eq!(scalar(&db, "SELECT sum(amount_minor)::bigint FROM refunds WHERE org_id = $1 AND status = 'succeeded'", org).await, 4500);
+    let page = ops.get(&format!("/admin/orgs/{org}")).await.body;
+    assert!(page.contains("data-testid=\"nothing-to-refund\""), "{page}");
+
+    // Reconciled: the charges and refunds here equal the processor's.
+    let now = app.clock.now();
+    let report = tollgate::billing::reconcile::compare(&app.state.billing, now - time::Duration::days(40), now + time::Duration::days(40), now)
+        .await
+        .unwrap();
+    let ours: Vec<_> = report.differences.iter().filter(|d| d.org == Some(org)).collect();
+    assert!(ours.is_empty(), "{ours:?}");
+}
+
+#[sqlx::test]
+async fn an_admin_refunds_an_invoice_through_stripe(db: PgPool) {
+    let (mut app, _, org, _) = stripe_customer(&db).await;
+    save_card(&mut app, VISA).await;
+    refunds_work(db, app, org, "stripe").await;
+}
+
+#[sqlx::test]
+async fn an_admin_refunds_an_invoice_through_the_sandbox(db: PgPool) {
+    let (mut app, _, org) = super::gateway::customer(&db).await;
+    super::billing::add_card(&mut app, super::billing::GOOD).await;
+    refunds_work(db, app, org, "sandbox").await;
+}
+
+#[sqlx::test]
+async fn reconciliation_lists_every_difference_with_stripe(db: PgPool) {
+    let (mut app, _, org, _) = stripe_customer(&db).await;
+    save_card(&mut app, VISA).await;
+    top_up(&mut app, 5000).await;
+    let (pi, customer): (String, String) = sqlx::query_as(
+        "SELECT c.processor_ref, s.customer_id FROM charges c JOIN stripe_customers s ON s.org_id = c.org_id WHERE c.org_id = $1",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let pm: String = sqlx::query_scalar("SELECT processor_ref FROM payment_methods WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let (from, to) = (app.clock.now() - time::Duration::days(1), now + time::Duration::days(1));
+    let mine = |r: &tollgate::billing::reconcile::Report| {
+        r.differences
+            .iter()
+            .filter(|d| d.org == Some(org) || d.reference.as_deref().is_some_and(|x| x == pi || x.starts_with("pi_") && d.theirs.contains("$12.34")))
+            .map(|d| d.kind)
+            .collect::<Vec<_>>()
+    };
+    let clean = tollgate::billing::reconcile::compare(&app.state.billing, from, to, now).await.unwrap();
+    assert!(mine(&clean).is_empty(), "{:?}", clean.differences);
+
+    // Money taken at Stripe outside Tollgate, and a refund made there.
+    let form = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let post = |path: String, body: String| async move {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", localstripe()))
+            .basic_auth("sk_test_tollgate", Some(""))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap_or_default());
+    };
+    post(
+        "/v1/payment_intents".into(),
+        form(&[("amount", "1234"), ("currency", "usd"), ("customer", &customer), ("payment_method", &pm), ("confirm", "true")]),
+    )
+    .await;
+    post("/v1/refunds".into(), form(&[("payment_intent", &pi), ("amount", "100")])).await;
+    let report = tollgate::billing::reconcile::compare(&app.state.billing, from, to, now).await.unwrap();
+    let kinds = mine(&report);
+    use tollgate::billing::reconcile::Kind;
+    assert!(kinds.contains(&Kind::UnknownToTollgate), "{:?}", report.differences);
+    assert!(kinds.contains(&Kind::RefundsDiffer), "{:?}", report.differences);
+
+    // The console shows the same, and the command line fails on it.
+    let mut ops = super::routes::admin_of(&app).await;
+    let page = ops.get("/admin/reconcile?since=2026-11-01&until=2027-01-01").await.body;
+    assert!(page.contains("data-kind=\"unknown_to_tollgate\"") && page.contains("data-kind=\"refunds_differ\""), "{page}");
+    let page = ops.get("/admin/reconcile?since=2026-13-01").await.body;
+    assert!(page.contains("A date such as 2026-11-01."), "{page}");
+    let mut url: url::Url = std::env::var("DATABASE_URL").unwrap().parse().unwrap();
+    url.set_path(&format!("/{}", db.connect_options().get_database().unwrap()));
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["reconcile", "--since", "2026-11-01"])
+        .env("DATABASE_URL", url.as_str())
+        .env("TOLLGATE_STRIPE_SECRET_KEY", "sk_test_tollgate")
+        .env("TOLLGATE_STRIPE_PUBLISHABLE_KEY", "pk_test_tollgate")
+        .env("TOLLGATE_STRIPE_WEBHOOK_SECRET", "whsec_cli")
+        .env("TOLLGATE_STRIPE_API_URL", localstripe())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cli.stdout);
+    assert!(!cli.status.success(), "{out}");
+    assert!(out.contains("refunds differ") && out.contains(&pi), "{out}");
+}
+
+#[sqlx::test]
+async fn another_organizations_card_setup_saves_nothing(db: PgPool) {
+    let (mut app, _, org, _) = stripe_customer(&db).await;
+    let page = app.get("/billing/payment-methods").await.body;
+    let seti = stripe_js_confirms_card(&page, VISA).await.unwrap();
+    // Eve, in another organization, posts Ada's confirmed SetupIntent.
+    let mut eve = app.other_browser();
+    eve.sign_up("Eve", "eve@example.com", PASSWORD).await;
+    let eve_org = eve.org_of("eve@example.com").await;
+    let csrf = extract_csrf(&eve.get("/billing/payment-methods").await.body);
+    for token in [seti.clone(), format!("{seti}/../x"), format!("{seti}%2f..")] {
+        eve.post_form("/api/save_card", &[("csrf", &csrf), ("token", &token)]).await;
+    }
+    assert_eq!(scalar(&db, "SELECT count(*) FROM payment_methods WHERE org_id = $1", eve_org).await, 0);
+    // Ada's own post still saves it.
+    let csrf = extract_csrf(&page);
+    app.post_form("/api/save_card", &[("csrf", &csrf), ("token", &seti)]).await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM payment_methods WHERE org_id = $1", org).await, 1);
+}
