@@ -201,7 +201,8 @@ pub async fn detail(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Optio
                 coalesce((SELECT sum(r.amount_minor) FROM refunds r WHERE r.invoice_id = i.id AND r.status <> 'failed'), 0)::bigint
                     AS refunded_minor,
                 coalesce((SELECT c.amount_minor - coalesce((SELECT sum(r.amount_minor) FROM refunds r
-                                                            WHERE r.charge_id = c.id AND r.status <> 'failed'), 0)
+                                                            WHERE r.charge_id = c.id AND r.status <> 'failed'
+                                                              AND (r.charge_ref = '' OR r.charge_ref = c.processor_ref)), 0)
                             FROM charges c WHERE c.invoice_id = i.id AND c.status = 'succeeded'
                            ORDER BY c.settled_at, c.id LIMIT 1), 0)::bigint AS refundable_minor
            FROM invoices i WHERE i.org_id = $1 ORDER BY i.created_at DESC LIMIT 50",

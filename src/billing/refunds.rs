@@ -308,8 +308,11 @@ pub async fn refund_invoice(
         )));
     }
     let charge_id: Uuid = charge.get("id");
+    // What went back of this payment (not of a second one the processor
+    // took for the same charge).
     let refunded: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(amount_minor), 0)::bigint FROM refunds WHERE charge_id = $1 AND status <> 'failed'",
+        "SELECT coalesce(sum(r.amount_minor), 0)::bigint FROM refunds r JOIN charges c ON c.id = r.charge_id
+          WHERE r.charge_id = $1 AND r.status <> 'failed' AND (r.charge_ref = '' OR r.charge_ref = c.processor_ref)",
     )
     .bind(charge_id)
     .fetch_one(&mut *tx)

@@ -107,6 +107,21 @@ crate::text_enum! {
     }
 }
 
+/// A processor's event on the wire, as both processors send it: an id, a
+/// type and the object it is about (`object` is each processor's own).
+#[derive(Debug, serde::Deserialize)]
+pub struct Envelope<T> {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: EnvelopeData<T>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct EnvelopeData<T> {
+    pub object: T,
+}
+
 /// A processor's event in billing's terms: each processor reads its own
 /// wire format into this ([`super::processor::Processor::read_event`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -205,6 +205,23 @@ async fn action_required(tx: &mut PgConnection, state: &Billing, charge: Uuid, n
     Ok(())
 }
 
+/// Applies the processor's word to a charge still pending (in a
+/// transaction of its own, the charge's row locked); `false` when it had
+/// settled already.
+async fn settle_if_pending(state: &Billing, charge: Uuid, outcome: ChargeOutcome, now: OffsetDateTime) -> Result<bool, sqlx::Error> {
+    let mut tx = state.db.begin().await?;
+    let status: ChargeStatus = sqlx::query_scalar("SELECT status FROM charges WHERE id = $1 FOR UPDATE")
+        .bind(charge)
+        .fetch_one(&mut *tx)
+        .await?;
+    let pending = status == ChargeStatus::Pending;
+    if pending {
+        apply_outcome(&mut tx, state, charge, outcome, now).await?;
+    }
+    tx.commit().await?;
+    Ok(pending)
+}
+
 /// How long a charge waits for the customer's confirmation.
 pub const CONFIRMATION_WINDOW: time::Duration = time::Duration::hours(23);
 
@@ -243,16 +260,9 @@ pub async fn abandon_unconfirmed(state: &Billing, now: OffsetDateTime) -> Result
                 continue;
             }
         };
-        let mut tx = state.db.begin().await?;
-        let status: ChargeStatus = sqlx::query_scalar("SELECT status FROM charges WHERE id = $1 FOR UPDATE")
-            .bind(charge)
-            .fetch_one(&mut *tx)
-            .await?;
-        if status == ChargeStatus::Pending {
-            apply_outcome(&mut tx, state, charge, outcome, now).await?;
+        if settle_if_pending(state, charge, outcome, now).await? {
             done += 1;
         }
-        tx.commit().await?;
     }
     Ok(done)
 }
@@ -311,15 +321,7 @@ pub async fn confirmed(state: &Billing, org: Uuid, charge: Uuid, now: OffsetDate
         }
     };
     if let Some(outcome) = outcome {
-        let mut tx = state.db.begin().await?;
-        let status: ChargeStatus = sqlx::query_scalar("SELECT status FROM charges WHERE id = $1 FOR UPDATE")
-            .bind(charge)
-            .fetch_one(&mut *tx)
-            .await?;
-        if status == ChargeStatus::Pending {
-            apply_outcome(&mut tx, state, charge, outcome, now).await?;
-        }
-        tx.commit().await?;
+        settle_if_pending(state, charge, outcome, now).await?;
     }
     await_charge(&state.db, charge, Duration::from_secs(2)).await
 }

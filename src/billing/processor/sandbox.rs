@@ -57,20 +57,7 @@ fn behaviour(stored: &str) -> Behaviour {
     }
 }
 
-/// The sandbox's events on the wire.
-#[derive(Debug, Deserialize)]
-struct WireEvent {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    data: WireData,
-}
-
-#[derive(Debug, Deserialize)]
-struct WireData {
-    object: WireObject,
-}
-
+/// The object of the sandbox's events on the wire.
 #[derive(Debug, Deserialize)]
 struct WireObject {
     id: String,
@@ -81,27 +68,28 @@ struct WireObject {
     decline_code: Option<String>,
 }
 
-impl WireEvent {
-    fn into_event(self) -> Event {
-        let o = self.data.object;
-        let body = match EventKind::parse(&self.kind) {
-            Some(EventKind::ChargeSucceeded) | Some(EventKind::ChargeFailed) => EventBody::Charge(ChargeEvent {
-                reference: o.id,
-                idempotency_key: o.idempotency_key,
-                amount: o.amount,
-                currency: o.currency.trim().to_ascii_uppercase(),
-                outcome: match (EventKind::parse(&self.kind), o.failure_code) {
-                    (Some(EventKind::ChargeSucceeded), _) => ChargeOutcome::Succeeded,
-                    (_, code) => ChargeOutcome::Failed(Refused {
-                        code: code.unwrap_or_else(|| "card_declined".into()),
-                        decline_code: o.decline_code,
-                    }),
-                },
-            }),
-            None => EventBody::Other,
-        };
-        Event { id: self.id, kind: self.kind, body }
-    }
+type WireEvent = crate::billing::webhooks::Envelope<WireObject>;
+
+/// The sandbox's event in billing's terms.
+fn into_event(wire: WireEvent) -> Event {
+    let o = wire.data.object;
+    let body = match EventKind::parse(&wire.kind) {
+        Some(kind) => EventBody::Charge(ChargeEvent {
+            reference: o.id,
+            idempotency_key: o.idempotency_key,
+            amount: o.amount,
+            currency: o.currency.trim().to_ascii_uppercase(),
+            outcome: match kind {
+                EventKind::ChargeSucceeded => ChargeOutcome::Succeeded,
+                EventKind::ChargeFailed => ChargeOutcome::Failed(Refused {
+                    code: o.failure_code.unwrap_or_else(|| "card_declined".into()),
+                    decline_code: o.decline_code,
+                }),
+            },
+        }),
+        None => EventBody::Other,
+    };
+    Event { id: wire.id, kind: wire.kind, body }
 }
 
 pub struct Sandbox {
@@ -406,7 +394,7 @@ impl Processor for Sandbox {
         let header = headers.get(crate::billing::webhooks::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
         crate::billing::webhooks::verify(&self.secret.0, header, body, wall)?;
         let wire: WireEvent = serde_json::from_slice(body).map_err(|e| EventRefused::Malformed(e.to_string()))?;
-        Ok(wire.into_event())
+        Ok(into_event(wire))
     }
 
     async fn payments(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<Vec<Payment>, ProcessorError> {

@@ -211,18 +211,7 @@ struct List<T> {
     has_more: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireEvent {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    data: WireData,
-}
-
-#[derive(Debug, Deserialize)]
-struct WireData {
-    object: serde_json::Value,
-}
+type WireEvent = crate::billing::webhooks::Envelope<serde_json::Value>;
 
 /// A Stripe id that may go into a URL path: its prefix, then letters,
 /// digits and underscores only (no `/`, `.`, `%` or `\`).
