@@ -59,3 +59,22 @@ CREATE TABLE stripe_setups (
     org_id       uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
     attached_at  timestamptz NOT NULL
 );
+
+-- Disputes of payments, as their processor reports them (each event also
+-- goes to the audit log): a lost one took the money back, which
+-- reconciliation lists.
+CREATE TABLE disputes (
+    id           text NOT NULL,
+    processor    text NOT NULL,
+    org_id       uuid REFERENCES organizations (id) ON DELETE CASCADE,
+    charge_id    uuid REFERENCES charges (id) ON DELETE CASCADE,
+    payment      text NOT NULL,
+    amount_minor bigint NOT NULL,
+    currency     char(3) NOT NULL,
+    reason       text NOT NULL,
+    status       text NOT NULL,
+    opened_at    timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    PRIMARY KEY (processor, id)
+);
+CREATE INDEX disputes_org_idx ON disputes (org_id);

@@ -34,6 +34,18 @@ pub async fn list(state: &Billing, org: Uuid) -> Result<Vec<SavedCard>, sqlx::Er
     .await
 }
 
+/// Whether the organization has a default card with `processor` (the one
+/// taking payments).
+pub(crate) async fn has_default(conn: &mut sqlx::PgConnection, processor: &str, org: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL AND processor = $2)",
+    )
+    .bind(org)
+    .bind(processor)
+    .fetch_one(conn)
+    .await
+}
+
 /// Adds a card the processor tokenized (the default when asked, or when it
 /// is the first), then retries what is owed. Returns the retries' outcomes.
 pub async fn add(
@@ -62,12 +74,7 @@ pub async fn add(
         .bind(org)
         .execute(&mut *tx)
         .await?;
-    let has_default: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)",
-    )
-    .bind(org)
-    .fetch_one(&mut *tx)
-    .await?;
+    let has_default = has_default(&mut tx, state.processor.name(), org).await?;
     let default = make_default || !has_default;
     if default {
         sqlx::query("UPDATE payment_methods SET is_default = false WHERE org_id = $1 AND is_default")
@@ -147,10 +154,11 @@ pub async fn make_default(state: &Billing, org: Uuid, user: Uuid, id: &str, now:
         .execute(&mut *tx)
         .await?;
     let mine: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE id = $1 AND org_id = $2 AND removed_at IS NULL)",
+        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE id = $1 AND org_id = $2 AND removed_at IS NULL AND processor = $3)",
     )
     .bind(id)
     .bind(org)
+    .bind(state.processor.name())
     .fetch_one(&mut *tx)
     .await?;
     if !mine {
@@ -190,8 +198,9 @@ pub async fn remove(state: &Billing, org: Uuid, user: Uuid, id: &str, now: Offse
     if removed == 0 {
         return Err(BillingError::NotFound);
     }
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE org_id = $1 AND removed_at IS NULL")
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE org_id = $1 AND removed_at IS NULL AND processor = $2")
         .bind(org)
+        .bind(state.processor.name())
         .fetch_one(&mut *tx)
         .await?;
     let paid: bool = sqlx::query_scalar(
@@ -206,10 +215,12 @@ pub async fn remove(state: &Billing, org: Uuid, user: Uuid, id: &str, now: Offse
     }
     sqlx::query(
         "UPDATE payment_methods SET is_default = true
-          WHERE id = (SELECT id FROM payment_methods WHERE org_id = $1 AND removed_at IS NULL ORDER BY created_at DESC LIMIT 1)
-            AND NOT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)",
+          WHERE id = (SELECT id FROM payment_methods WHERE org_id = $1 AND removed_at IS NULL AND processor = $2
+                       ORDER BY created_at DESC LIMIT 1)
+            AND NOT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL AND processor = $2)",
     )
     .bind(org)
+    .bind(state.processor.name())
     .execute(&mut *tx)
     .await?;
     crate::audit::record(&mut tx, now, Some(user), Some(org), crate::audit::Action::BillingCardRemoved, serde_json::json!({"card": id})).await?;

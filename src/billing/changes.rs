@@ -176,11 +176,8 @@ fn outcome(c: Collected, done: Changed) -> Result<Changed, BillingError> {
     }
 }
 
-async fn has_card(conn: &mut PgConnection, org: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)")
-        .bind(org)
-        .fetch_one(conn)
-        .await
+async fn has_card(conn: &mut PgConnection, state: &Billing, org: Uuid) -> Result<bool, sqlx::Error> {
+    super::cards::has_default(conn, state.processor.name(), org).await
 }
 
 /// Chooses `code` for the organization. `expected_minor` is the amount the
@@ -235,7 +232,7 @@ pub async fn choose(
             Ok(Changed::DowngradeScheduled(at))
         }
         Change::NeedsApproval => {
-            if !has_card(&mut tx, org).await? {
+            if !has_card(&mut tx, state, org).await? {
                 return Err(BillingError::NoCard);
             }
             transition(&mut tx, org, Transition::RequestApproval { plan: to.id }, now).await?;
@@ -302,7 +299,7 @@ async fn renew(mut tx: Tx, c: &Choice<'_>, price: i64) -> Result<Changed, Billin
         tx.commit().await?;
         return Ok(Changed::Renewed);
     }
-    if !has_card(&mut tx, org).await? {
+    if !has_card(&mut tx, state, org).await? {
         return Err(BillingError::NoCard);
     }
     let invoice = NewInvoice {
@@ -352,7 +349,7 @@ async fn upgrade(mut tx: Tx, c: &Choice<'_>, q: Quote) -> Result<Changed, Billin
         tx.commit().await?;
         return Ok(Changed::Upgraded);
     }
-    if !has_card(&mut tx, org).await? {
+    if !has_card(&mut tx, state, org).await? {
         return Err(BillingError::NoCard);
     }
     // Named by what it buys (this period, from this plan to that one,
@@ -442,9 +439,10 @@ pub async fn start_trial(state: &Billing, org: Uuid, user: Uuid, code: &str, now
             .await?;
     // A card counts only with the processor's fingerprint (one trial per card).
     let card: Option<String> = sqlx::query_scalar::<_, Option<String>>(
-        "SELECT fingerprint FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL",
+        "SELECT fingerprint FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL AND processor = $2",
     )
     .bind(org)
+    .bind(state.processor.name())
     .fetch_optional(&mut *tx)
     .await?
     .flatten();

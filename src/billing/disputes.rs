@@ -1,8 +1,8 @@
 //! Disputes: a customer asked their bank to take back a payment. The
-//! processor decides them with the bank; Tollgate records every step in
-//! the audit log (for the organization, so admins see it on its page and on
-//! the console's overview) and changes nothing else: the money comes back
-//! or not by the processor's decision, which reconciliation then shows.
+//! processor decides them with the bank; Tollgate keeps each dispute's
+//! latest state (`disputes`), records every step in the audit log (for the
+//! organization, so admins see it on its console page) and changes nothing
+//! else. A lost dispute took the money back: reconciliation lists it.
 
 use super::payments::{Applied, EventError};
 use super::webhooks::DisputeEvent;
@@ -23,6 +23,28 @@ pub async fn record(tx: &mut PgConnection, processor: &str, d: &DisputeEvent, no
         Some((c, o, n)) => (Some(c), Some(o), Some(n)),
         None => (None, None, None),
     };
+    let amount = d.amount.max(0);
+    let currency: String = d.currency.chars().filter(char::is_ascii_alphabetic).take(3).collect();
+    sqlx::query(
+        "INSERT INTO disputes (id, processor, org_id, charge_id, payment, amount_minor, currency, reason, status, opened_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+         ON CONFLICT (processor, id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
+                amount_minor = EXCLUDED.amount_minor, updated_at = EXCLUDED.updated_at
+          -- A decided dispute stays decided, whatever arrives late.
+          WHERE disputes.status NOT IN ('won', 'lost', 'warning_closed')",
+    )
+    .bind(&d.reference)
+    .bind(processor)
+    .bind(org)
+    .bind(charge)
+    .bind(&d.payment)
+    .bind(amount)
+    .bind(if currency.len() == 3 { currency } else { "USD".into() })
+    .bind(&d.reason)
+    .bind(&d.status)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     crate::audit::record(
         tx,
         now,

@@ -27,6 +27,11 @@ crate::text_enum! {
         StatusDiffers = "status_differs",
         AmountDiffers = "amount_differs",
         RefundsDiffer = "refunds_differ",
+        /// A refund Tollgate owes or promised did not go through (failed,
+        /// or still unsent after an hour).
+        RefundNotSent = "refund_not_sent",
+        /// The customer's bank took the money back.
+        DisputeLost = "dispute_lost",
     }
 }
 
@@ -39,6 +44,8 @@ impl Kind {
             Kind::StatusDiffers => "outcome differs",
             Kind::AmountDiffers => "amount differs",
             Kind::RefundsDiffer => "refunds differ",
+            Kind::RefundNotSent => "a refund that did not go through",
+            Kind::DisputeLost => "a dispute lost: the money went back",
         }
     }
 }
@@ -216,7 +223,68 @@ pub async fn compare(state: &Billing, from: OffsetDateTime, to: OffsetDateTime, 
             theirs: theirs_text(p),
         });
     }
+    differences.extend(refunds_not_sent(state, from, to, now).await?);
+    differences.extend(disputes_lost(state, from, to).await?);
     Ok(Report { processor, from, to, charges: ours.len(), payments, differences })
+}
+
+/// Refunds of the period's charges that failed, or that have waited unsent
+/// for more than an hour.
+async fn refunds_not_sent(state: &Billing, from: OffsetDateTime, to: OffsetDateTime, now: OffsetDateTime) -> Result<Vec<Difference>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, Uuid, Option<String>, i64, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT r.org_id, i.number, r.charge_id, coalesce(nullif(r.charge_ref, ''), c.processor_ref), r.amount_minor,
+                r.currency::text, r.status, r.failure
+           FROM refunds r JOIN charges c ON c.id = r.charge_id JOIN invoices i ON i.id = r.invoice_id
+          WHERE r.processor = $1 AND c.created_at >= $2 AND c.created_at < $3
+            AND (r.status = 'failed' OR (r.status = 'pending' AND r.created_at < $4 - interval '1 hour'))
+          ORDER BY r.created_at",
+    )
+    .bind(state.processor.name())
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(org, number, charge, payment, amount, currency, status, failure)| Difference {
+            kind: Kind::RefundNotSent,
+            org: Some(org),
+            invoice: Some(number),
+            charge: Some(charge),
+            reference: payment,
+            ours: format!("{} to refund, {status}{}", money(amount, &currency), failure.map(|f| format!(" ({f})")).unwrap_or_default()),
+            theirs: "not refunded".into(),
+        })
+        .collect())
+}
+
+/// Disputes of the period's payments that the bank decided for the customer.
+async fn disputes_lost(state: &Billing, from: OffsetDateTime, to: OffsetDateTime) -> Result<Vec<Difference>, sqlx::Error> {
+    let rows: Vec<(Option<Uuid>, Option<String>, Option<Uuid>, String, i64, String, String)> = sqlx::query_as(
+        "SELECT d.org_id, i.number, d.charge_id, d.payment, d.amount_minor, d.currency::text, d.reason
+           FROM disputes d LEFT JOIN charges c ON c.id = d.charge_id LEFT JOIN invoices i ON i.id = c.invoice_id
+          WHERE d.processor = $1 AND d.status = 'lost' AND coalesce(c.created_at, d.opened_at) >= $2
+            AND coalesce(c.created_at, d.opened_at) < $3
+          ORDER BY d.opened_at",
+    )
+    .bind(state.processor.name())
+    .bind(from)
+    .bind(to)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(org, number, charge, payment, amount, currency, reason)| Difference {
+            kind: Kind::DisputeLost,
+            org,
+            invoice: number,
+            charge,
+            reference: Some(payment),
+            ours: "paid".into(),
+            theirs: format!("{} taken back by the bank ({reason})", money(amount, &currency)),
+        })
+        .collect())
 }
 
 /// A date (`2026-11-01`, midnight UTC) or an RFC 3339 time.

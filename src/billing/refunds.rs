@@ -278,7 +278,6 @@ pub async fn refund_invoice(
     if belongs.is_none() {
         return Err(BillingError::NotFound);
     }
-    let inv = Invoice::locked(&mut tx, invoice).await?;
     if let Some((status, amount, currency)) = sqlx::query_as::<_, (RefundStatus, i64, String)>(
         "SELECT status, amount_minor, currency FROM refunds WHERE idempotency_key = $1",
     )
@@ -288,9 +287,8 @@ pub async fn refund_invoice(
     {
         return Ok(Refunded { status, amount_minor: amount, currency: currency.trim().into(), replay: true });
     }
-    if inv.status != super::payments::InvoiceStatus::Paid {
-        return Err(BillingError::State("Only a paid invoice can be refunded.".into()));
-    }
+    // The charge's row first, then the invoice's: the order settling a
+    // charge takes them in.
     let charge = sqlx::query(
         "SELECT id, processor, amount_minor FROM charges WHERE invoice_id = $1 AND status = 'succeeded'
           ORDER BY settled_at, id LIMIT 1 FOR UPDATE",
@@ -298,6 +296,10 @@ pub async fn refund_invoice(
     .bind(invoice)
     .fetch_optional(&mut *tx)
     .await?;
+    let inv = Invoice::locked(&mut tx, invoice).await?;
+    if inv.status != super::payments::InvoiceStatus::Paid {
+        return Err(BillingError::State("Only a paid invoice can be refunded.".into()));
+    }
     let Some(charge) = charge else {
         return Err(BillingError::State("No card payment paid this invoice: there is nothing to refund.".into()));
     };

@@ -78,12 +78,7 @@ pub async fn renew(
         Status::Active | Status::Trialing => {}
         _ => return Ok(None),
     }
-    let has_card: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)",
-    )
-    .bind(org)
-    .fetch_one(&mut *tx)
-    .await?;
+    let has_card = super::cards::has_default(&mut tx, state.processor.name(), org).await?;
     let plan = sub.next_plan.clone().unwrap_or(sub.plan.clone());
     if sub.status == Status::Trialing && !has_card && plan.price_minor > 0 {
         // The gateway answers 402 payment_method_required until a card

@@ -76,12 +76,7 @@ pub async fn top_up(
         tx.commit().await?;
         return Ok((id, payments::state_of(&state.db, id, wait).await?));
     }
-    let has_card: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE org_id = $1 AND is_default AND removed_at IS NULL)",
-    )
-    .bind(org)
-    .fetch_one(&mut *tx)
-    .await?;
+    let has_card = super::cards::has_default(&mut tx, state.processor.name(), org).await?;
     if !has_card {
         return Err(BillingError::NoCard);
     }
@@ -112,11 +107,13 @@ pub async fn auto_top_up_due(state: &Billing, now: OffsetDateTime) -> anyhow::Re
         "UPDATE org_meters m SET auto_top_up_armed = false
           WHERE m.auto_top_up_armed AND m.auto_top_up_threshold IS NOT NULL AND m.auto_top_up_pack IS NOT NULL
             AND m.included + m.purchased < m.auto_top_up_threshold
-            AND EXISTS (SELECT 1 FROM payment_methods p WHERE p.org_id = m.org_id AND p.is_default AND p.removed_at IS NULL)
+            AND EXISTS (SELECT 1 FROM payment_methods p WHERE p.org_id = m.org_id AND p.is_default AND p.removed_at IS NULL
+                          AND p.processor = $1)
             AND (SELECT count(*) FROM invoices i WHERE i.org_id = m.org_id AND i.purpose = 'auto_top_up'
                     AND i.created_at >= m.period_start) < m.auto_top_up_monthly_max
          RETURNING m.org_id, m.auto_top_up_pack",
     )
+    .bind(state.processor.name())
     .fetch_all(&mut *tx)
     .await?;
     let mut invoices = Vec::new();

@@ -141,6 +141,21 @@ mod tests {
     }
 
     #[test]
+    fn only_the_processor_module_knows_which_processor_takes_payments() {
+        // Billing speaks to `dyn Processor`: switching processors is
+        // configuration (state.rs chooses), never a change to billing.
+        let named = [["processor", "::stripe"].concat(), ["processor", "::sandbox"].concat(), ["Stripe", "::"].concat(), ["Sandbox", "::"].concat(), ["\"", "stripe\""].concat()];
+        for (path, text) in sources("src/billing") {
+            if path.contains("/billing/processor/") {
+                continue;
+            }
+            for n in &named {
+                assert!(!text.contains(n.as_str()), "{path} names a processor ({n})");
+            }
+        }
+    }
+
+    #[test]
     fn billing_never_sees_the_application_state_nor_imports_its_users() {
         // The gateway, usage and the portal use billing; billing uses none
         // of them (no import circle), and never the application state.

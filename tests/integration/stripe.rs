@@ -329,6 +329,39 @@ async fn a_stripe_webhook_is_verified_deduplicated_and_safe_out_of_order(db: PgP
     assert_eq!(details["reason"], "fraudulent");
     assert_eq!(details["amount_minor"], 4500);
 
+    // A second payment Stripe says it took for the same charge buys
+    // nothing and is refunded by itself; one that cannot be refunded (here
+    // a payment Stripe has no record of) is listed by reconciliation.
+    let twice = json!({"id": "evt_twice", "type": "payment_intent.succeeded", "created": 1, "data": {"object": {
+        "id": "pi_second0payment", "status": "succeeded", "amount": 4500, "currency": "usd", "metadata": {"tollgate_key": key}}}})
+    .to_string();
+    let res = app.router.clone().oneshot(post(twice.clone(), Some(sign(&secret, now, &twice)), "/webhooks/stripe")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(purchased(&db, org).await, balance);
+    tollgate::billing::refunds::send_pending(&app.state.billing, app.clock.now()).await.unwrap();
+    let (status, reason): (String, String) = sqlx::query_as("SELECT status, reason FROM refunds WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("failed", "charged twice for one attempt"));
+    // A dispute the bank decides for the customer, then a late event of
+    // its opening: it stays lost, and reconciliation lists it.
+    for (id, kind, status) in [("evt_lost", "charge.dispute.closed", "lost"), ("evt_late", "charge.dispute.updated", "under_review")] {
+        let e = json!({"id": id, "type": kind, "created": 1, "data": {"object": {
+            "id": "dp_1", "payment_intent": pi, "amount": 4500, "currency": "usd", "reason": "fraudulent", "status": status}}})
+        .to_string();
+        let res = app.router.clone().oneshot(post(e.clone(), Some(sign(&secret, now, &e)), "/webhooks/stripe")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let clock = app.clock.now();
+    let report = tollgate::billing::reconcile::compare(&app.state.billing, clock - time::Duration::days(1), clock + time::Duration::days(30), clock)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = report.differences.iter().filter(|d| d.org == Some(org)).map(|d| d.kind).collect();
+    use tollgate::billing::reconcile::Kind;
+    assert!(kinds.contains(&Kind::RefundNotSent) && kinds.contains(&Kind::DisputeLost), "{kinds:?}");
+
     // A reissued card's new expiry reaches the saved card.
     let pm: String = sqlx::query_scalar("SELECT processor_ref FROM payment_methods WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
     let updated = json!({"id": "evt_card", "type": "payment_method.automatically_updated", "created": 1, "data": {"object": {
@@ -636,4 +669,55 @@ async fn another_organizations_card_setup_saves_nothing(db: PgPool) {
     let csrf = extract_csrf(&page);
     app.post_form("/api/save_card", &[("csrf", &csrf), ("token", &seti)]).await;
     assert_eq!(scalar(&db, "SELECT count(*) FROM payment_methods WHERE org_id = $1", org).await, 1);
+}
+
+#[sqlx::test]
+async fn a_new_default_card_replaces_a_payment_waiting_for_the_bank(db: PgPool) {
+    let (mut app, _, org, _) = stripe_customer(&db).await;
+    save_card(&mut app, THREE_D).await;
+    top_up(&mut app, 5000).await;
+    let (invoice, charge, pi): (Uuid, Uuid, String) = sqlx::query_as(
+        "SELECT invoice_id, id, processor_ref FROM charges WHERE org_id = $1 AND action_required_at IS NOT NULL",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let before = purchased(&db, org).await;
+    // The customer gives up on that card: a new default one pays the same
+    // invoice at once, and the waiting payment is canceled at Stripe.
+    save_card(&mut app, VISA).await;
+    let paid = tollgate::billing::payments::collect(&app.state.billing, invoice, app.clock.now(), tollgate::billing::payments::WAIT)
+        .await
+        .unwrap();
+    assert_eq!(paid, tollgate::billing::payments::Collected::Paid);
+    assert_eq!(purchased(&db, org).await, before + 5000);
+    let status: String = sqlx::query_scalar("SELECT status FROM charges WHERE id = $1").bind(charge).fetch_one(&db).await.unwrap();
+    assert_eq!(status, "failed");
+    let (_, at_stripe) = emulator(reqwest::Method::GET, &format!("/v1/payment_intents/{pi}"), None).await;
+    assert_eq!(at_stripe["status"], "canceled");
+}
+
+#[sqlx::test]
+async fn cards_saved_with_the_sandbox_are_not_charged_once_stripe_takes_payments(db: PgPool) {
+    let (mut sandbox, _, org) = super::gateway::customer(&db).await;
+    super::billing::add_card(&mut sandbox, super::billing::GOOD).await;
+    let (mut app, _) = TestApp::with_stripe(db.clone()).await;
+    app.sign_in("ada@example.com", PASSWORD).await;
+    let page = app.get("/billing/payment-methods").await.body;
+    assert!(page.contains("No cards yet."), "{page}");
+    let before = purchased(&db, org).await;
+    top_up(&mut app, 5000).await;
+    assert_eq!(purchased(&db, org).await, before);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM charges WHERE org_id = $1", org).await, 0, "nothing was charged on the sandbox card");
+    // Stripe's card is the default then, though a sandbox card was one.
+    let page = app.get("/billing/payment-methods").await.body;
+    let seti = stripe_js_confirms_card(&page, VISA).await.unwrap();
+    app.post_form("/api/save_card", &[("csrf", &extract_csrf(&page)), ("token", &seti)]).await;
+    let default: String = sqlx::query_scalar("SELECT processor FROM payment_methods WHERE org_id = $1 AND is_default AND processor = 'stripe'")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(default, "stripe");
 }

@@ -66,18 +66,31 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
         InvoiceStatus::Void => return Err(CollectError::NotCollectable("void")),
         _ => {}
     }
-    let pending: Option<Uuid> = sqlx::query_scalar("SELECT id FROM charges WHERE invoice_id = $1 AND status = $2")
-        .bind(invoice)
-        .bind(ChargeStatus::Pending)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(charge) = pending {
+    let processor = state.processor.name();
+    let pending: Option<Waiting> = sqlx::query_as(
+        "SELECT c.id, c.processor, c.processor_ref, c.action_required_at IS NOT NULL AS needs_action,
+                c.payment_method_id IS DISTINCT FROM (SELECT p.id FROM payment_methods p WHERE p.org_id = c.org_id
+                    AND p.is_default AND p.removed_at IS NULL AND p.processor = $3) AS other_card
+           FROM charges c WHERE c.invoice_id = $1 AND c.status = $2",
+    )
+    .bind(invoice)
+    .bind(ChargeStatus::Pending)
+    .bind(processor)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(waiting) = pending {
         tx.commit().await?;
-        return Ok(await_charge(db, charge, wait).await?);
+        // A charge another processor was making (before a switch), or one
+        // waiting for the bank on a card that is no longer the default, is
+        // given up for a new one on the default card.
+        let stale = waiting.processor != processor || (waiting.needs_action && waiting.other_card);
+        if stale && give_up(state, &waiting, now).await? {
+            return Box::pin(collect(state, invoice, now, wait)).await;
+        }
+        return Ok(await_charge(db, waiting.id, wait).await?);
     }
     // A card of the processor taking payments (one saved with another,
     // before a switch, is no card to charge).
-    let processor = state.processor.name();
     let card: Option<(Uuid, String)> = sqlx::query_as(
         "SELECT id, processor_ref FROM payment_methods
           WHERE org_id = $1 AND is_default AND removed_at IS NULL AND processor_ref IS NOT NULL AND processor = $2",
@@ -134,6 +147,48 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
     };
     send(state, charge, &request, now).await?;
     Ok(await_charge(db, charge, wait).await?)
+}
+
+/// A pending charge of an invoice, as `collect` finds it.
+#[derive(sqlx::FromRow)]
+struct Waiting {
+    id: Uuid,
+    processor: String,
+    processor_ref: Option<String>,
+    needs_action: bool,
+    /// Its card is not the organization's default card now.
+    other_card: bool,
+}
+
+/// Settles a pending charge that is given up: canceled at its processor
+/// (when that is the one taking payments), then settled from its word:
+/// paid if it went through meanwhile, else failed. `false` when the
+/// processor could not be asked (it stays pending).
+async fn give_up(state: &Billing, waiting: &Waiting, now: OffsetDateTime) -> Result<bool, sqlx::Error> {
+    let outcome = match (&waiting.processor_ref, waiting.processor == state.processor.name()) {
+        (Some(reference), true) => {
+            let asked = match state.processor.abandon(reference).await {
+                Ok(()) => state.processor.charge_state(reference).await,
+                Err(e) => Err(e),
+            };
+            match asked {
+                Ok(ChargeState::Succeeded) => ChargeOutcome::Succeeded,
+                Ok(ChargeState::Failed(r)) => ChargeOutcome::Failed(r),
+                Ok(ChargeState::ActionRequired) => ChargeOutcome::Failed(Refused::new("authentication_required", None)),
+                // Still processing: it is not given up.
+                Ok(ChargeState::Pending) => return Ok(false),
+                Err(e) => {
+                    tracing::warn!(charge = %waiting.id, error = %e, "could not give up a waiting charge");
+                    return Ok(false);
+                }
+            }
+        }
+        (None, true) => ChargeOutcome::Failed(Refused::new("authentication_required", None)),
+        // Another processor's: nothing of it can be asked any more.
+        (_, false) => ChargeOutcome::Failed(Refused::new("processor_changed", None)),
+    };
+    settle_if_pending(state, waiting.id, outcome, now).await?;
+    Ok(true)
 }
 
 /// Asks the processor for a recorded charge. An answer on the spot (paid,
@@ -252,9 +307,9 @@ pub async fn abandon_unconfirmed(state: &Billing, now: OffsetDateTime) -> Result
         let outcome = match state_now {
             Ok(ChargeState::Succeeded) => ChargeOutcome::Succeeded,
             Ok(ChargeState::Failed(r)) => ChargeOutcome::Failed(r),
-            Ok(ChargeState::ActionRequired | ChargeState::Pending) => {
-                ChargeOutcome::Failed(Refused::new("authentication_required", None))
-            }
+            Ok(ChargeState::ActionRequired) => ChargeOutcome::Failed(Refused::new("authentication_required", None)),
+            // Processing after all: its outcome arrives as an event.
+            Ok(ChargeState::Pending) => continue,
             Err(e) => {
                 tracing::warn!(%charge, error = %e, "could not give up an unconfirmed charge; trying again later");
                 continue;

@@ -393,7 +393,8 @@ impl Processor for Sandbox {
     fn read_event(&self, headers: &http::HeaderMap, body: &[u8], wall: i64) -> Result<Event, EventRefused> {
         let header = headers.get(crate::billing::webhooks::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
         crate::billing::webhooks::verify(&self.secret.0, header, body, wall)?;
-        let wire: WireEvent = serde_json::from_slice(body).map_err(|e| EventRefused::Malformed(e.to_string()))?;
+        let wire: WireEvent = serde_json::from_slice(body)
+            .map_err(|e| EventRefused::Malformed(format!("{:?} at line {} column {}", e.classify(), e.line(), e.column())))?;
         Ok(into_event(wire))
     }
 

@@ -595,8 +595,10 @@ impl Processor for Stripe {
     fn read_event(&self, headers: &http::HeaderMap, body: &[u8], wall: i64) -> Result<Event, EventRefused> {
         let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
         crate::billing::webhooks::verify(&self.config.webhook_secret.0, header, body, wall)?;
-        let wire: WireEvent = serde_json::from_slice(body).map_err(|e| EventRefused::Malformed(e.to_string()))?;
-        let body = event_body(&wire.kind, wire.data.object).map_err(|e| EventRefused::Malformed(e.to_string()))?;
+        // Serde's message can quote what it read: only where it failed is logged.
+        let malformed = |e: serde_json::Error| EventRefused::Malformed(format!("{:?} at line {} column {}", e.classify(), e.line(), e.column()));
+        let wire: WireEvent = serde_json::from_slice(body).map_err(malformed)?;
+        let body = event_body(&wire.kind, wire.data.object).map_err(malformed)?;
         Ok(Event { id: wire.id, kind: wire.kind, body })
     }
 
