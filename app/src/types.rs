@@ -922,6 +922,8 @@ pub struct OrgPage {
     pub invoices: Vec<(String, String, String, String, String, String)>,
     /// (when, amount, status, failure)
     pub charges: Vec<(String, String, String, String)>,
+    /// (opened, invoice, amount, reason, status)
+    pub disputes: Vec<(String, String, String, String, String)>,
     /// (mode, outcome, calls, credits), the last 30 days
     pub usage: Vec<(String, String, i64, i64)>,
     /// (when, action, details) of its subscription, newest first

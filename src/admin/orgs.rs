@@ -78,6 +78,8 @@ pub struct OrgDetail {
     pub ledger: Vec<LedgerRow>,
     pub invoices: Vec<InvoiceRow>,
     pub charges: Vec<ChargeRow>,
+    /// Its disputes, newest first.
+    pub disputes: Vec<DisputeRow>,
     /// Calls of the last 30 days by outcome, live and test.
     pub usage: Vec<(String, String, i64, i64)>,
     /// What happened to its subscription, newest first: (when, action, details).
@@ -136,6 +138,16 @@ pub struct InvoiceRow {
     pub refunded_minor: i64,
     /// What its succeeded charge can still refund.
     pub refundable_minor: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DisputeRow {
+    pub opened_at: OffsetDateTime,
+    pub invoice: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub reason: String,
+    pub status: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -217,6 +229,14 @@ pub async fn detail(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Optio
     .bind(org)
     .fetch_all(db)
     .await?;
+    let disputes = sqlx::query_as(
+        "SELECT d.opened_at, i.number AS invoice, d.amount_minor, d.currency::text AS currency, d.reason, d.status
+           FROM disputes d LEFT JOIN charges c ON c.id = d.charge_id LEFT JOIN invoices i ON i.id = c.invoice_id
+          WHERE d.org_id = $1 ORDER BY d.opened_at DESC LIMIT 50",
+    )
+    .bind(org)
+    .fetch_all(db)
+    .await?;
     let usage = sqlx::query_as(
         "SELECT mode, outcome, sum(calls)::bigint, sum(credits)::bigint FROM usage_daily
           WHERE org_id = $1 AND bucket >= $2 GROUP BY mode, outcome ORDER BY mode, outcome",
@@ -248,6 +268,7 @@ pub async fn detail(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Optio
         ledger,
         invoices,
         charges,
+        disputes,
         usage,
     }))
 }

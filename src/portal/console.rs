@@ -302,6 +302,11 @@ impl Portal {
                     (date_time(c.created_at), format_money(c.amount_minor, &c.currency), c.status, failure)
                 })
                 .collect(),
+            disputes: d
+                .disputes
+                .into_iter()
+                .map(|x| (date_time(x.opened_at), x.invoice.unwrap_or_else(|| "-".into()), format_money(x.amount_minor, &x.currency), x.reason, x.status))
+                .collect(),
             usage: d.usage,
             subscription_history: d.subscription_history.into_iter().map(|(at, action, details)| (date_time(at), action, details.to_string())).collect(),
             audit: trail.into_iter().map(audit_row).collect(),

@@ -361,6 +361,10 @@ async fn a_stripe_webhook_is_verified_deduplicated_and_safe_out_of_order(db: PgP
     let kinds: Vec<_> = report.differences.iter().filter(|d| d.org == Some(org)).map(|d| d.kind).collect();
     use tollgate::billing::reconcile::Kind;
     assert!(kinds.contains(&Kind::RefundNotSent) && kinds.contains(&Kind::DisputeLost), "{kinds:?}");
+    // Admins see it on the organization's page.
+    let mut ops = super::routes::admin_of(&app).await;
+    let page = ops.get(&format!("/admin/orgs/{org}")).await.body;
+    assert!(page.contains("data-dispute-status=\"lost\"") && page.contains("fraudulent"), "{page}");
 
     // A reissued card's new expiry reaches the saved card.
     let pm: String = sqlx::query_scalar("SELECT processor_ref FROM payment_methods WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();

@@ -590,6 +590,16 @@ fn OrgView(page: OrgPage, viewer: Viewer) -> impl IntoView {
         <section class="panel">
             <h2>"Invoices"</h2>
             {table("invoices", view! { <th scope="col">"Number"</th><th scope="col">"For"</th><th scope="col">"Status"</th><th scope="col" class="num">"Total"</th><th scope="col">"Created"</th> }, invoices)}
+            {(!p.disputes.is_empty()).then(|| {
+                let rows = p.disputes.iter().map(|(at, invoice, amount, reason, status)| view! {
+                    <tr data-dispute-status=status.clone()><td>{at.clone()}</td><td>{invoice.clone()}</td><td class="num">{amount.clone()}</td><td>{reason.clone()}</td><td><span class="badge">{status.clone()}</span></td></tr>
+                }).collect_view();
+                view! {
+                    <h2>"Disputes"</h2>
+                    <p class="muted">"Decided with the bank through the processor's dashboard; a lost one is listed by reconciliation."</p>
+                    {table("disputes", view! { <th scope="col">"Opened"</th><th scope="col">"Invoice"</th><th scope="col" class="num">"Amount"</th><th scope="col">"Reason"</th><th scope="col">"Status"</th> }, rows)}
+                }
+            })}
             <h2>"Charges"</h2>
             {table("charges", view! { <th scope="col">"When"</th><th scope="col" class="num">"Amount"</th><th scope="col">"Status"</th><th scope="col">"Failure"</th> }, charges)}
         </section>
