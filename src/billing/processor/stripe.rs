@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// The header Stripe signs its webhooks in.
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
@@ -213,6 +214,102 @@ struct List<T> {
 
 type WireEvent = crate::billing::webhooks::Envelope<serde_json::Value>;
 
+/// A request's form fields, as Stripe takes them (`metadata[key]`,
+/// `list[0]`).
+trait Form {
+    fn form(&self) -> Vec<(&'static str, String)>;
+}
+
+/// `POST /v1/customers`: the organization's customer.
+struct NewCustomer<'a> {
+    customer: &'a Customer,
+}
+
+impl Form for NewCustomer<'_> {
+    fn form(&self) -> Vec<(&'static str, String)> {
+        let mut form = vec![("name", self.customer.name.clone()), ("metadata[tollgate_org]", self.customer.org.to_string())];
+        if let Some(email) = &self.customer.email {
+            form.push(("email", email.clone()));
+        }
+        form
+    }
+}
+
+/// `POST /v1/setup_intents`: what the card form confirms, kept for
+/// payments made while the customer is away.
+struct NewSetupIntent<'a> {
+    customer: &'a str,
+    org: Uuid,
+}
+
+impl Form for NewSetupIntent<'_> {
+    fn form(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("customer", self.customer.to_string()),
+            ("usage", "off_session".into()),
+            ("payment_method_types[0]", "card".into()),
+            ("metadata[tollgate_org]", self.org.to_string()),
+        ]
+    }
+}
+
+/// `POST /v1/payment_methods/{id}/attach`.
+struct Attach<'a> {
+    customer: &'a str,
+}
+
+impl Form for Attach<'_> {
+    fn form(&self) -> Vec<(&'static str, String)> {
+        vec![("customer", self.customer.to_string())]
+    }
+}
+
+/// `POST /v1/payment_intents`: a charge, confirmed at once with the saved
+/// card; the charge's idempotency key rides in the metadata, where its
+/// events find it.
+struct NewPaymentIntent<'a> {
+    request: &'a ChargeRequest,
+    customer: &'a str,
+}
+
+impl Form for NewPaymentIntent<'_> {
+    fn form(&self) -> Vec<(&'static str, String)> {
+        let r = self.request;
+        let mut form = vec![
+            ("amount", r.amount_minor.to_string()),
+            ("currency", r.currency.trim().to_ascii_lowercase()),
+            ("customer", self.customer.to_string()),
+            ("payment_method", r.card.clone()),
+            ("payment_method_types[0]", "card".into()),
+            ("confirm", "true".into()),
+            ("metadata[tollgate_key]", r.idempotency_key.clone()),
+            ("metadata[tollgate_org]", r.customer.org.to_string()),
+            ("metadata[description]", r.description.clone()),
+        ];
+        if r.off_session {
+            form.push(("off_session", "true".into()));
+        }
+        form
+    }
+}
+
+/// `POST /v1/refunds`: (part of) a PaymentIntent back.
+struct NewRefund<'a> {
+    request: &'a RefundRequest,
+}
+
+impl Form for NewRefund<'_> {
+    fn form(&self) -> Vec<(&'static str, String)> {
+        let r = self.request;
+        vec![
+            ("payment_intent", r.payment.clone()),
+            ("amount", r.amount_minor.to_string()),
+            ("metadata[tollgate_key]", r.idempotency_key.clone()),
+            ("metadata[reason]", r.reason.chars().take(500).collect()),
+        ]
+    }
+}
+
 /// A Stripe id that may go into a URL path: its prefix, then letters,
 /// digits and underscores only (no `/`, `.`, `%` or `\`).
 fn is_id(id: &str, prefix: &str) -> bool {
@@ -287,12 +384,10 @@ impl Stripe {
         if let Some(id) = known {
             return Ok(id);
         }
-        let mut form = vec![("name", customer.name.clone()), ("metadata[tollgate_org]", customer.org.to_string())];
-        if let Some(email) = &customer.email {
-            form.push(("email", email.clone()));
-        }
         // Two instances asking at once get the same customer from Stripe.
-        let made: Object = self.post("/v1/customers", &form, Some(&format!("tollgate-customer-{}", customer.org))).await?;
+        let made: Object = self
+            .post("/v1/customers", &NewCustomer { customer }.form(), Some(&format!("tollgate-customer-{}", customer.org)))
+            .await?;
         sqlx::query("INSERT INTO stripe_customers (org_id, customer_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (org_id) DO NOTHING")
             .bind(customer.org)
             .bind(&made.id)
@@ -427,16 +522,7 @@ impl Processor for Stripe {
             }
         }
         let seti: SetupIntent = self
-            .post(
-                "/v1/setup_intents",
-                &[
-                    ("customer", id.clone()),
-                    ("usage", "off_session".into()),
-                    ("payment_method_types[0]", "card".into()),
-                    ("metadata[tollgate_org]", customer.org.to_string()),
-                ],
-                None,
-            )
+            .post("/v1/setup_intents", &NewSetupIntent { customer: &id, org: customer.org }.form(), None)
             .await?;
         sqlx::query("UPDATE stripe_customers SET setup_intent = $2 WHERE org_id = $1")
             .bind(customer.org)
@@ -472,7 +558,7 @@ impl Processor for Stripe {
         match pm.customer.as_deref() {
             None => {
                 pm = self
-                    .post(&format!("/v1/payment_methods/{pm_id}/attach"), &[("customer", id.clone())], None)
+                    .post(&format!("/v1/payment_methods/{pm_id}/attach"), &Attach { customer: &id }.form(), None)
                     .await?;
             }
             Some(c) if c == id => {}
@@ -514,20 +600,7 @@ impl Processor for Stripe {
             return Err(ProcessorError::Refused(Refused::new("payment_method_required", None)));
         }
         let customer = self.customer_id(&request.customer, now).await?;
-        let mut form = vec![
-            ("amount", request.amount_minor.to_string()),
-            ("currency", request.currency.trim().to_ascii_lowercase()),
-            ("customer", customer),
-            ("payment_method", request.card.clone()),
-            ("payment_method_types[0]", "card".into()),
-            ("confirm", "true".into()),
-            ("metadata[tollgate_key]", request.idempotency_key.clone()),
-            ("metadata[tollgate_org]", request.customer.org.to_string()),
-            ("metadata[description]", request.description.clone()),
-        ];
-        if request.off_session {
-            form.push(("off_session", "true".into()));
-        }
+        let form = NewPaymentIntent { request, customer: &customer }.form();
         let created: Result<PaymentIntent, CallError> = self.post("/v1/payment_intents", &form, Some(&request.idempotency_key)).await;
         let pi = match created {
             Ok(pi) => pi,
@@ -577,18 +650,7 @@ impl Processor for Stripe {
         if !is_id(&request.payment, "pi_") {
             return Err(ProcessorError::Refused(Refused::new("charge_not_refundable", None)));
         }
-        let refund: Refund = self
-            .post(
-                "/v1/refunds",
-                &[
-                    ("payment_intent", request.payment.clone()),
-                    ("amount", request.amount_minor.to_string()),
-                    ("metadata[tollgate_key]", request.idempotency_key.clone()),
-                    ("metadata[reason]", request.reason.chars().take(500).collect()),
-                ],
-                Some(&request.idempotency_key),
-            )
-            .await?;
+        let refund: Refund = self.post("/v1/refunds", &NewRefund { request }.form(), Some(&request.idempotency_key)).await?;
         Ok(RefundStarted { state: refund.state(), reference: refund.id })
     }
 
@@ -668,6 +730,43 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(declined.state(), ChargeState::Failed(Refused::new("card_declined", Some("insufficient_funds"))));
+    }
+
+    #[test]
+    fn stripes_declines_read_as_the_sandboxs_codes_and_sentences() {
+        for (code, decline) in [("card_declined", Some("insufficient_funds")), ("card_declined", Some("generic_decline")), ("expired_card", None), ("incorrect_cvc", None), ("processing_error", None)] {
+            let body = serde_json::json!({"error": {"type": "card_error", "code": code, "decline_code": decline, "message": "Stripe's words"}});
+            let error: ErrorBody = serde_json::from_value(body).unwrap();
+            let ProcessorError::Refused(r) = ProcessorError::from(CallError::Api { status: 402, error: error.error }) else {
+                panic!("a decline is a refusal");
+            };
+            assert_eq!(r, Refused::new(code, decline));
+            assert_eq!(r.message(), super::super::message(code, decline));
+        }
+        // Stripe down or rate limiting is no refusal: the charge is sent again.
+        let busy = ProcessorError::from(CallError::Api { status: 429, error: ApiError::default() });
+        assert!(matches!(busy, ProcessorError::Unavailable(_)));
+        let bad_key = ProcessorError::from(CallError::Api { status: 401, error: ApiError::default() });
+        assert!(matches!(bad_key, ProcessorError::Unavailable(_)));
+    }
+
+    #[test]
+    fn a_payment_intent_carries_its_key_and_is_off_session_only_when_away() {
+        let mut request = ChargeRequest {
+            idempotency_key: "charge:i:1".into(),
+            customer: Customer { org: Uuid::nil(), name: "Ada".into(), email: None },
+            card: "pm_1".into(),
+            amount_minor: 2900,
+            currency: "USD".into(),
+            description: "Tollgate invoice TG-1".into(),
+            off_session: false,
+        };
+        let form = NewPaymentIntent { request: &request, customer: "cus_1" }.form();
+        assert!(form.contains(&("metadata[tollgate_key]", "charge:i:1".into())) && form.contains(&("currency", "usd".into())));
+        assert!(form.contains(&("confirm", "true".into())) && !form.iter().any(|(k, _)| *k == "off_session"));
+        request.off_session = true;
+        let form = NewPaymentIntent { request: &request, customer: "cus_1" }.form();
+        assert!(form.contains(&("off_session", "true".into())));
     }
 
     #[test]
