@@ -1,5 +1,5 @@
 import { APIRequestContext, expect, Page, test } from "@playwright/test";
-import { ADMIN, signIn, signUp, uniqueEmail, liveKey } from "./support";
+import { ADMIN, signIn, signUp, spendUntil402, uniqueEmail, liveKey } from "./support";
 
 // The same journeys with Stripe taking the payments: a second server that
 // `.ci/test` starts against the Stripe emulator (localstripe), whose fake
@@ -51,13 +51,7 @@ test("Stripe: a card through Stripe.js, a top-up from the 402's fix, and the ret
   const sent = bodiesToTollgate(page);
   await signUpHere(page, "Stella Stripe", uniqueEmail("stella"));
   const key = await liveKey(page);
-  let refused: any = null;
-  for (let i = 0; i < 200 && !refused; i++) {
-    const res = await call(request, key, "/v1/text/sentiment");
-    if (res.status() === 402) refused = await res.json();
-    else if (res.status() === 429) await page.waitForTimeout(Number(res.headers()["retry-after"] ?? "1") * 1000);
-    else expect(res.status()).toBe(200);
-  }
+  const refused = await spendUntil402(request, key, `${STRIPE}/v1/text/sentiment`);
   expect(refused.code).toBe("insufficient_credits");
   await page.goto(refused.resolution[0].href);
   await page.getByTestId("add-card-first").click();

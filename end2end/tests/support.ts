@@ -1,4 +1,4 @@
-import { expect, Page } from "@playwright/test";
+import { APIRequestContext, expect, Page } from "@playwright/test";
 
 export const PASSWORD = "correct horse battery";
 /** The platform admin `.ci/test` creates on the test database. */
@@ -139,4 +139,18 @@ export async function liveKey(page: Page, name = "server"): Promise<string> {
   const key = (await page.getByTestId("new-key").textContent())!;
   expect(key).toMatch(/^tg_live_/);
   return key;
+}
+
+/**
+ * Calls `path` with `key` until it answers 402 (waiting out 429s; the Free
+ * plan allows 5 calls a second), and returns the problem body.
+ */
+export async function spendUntil402(request: APIRequestContext, key: string, url: string, text = "A great, fast API."): Promise<any> {
+  for (let i = 0; i < 200; i++) {
+    const res = await request.post(url, { headers: { Authorization: `Bearer ${key}` }, data: { text } });
+    if (res.status() === 402) return res.json();
+    if (res.status() === 429) await new Promise((r) => setTimeout(r, Number(res.headers()["retry-after"] ?? "1") * 1000));
+    else expect(res.status()).toBe(200);
+  }
+  throw new Error(`${url} never answered 402`);
 }

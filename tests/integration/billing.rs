@@ -356,6 +356,18 @@ async fn a_renewal_is_charged_once_per_period_however_many_jobs_run(db: PgPool) 
     assert_eq!(start, end, "the next period starts where the last ended");
 }
 
+/// Moves the clock a minute past the subscription's period end and runs
+/// the renewals that are due.
+pub(crate) async fn renew_past_period_end(app: &mut TestApp, org: Uuid) {
+    let end: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
+    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
+}
+
 pub(crate) async fn wait_for(db: &PgPool, org: Uuid, want: &str) {
     for _ in 0..100 {
         if status(db, org).await == want {
@@ -372,13 +384,7 @@ async fn a_failed_renewal_has_a_grace_period_then_402_and_a_new_card_restores_ac
     add_card(&mut app, GOOD).await;
     upgrade(&mut app, "pro").await;
     add_card(&mut app, ALWAYS_FAILS).await;
-    let end: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE org_id = $1")
-        .bind(org)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
+    renew_past_period_end(&mut app, org).await;
     wait_for(&db, org, "past_due").await;
 
     // In grace: calls work, with a warning; the portal shows a banner.

@@ -231,13 +231,7 @@ async fn a_renewal_declined_by_stripe_ends_in_a_402_with_its_decline_and_a_new_c
     super::billing::upgrade(&mut app, "pro").await;
     super::billing::wait_for(&db, org, "active").await;
     save_card(&mut app, DECLINED_CHARGE).await;
-    let end: time::OffsetDateTime = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE org_id = $1")
-        .bind(org)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    app.clock.advance(end - app.clock.now() + time::Duration::minutes(1));
-    tollgate::billing::renewals::renew_due(&app.state.billing, app.clock.now()).await.unwrap();
+    super::billing::renew_past_period_end(&mut app, org).await;
     super::billing::wait_for(&db, org, "past_due").await;
     app.clock.advance(time::Duration::days(3) + time::Duration::minutes(1));
     tollgate::billing::renewals::dunning_due(&app.state.billing, app.clock.now()).await.unwrap();
