@@ -134,7 +134,7 @@ pub struct InvoiceRow {
     pub total_minor: i64,
     pub currency: String,
     pub created_at: OffsetDateTime,
-    /// Sent back (refunds that did not fail).
+    /// Sent back (refunds that succeeded).
     pub refunded_minor: i64,
     /// What its succeeded charge can still refund.
     pub refundable_minor: i64,
@@ -210,7 +210,7 @@ pub async fn detail(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Optio
     .await?;
     let invoices = sqlx::query_as(
         "SELECT i.id, i.number, i.purpose, i.status, i.total_minor, i.currency::text AS currency, i.created_at,
-                coalesce((SELECT sum(r.amount_minor) FROM refunds r WHERE r.invoice_id = i.id AND r.status <> 'failed'), 0)::bigint
+                coalesce((SELECT sum(r.amount_minor) FROM refunds r WHERE r.invoice_id = i.id AND r.status = 'succeeded'), 0)::bigint
                     AS refunded_minor,
                 coalesce((SELECT c.amount_minor - coalesce((SELECT sum(r.amount_minor) FROM refunds r
                                                             WHERE r.charge_id = c.id AND r.status <> 'failed'

@@ -191,21 +191,34 @@ pub async fn retry_owed(state: &Billing, org: Uuid, now: OffsetDateTime, wait: D
     }
     // A retry still being charged on the old card (dunning's) is waited for
     // first: when it fails, the new card is tried at once, not days later.
+    // One that waits for the bank's confirmation on a card that is no longer
+    // the default, or that another processor was making, is not waited
+    // for: charging the invoice again sets it aside.
+    const SET_ASIDE: &str = "EXISTS (SELECT 1 FROM charges c WHERE c.invoice_id = i.id AND c.status = 'pending'
+          AND (c.processor <> $2 OR (c.action_required_at IS NOT NULL AND c.payment_method_id <>
+               (SELECT p.id FROM payment_methods p WHERE p.org_id = i.org_id AND p.is_default AND p.removed_at IS NULL
+                   AND p.processor = $2))))";
+    let processor = state.processor.name();
     let until = tokio::time::Instant::now() + wait;
     loop {
-        let in_flight: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM invoices WHERE org_id = $1 AND owed AND status = 'open')")
-            .bind(org)
-            .fetch_one(&state.db)
-            .await?;
+        let in_flight: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM invoices i WHERE i.org_id = $1 AND i.owed AND i.status = 'open' AND NOT {SET_ASIDE})"
+        ))
+        .bind(org)
+        .bind(processor)
+        .fetch_one(&state.db)
+        .await?;
         if !in_flight || tokio::time::Instant::now() >= until {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let failed: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM invoices WHERE org_id = $1 AND owed AND status = 'failed' ORDER BY created_at",
-    )
+    let failed: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT i.id FROM invoices i WHERE i.org_id = $1 AND i.owed AND (i.status = 'failed' OR (i.status = 'open' AND {SET_ASIDE}))
+          ORDER BY i.created_at"
+    ))
     .bind(org)
+    .bind(processor)
     .fetch_all(&state.db)
     .await?;
     for invoice in failed {

@@ -21,6 +21,8 @@ pub async fn renewals(state: AppState, shutdown: Shutdown) {
         crate::billing::payments::resend_pending(&state.billing, now).await?;
         // Charges the customer never confirmed with their bank are given up.
         crate::billing::payments::abandon_unconfirmed(&state.billing, now).await?;
+        // Charges of a processor that no longer takes payments fail.
+        crate::billing::payments::fail_other_processors(&state.billing, now).await?;
         Ok(())
     })
     .await

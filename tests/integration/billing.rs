@@ -55,7 +55,7 @@ async fn purchased(db: &PgPool, org: Uuid) -> i64 {
     count(db, "SELECT purchased FROM org_meters WHERE org_id = $1", org).await
 }
 
-async fn status(db: &PgPool, org: Uuid) -> String {
+pub(crate) async fn status(db: &PgPool, org: Uuid) -> String {
     sqlx::query_scalar("SELECT status FROM subscriptions WHERE org_id = $1").bind(org).fetch_one(db).await.unwrap()
 }
 

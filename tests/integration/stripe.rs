@@ -719,3 +719,57 @@ async fn cards_saved_with_the_sandbox_are_not_charged_once_stripe_takes_payments
         .unwrap();
     assert_eq!(default, "stripe");
 }
+
+#[sqlx::test]
+async fn a_renewal_waiting_for_the_bank_is_paid_at_once_by_a_new_card_without_a_failure_told(db: PgPool) {
+    let (mut app, key, org, _) = stripe_customer(&db).await;
+    save_card(&mut app, VISA).await;
+    super::billing::upgrade(&mut app, "pro").await;
+    super::billing::wait_for(&db, org, "active").await;
+    save_card(&mut app, THREE_D).await;
+    super::billing::renew_past_period_end(&mut app, org).await;
+    let waiting = scalar(&db, "SELECT count(*) FROM charges WHERE org_id = $1 AND status = 'pending' AND action_required_at IS NOT NULL", org).await;
+    assert_eq!(waiting, 1, "the renewal waits for the bank");
+    let (subject, _) = last_email(&db, "ada@example.com").await.unwrap();
+    assert_eq!(subject, "Confirm your payment with your bank");
+    // A new default card pays the renewal before the page answers.
+    let started = std::time::Instant::now();
+    let res = save_card(&mut app, VISA).await;
+    assert_eq!(res.status, StatusCode::FOUND);
+    assert!(started.elapsed() < Duration::from_secs(6), "the waiting charge was not waited for: {:?}", started.elapsed());
+    let renewal: String = sqlx::query_scalar("SELECT status FROM invoices WHERE org_id = $1 AND purpose = 'renewal'")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(renewal, "paid");
+    assert_eq!(super::billing::status(&db, org).await, "active");
+    let told: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'ada@example.com' AND subject = 'Your payment did not go through'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(told, 0, "setting the waiting charge aside is no failure to tell");
+    assert_eq!(app.call("GET", "/v1/ping", Some(&key), None, &[]).await.status, 200);
+}
+
+#[sqlx::test]
+async fn a_charge_the_previous_processor_was_making_fails_so_its_invoice_is_paid_anew(db: PgPool) {
+    let (mut sandbox, _, org) = super::gateway::customer(&db).await;
+    super::billing::add_card(&mut sandbox, super::billing::GOOD).await;
+    // The sandbox's outcome never arrives (its webhook is held), then the
+    // installation switches to Stripe.
+    sandbox.state.sandbox.hold_deliveries(true);
+    top_up(&mut sandbox, 5000).await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM charges WHERE org_id = $1 AND status = 'pending'", org).await, 1);
+    let (app, _) = TestApp::with_stripe(db.clone()).await;
+    let failed = tollgate::billing::payments::fail_other_processors(&app.state.billing, app.clock.now()).await.unwrap();
+    assert!(failed >= 1);
+    let (status, code): (String, Option<String>) = sqlx::query_as("SELECT status, failure_code FROM charges WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), code.as_deref()), ("failed", Some("processor_changed")));
+    let invoice: String = sqlx::query_scalar("SELECT status FROM invoices WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    assert_eq!(invoice, "failed");
+}

@@ -69,8 +69,8 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
     let processor = state.processor.name();
     let pending: Option<Waiting> = sqlx::query_as(
         "SELECT c.id, c.processor, c.processor_ref, c.action_required_at IS NOT NULL AS needs_action,
-                c.payment_method_id IS DISTINCT FROM (SELECT p.id FROM payment_methods p WHERE p.org_id = c.org_id
-                    AND p.is_default AND p.removed_at IS NULL AND p.processor = $3) AS other_card
+                coalesce(c.payment_method_id <> (SELECT p.id FROM payment_methods p WHERE p.org_id = c.org_id
+                    AND p.is_default AND p.removed_at IS NULL AND p.processor = $3), false) AS other_card
            FROM charges c WHERE c.invoice_id = $1 AND c.status = $2",
     )
     .bind(invoice)
@@ -80,11 +80,12 @@ pub async fn collect(state: &Billing, invoice: Uuid, now: OffsetDateTime, wait: 
     .await?;
     if let Some(waiting) = pending {
         tx.commit().await?;
-        // A charge another processor was making (before a switch), or one
-        // waiting for the bank on a card that is no longer the default, is
-        // given up for a new one on the default card.
-        let stale = waiting.processor != processor || (waiting.needs_action && waiting.other_card);
-        if stale && give_up(state, &waiting, now).await? {
+        // A charge another processor was making (before a switch) fails;
+        // one waiting for the bank on a card that is no longer the default
+        // is set aside quietly (no failure told, no dunning step) for a new
+        // one on the default card.
+        let replaced = waiting.processor == processor && waiting.needs_action && waiting.other_card;
+        if (replaced || waiting.processor != processor) && give_up(state, &waiting, replaced, now).await? {
             return Box::pin(collect(state, invoice, now, wait)).await;
         }
         return Ok(await_charge(db, waiting.id, wait).await?);
@@ -156,15 +157,17 @@ struct Waiting {
     processor: String,
     processor_ref: Option<String>,
     needs_action: bool,
-    /// Its card is not the organization's default card now.
+    /// Its card is not the organization's default card now (and there is
+    /// one).
     other_card: bool,
 }
 
 /// Settles a pending charge that is given up: canceled at its processor
 /// (when that is the one taking payments), then settled from its word:
-/// paid if it went through meanwhile, else failed. `false` when the
-/// processor could not be asked (it stays pending).
-async fn give_up(state: &Billing, waiting: &Waiting, now: OffsetDateTime) -> Result<bool, sqlx::Error> {
+/// paid if it went through meanwhile, else failed; `replaced`, a failure
+/// leaves its invoice as it is (a new charge follows at once). `false` when
+/// the processor could not be asked (it stays pending).
+async fn give_up(state: &Billing, waiting: &Waiting, replaced: bool, now: OffsetDateTime) -> Result<bool, sqlx::Error> {
     let outcome = match (&waiting.processor_ref, waiting.processor == state.processor.name()) {
         (Some(reference), true) => {
             let asked = match state.processor.abandon(reference).await {
@@ -187,8 +190,44 @@ async fn give_up(state: &Billing, waiting: &Waiting, now: OffsetDateTime) -> Res
         // Another processor's: nothing of it can be asked any more.
         (_, false) => ChargeOutcome::Failed(Refused::new("processor_changed", None)),
     };
-    settle_if_pending(state, waiting.id, outcome, now).await?;
+    match outcome {
+        ChargeOutcome::Failed(refused) if replaced => {
+            sqlx::query(
+                "UPDATE charges SET status = $2, failure_code = $3, decline_code = $4, settled_at = $5, action_required_at = NULL
+                  WHERE id = $1 AND status = $6",
+            )
+            .bind(waiting.id)
+            .bind(ChargeStatus::Failed)
+            .bind(&refused.code)
+            .bind(&refused.decline_code)
+            .bind(now)
+            .bind(ChargeStatus::Pending)
+            .execute(&state.db)
+            .await?;
+        }
+        outcome => {
+            settle_if_pending(state, waiting.id, outcome, now).await?;
+        }
+    }
     Ok(true)
+}
+
+/// Fails every charge another processor was still making (before a switch
+/// of processor: its outcome can no longer arrive), so its invoice is
+/// dunned and paid anew like any failed one. The renewals job calls it.
+pub async fn fail_other_processors(state: &Billing, now: OffsetDateTime) -> Result<usize, sqlx::Error> {
+    let others: Vec<Waiting> = sqlx::query_as(
+        "SELECT id, processor, processor_ref, action_required_at IS NOT NULL AS needs_action, false AS other_card
+           FROM charges WHERE status = $1 AND processor <> $2 ORDER BY created_at LIMIT 100",
+    )
+    .bind(ChargeStatus::Pending)
+    .bind(state.processor.name())
+    .fetch_all(&state.db)
+    .await?;
+    for waiting in &others {
+        give_up(state, waiting, false, now).await?;
+    }
+    Ok(others.len())
 }
 
 /// Asks the processor for a recorded charge. An answer on the spot (paid,
