@@ -113,6 +113,16 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000_000)]
         events: i64,
     },
+    /// For the gateway benchmark (end2end/bench/run.sh): organizations with
+    /// live keys and purchased credits; prints the keys, one per line.
+    BenchKeys {
+        #[arg(long, default_value_t = 100)]
+        orgs: usize,
+        #[arg(long, default_value_t = 10)]
+        keys_per_org: usize,
+        #[arg(long, default_value_t = 100_000_000)]
+        credits: i64,
+    },
     /// The embedded PostgreSQL (used when DATABASE_URL is unset).
     Db {
         #[command(subcommand)]
@@ -175,6 +185,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 audit.organizations, audit.unbalanced, audit.drifting
             );
             anyhow::ensure!(audit.is_sound(), "the ledger and the balances disagree");
+            Ok(())
+        }
+        Command::BenchKeys { orgs, keys_per_org, credits } => {
+            let db = crate::db::connect(&config).await?;
+            crate::db::migrate(&db).await?;
+            for key in crate::demo::seed_bench_keys(&db, orgs, keys_per_org, credits, Clock::System.now()).await? {
+                println!("{key}");
+            }
             Ok(())
         }
         Command::Reconcile { since, until } => {

@@ -116,3 +116,45 @@ pub fn print_credentials(public_url: &str) {
     println!("    demo customer:  {CUSTOMER_EMAIL} / {CUSTOMER_PASSWORD}");
     println!();
 }
+
+/// For the gateway benchmark (end2end/bench/run.sh): `orgs` organizations,
+/// each with an owner, `keys` live keys and `credits` purchased credits.
+/// Returns the keys' secrets.
+pub async fn seed_bench_keys(db: &PgPool, orgs: usize, keys: usize, credits: i64, now: OffsetDateTime) -> anyhow::Result<Vec<String>> {
+    crate::billing::plans::ensure_defaults(db).await?;
+    let hash = password::hash("bench-owner-password".into()).await?;
+    let mut secrets = Vec::with_capacity(orgs * keys);
+    for i in 0..orgs {
+        let email = Email::parse(&format!("bench-{i}@tollgate.local")).map_err(anyhow::Error::msg)?;
+        let mut tx = db.begin().await?;
+        let user = users::insert(&mut tx, &email, &format!("Bench Owner {i}"), &hash, false, now).await?;
+        crate::accounts::verify::mark_verified(&mut tx, user, now).await?;
+        let org = organizations::create_with_owner(&mut tx, &format!("Bench Org {i}"), user, now).await?;
+        tx.commit().await?;
+        crate::billing::ledger::adjust(
+            db,
+            org,
+            Some(user),
+            crate::billing::ledger::Account::Purchased,
+            credits,
+            "benchmark credits",
+            &format!("bench-credits-{org}"),
+            now,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for k in 0..keys {
+            let input = crate::api_keys::store::NewKey {
+                name: format!("bench {k}"),
+                mode: "live".into(),
+                scopes: vec!["*".into()],
+                expires_in_days: None,
+            };
+            let (_, secret) = crate::api_keys::store::create(db, org, user, input, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            secrets.push(secret.expose().to_string());
+        }
+    }
+    Ok(secrets)
+}

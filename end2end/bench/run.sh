@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Gateway benchmarks, on loopback only and bounded in time:
-#  1. throughput of metered GET /v1/ping against the same handler unmetered,
-#     and of metered POST /v1/text/sentiment (1 credit, a ledger posting);
-#  2. p99 latency at half the metered throughput;
+#  1. throughput side by side with the peer, an nginx proxy to an nginx
+#     upstream on this machine: Tollgate free (`/v1/ping`, a free provider
+#     route to the same upstream) and charged (1-credit `/v1/text/sentiment`
+#     and a 1-credit provider route), on one hot key and on 1,000 keys
+#     across 100 organizations; each with its ratio to the nginx proxy and a
+#     profile per 1,000 calls (server CPU, PostgreSQL CPU, and
+#     pg_stat_statements' statements);
+#  2. p99 latency at half the metered and half the charged throughput,
+#     against the same handler unmetered;
 #  3. the overspend test: two app instances × 100 concurrent clients on one
 #     key with a small balance, then the ledger is checked.
 # Usage: bash end2end/bench/run.sh   (SECONDS_PER_RUN=10 by default)
@@ -12,17 +18,27 @@ source "$(dirname "$0")/../../.ci/lib.sh"
 ensure_system_packages
 ensure_npm_packages
 command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v nginx >/dev/null 2>&1 || apt_install nginx-light
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 command -v bc >/dev/null 2>&1 || apt_install bc
 if ! command -v oha >/dev/null 2>&1; then
   log "installing oha (a load generator with a fixed request rate)"
   cargo install oha --locked
 fi
-build_site
+# BENCH_BIN=path runs a binary built before (to alternate two builds);
+# otherwise the release site is built from this checkout.
+if [ -n "${BENCH_BIN:-}" ]; then
+  TOLLGATE_BIN="$BENCH_BIN"
+  [ -f "$SITE_ROOT/hash.txt" ] || build_front
+else
+  build_site
+fi
 
 DURATION="${SECONDS_PER_RUN:-10}"
 OUT="$ROOT/end2end/.bench"
 mkdir -p "$OUT"
+# The embedded cluster restarted, so it loads pg_stat_statements.
+"$TOLLGATE_BIN" db stop >/dev/null 2>&1 || true
 ADMIN_URL="$("$TOLLGATE_BIN" db admin-url)"
 DB="$(DATABASE_URL="$ADMIN_URL" "$TOLLGATE_BIN" db fresh tollgate_bench)"
 export DATABASE_URL="$DB"
@@ -30,6 +46,32 @@ export DATABASE_URL="$DB"
 psql -q "$DB" -c "UPDATE plans SET rate_limit_per_sec = 1000000"
 KEY="$("$TOLLGATE_BIN" create-api-key --email demo@tollgate.local --mode live --name bench)"
 "$TOLLGATE_BIN" adjust-credits --email demo@tollgate.local --amount 100000000 --reason "benchmark credits" >/dev/null
+log "seeding 100 organizations with 10 keys each"
+"$TOLLGATE_BIN" bench-keys --orgs 100 --keys-per-org 10 >"$OUT/keys.txt"
+psql -q "$DB" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+
+# The peer: nginx proxying to an nginx upstream (which answers every path
+# with a small JSON body); Tollgate's provider routes go to the same upstream.
+NGINX="$OUT/nginx"
+mkdir -p "$NGINX/logs"
+cat >"$NGINX/nginx.conf" <<CONF
+worker_processes auto;
+daemon off;
+pid $NGINX/nginx.pid;
+error_log $NGINX/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream api { server 127.0.0.1:3301; keepalive 128; }
+  server { listen 127.0.0.1:3301; location / { default_type application/json; return 200 '{"ok":true}'; } }
+  server {
+    listen 127.0.0.1:3302;
+    location / { proxy_pass http://api; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+"$TOLLGATE_BIN" add-route --prefix /v1/bench-free --upstream http://127.0.0.1:3301 --endpoint bench_free --scope bench --price 0 >/dev/null
+"$TOLLGATE_BIN" add-route --prefix /v1/bench-paid --upstream http://127.0.0.1:3301 --endpoint bench_paid --scope bench --price 1 >/dev/null
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -41,6 +83,9 @@ start_instance() { # port
   echo "instance on $1 did not start" >&2; exit 1
 }
 start_instance 3201
+nginx -p "$NGINX" -c "$NGINX/nginx.conf" &
+PIDS+=($!)
+for _ in $(seq 1 50); do curl -fsS http://127.0.0.1:3302/ >/dev/null 2>&1 && break; sleep 0.1; done
 
 cat >"$OUT/auth.lua" <<LUA
 wrk.headers["Authorization"] = "Bearer $KEY"
@@ -52,6 +97,21 @@ wrk.body = '{"text": "Great docs and a fast, reliable API."}'
 wrk.headers["Authorization"] = "Bearer $KEY"
 wrk.headers["Content-Type"] = "application/json"
 LUA
+
+# 1,000 keys across 100 organizations: each request a random one.
+many_keys() { # method body
+  cat <<LUA
+local keys = {}
+for line in io.lines("$OUT/keys.txt") do keys[#keys + 1] = line end
+math.randomseed(os.time())
+request = function()
+  local key = keys[math.random(#keys)]
+  return wrk.format("$1", nil, {["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json"}, $2)
+end
+LUA
+}
+many_keys GET nil >"$OUT/many-get.lua"
+many_keys POST "'{\"text\": \"Great docs and a fast, reliable API.\"}'" >"$OUT/many-post.lua"
 
 rps() { awk '/Requests\/sec/ { printf "%d", $2 }' "$1"; }
 run_wrk() { # name url script
@@ -68,23 +128,53 @@ cpu_ticks() { # pattern
   echo "$total"
 }
 profile_run() { # name url script
-  local s0 p0 w0 t0 t1 calls
-  s0=$(cpu_ticks "tollgate serve"); p0=$(cpu_ticks "postgres"); t0=$(date +%s.%N)
+  local s0 p0 n0 t0 t1 calls
+  psql -q -o /dev/null "$DB" -c "SELECT pg_stat_statements_reset()"
+  s0=$(cpu_ticks "tollgate serve"); p0=$(cpu_ticks "postgres"); n0=$(cpu_ticks "nginx"); t0=$(date +%s.%N)
   run_wrk "$@"
   t1=$(date +%s.%N)
   calls=$(awk '/requests in/ {print $1}' "$OUT/$1.txt")
   awk -v s="$(( $(cpu_ticks "tollgate serve") - s0 ))" -v p="$(( $(cpu_ticks "postgres") - p0 ))" \
-      -v hz="$(getconf CLK_TCK)" -v n="$calls" -v t="$(echo "$t1 - $t0" | bc)" \
-    'BEGIN { printf "  profile: per 1,000 calls, %.0f ms CPU in tollgate, %.0f ms in PostgreSQL (of %.0f ms wall x 2 cores); the rest is wrk and the kernel\n", s/hz*1e6/n, p/hz*1e6/n, t*1e6/n }'
+      -v x="$(( $(cpu_ticks "nginx") - n0 ))" -v hz="$(getconf CLK_TCK)" -v n="$calls" -v t="$(echo "$t1 - $t0" | bc)" \
+    'BEGIN { printf "  profile: per 1,000 calls, %.0f ms CPU in tollgate, %.0f ms in PostgreSQL, %.0f ms in nginx (of %.0f ms wall x 2 cores); the rest is wrk and the kernel\n", s/hz*1e6/n, p/hz*1e6/n, x/hz*1e6/n, t*1e6/n }'
+  # The statements behind them, per 1,000 calls.
+  psql -tA -F ' | ' "$DB" -v n="$calls" <<'SQL' | sed 's/^/    /'
+SELECT round(calls * 1000.0 / :n, 1) AS per_1000, round(total_exec_time::numeric * 1000 / :n, 1) AS ms_per_1000,
+       left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+  FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ ORDER BY total_exec_time DESC LIMIT 6;
+SQL
 }
 log "throughput, 64 connections, ${DURATION}s each"
+profile_run nginx_proxy "http://127.0.0.1:3302/ping" "$OUT/auth.lua"
 profile_run unmetered_ping "http://127.0.0.1:3201/bench/unmetered/ping" "$OUT/auth.lua"
 profile_run metered_ping "http://127.0.0.1:3201/v1/ping" "$OUT/auth.lua"
+profile_run free_route "http://127.0.0.1:3201/v1/bench-free/ping" "$OUT/auth.lua"
 profile_run metered_sentiment "http://127.0.0.1:3201/v1/text/sentiment" "$OUT/sentiment.lua"
+profile_run charged_route "http://127.0.0.1:3201/v1/bench-paid/ping" "$OUT/auth.lua"
+log "the same on 1,000 keys across 100 organizations"
+profile_run many_ping "http://127.0.0.1:3201/v1/ping" "$OUT/many-get.lua"
+profile_run many_free_route "http://127.0.0.1:3201/v1/bench-free/ping" "$OUT/many-get.lua"
+profile_run many_sentiment "http://127.0.0.1:3201/v1/text/sentiment" "$OUT/many-post.lua"
+profile_run many_charged_route "http://127.0.0.1:3201/v1/bench-paid/ping" "$OUT/many-get.lua"
+PEER=$(rps "$OUT/nginx_proxy.txt")
+log "ratios to the nginx proxy ($PEER req/s)"
+for name in unmetered_ping metered_ping free_route metered_sentiment charged_route many_ping many_free_route many_sentiment many_charged_route; do
+  awk -v n="$name" -v r="$(rps "$OUT/$name.txt")" -v p="$PEER" 'BEGIN { printf "  %-20s %7d req/s  %.3f x nginx\n", n, r, r / p }'
+done
 
 HALF=$(( $(rps "$OUT/metered_ping.txt") / 2 ))
 # At half the metered throughput (the target's rate), and at two fixed rates
-# to show where the added latency grows.
+# to show where the added latency grows; then the charged route at half its
+# own throughput.
+CHARGED_HALF=$(( $(rps "$OUT/charged_route.txt") / 2 ))
+for target in unmetered/ping:/bench/unmetered/ping charged/route:/v1/bench-paid/ping; do
+  name="${target%%:*}"; path="${target#*:}"
+  file="$OUT/latency-${name//\//_}-charged-half.txt"
+  oha --no-tui -z "${DURATION}s" -q "$CHARGED_HALF" -c 32 --latency-correction -H "Authorization: Bearer $KEY" \
+    "http://127.0.0.1:3201$path" >"$file"
+  echo "$name at $CHARGED_HALF req/s (half the charged route's): p50 $(awk '/50.00%/ {print $3, $4}' "$file"), p99 $(awk '/99.00%/ {print $3, $4}' "$file")"
+done
 for rate in "$HALF" 2000 1000; do
   log "latency at $rate req/s"
   for target in unmetered/ping:/bench/unmetered/ping metered/ping:/v1/ping; do

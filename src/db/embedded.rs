@@ -131,9 +131,16 @@ impl EmbeddedPg {
             .arg("-w")
             .arg("-o")
             .arg(format!(
-                "-p {} -c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200",
+                "-p {} -c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200{}",
                 self.port,
-                self.root.display()
+                self.root.display(),
+                // Statement statistics, for the gateway benchmark's profile,
+                // when the server has the extension (Debian's does).
+                if self.bin_dir.join("../lib/pg_stat_statements.so").exists() {
+                    " -c shared_preload_libraries=pg_stat_statements"
+                } else {
+                    ""
+                }
             ));
         self.run(cmd, "pg_ctl start")
             .with_context(|| format!("see {}", self.root.join("postgres.log").display()))?;
