@@ -70,13 +70,16 @@ http {
   }
 }
 CONF
-"$TOLLGATE_BIN" add-route --prefix /v1/bench-free --upstream http://127.0.0.1:3301 --endpoint bench_free --scope bench --price 0 >/dev/null
-"$TOLLGATE_BIN" add-route --prefix /v1/bench-paid --upstream http://127.0.0.1:3301 --endpoint bench_paid --scope bench --price 1 >/dev/null
+"$TOLLGATE_BIN" add-route --prefix /v1/bench-free --upstream http://127.0.0.1:3301/free --endpoint bench_free --scope bench --price 0 >/dev/null
+"$TOLLGATE_BIN" add-route --prefix /v1/bench-paid --upstream http://127.0.0.1:3301/paid --endpoint bench_paid --scope bench --price 1 >/dev/null
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 start_instance() { # port
+  if curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; then
+    echo "port $1 is taken by another server: stop it first" >&2; exit 1
+  fi
   TOLLGATE_BENCH=1 TOLLGATE_ADDR="127.0.0.1:$1" TOLLGATE_LOG=warn "$TOLLGATE_BIN" serve >"$OUT/server-$1.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
@@ -116,8 +119,13 @@ many_keys POST "'{\"text\": \"Great docs and a fast, reliable API.\"}'" >"$OUT/m
 rps() { awk '/Requests\/sec/ { printf "%d", $2 }' "$1"; }
 run_wrk() { # name url script
   wrk -t2 -c64 -d"${DURATION}s" --latency -s "$3" "$2" >"$OUT/$1.txt"
+  if grep -q "Non-2xx" "$OUT/$1.txt"; then
+    echo "$1: $(grep Non-2xx "$OUT/$1.txt") (of $(awk '/requests in/ {print $1}' "$OUT/$1.txt")): not a measurement" >&2; exit 1
+  fi
   echo "$1: $(rps "$OUT/$1.txt") req/s ($(grep -E '^ +99%' "$OUT/$1.txt" | awk '{print $2}') p99 at saturation)"
 }
+# The server's processes, by their command line (the binary may be a copy).
+SERVE="$(basename "$TOLLGATE_BIN") serve"
 # CPU time (user + system, in clock ticks) of every process whose command
 # line matches: where the cores go during a run is the profile of the gateway.
 cpu_ticks() { # pattern
@@ -130,11 +138,11 @@ cpu_ticks() { # pattern
 profile_run() { # name url script
   local s0 p0 n0 t0 t1 calls
   psql -q -o /dev/null "$DB" -c "SELECT pg_stat_statements_reset()"
-  s0=$(cpu_ticks "tollgate serve"); p0=$(cpu_ticks "postgres"); n0=$(cpu_ticks "nginx"); t0=$(date +%s.%N)
+  s0=$(cpu_ticks "$SERVE"); p0=$(cpu_ticks "postgres"); n0=$(cpu_ticks "nginx"); t0=$(date +%s.%N)
   run_wrk "$@"
   t1=$(date +%s.%N)
   calls=$(awk '/requests in/ {print $1}' "$OUT/$1.txt")
-  awk -v s="$(( $(cpu_ticks "tollgate serve") - s0 ))" -v p="$(( $(cpu_ticks "postgres") - p0 ))" \
+  awk -v s="$(( $(cpu_ticks "$SERVE") - s0 ))" -v p="$(( $(cpu_ticks "postgres") - p0 ))" \
       -v x="$(( $(cpu_ticks "nginx") - n0 ))" -v hz="$(getconf CLK_TCK)" -v n="$calls" -v t="$(echo "$t1 - $t0" | bc)" \
     'BEGIN { printf "  profile: per 1,000 calls, %.0f ms CPU in tollgate, %.0f ms in PostgreSQL, %.0f ms in nginx (of %.0f ms wall x 2 cores); the rest is wrk and the kernel\n", s/hz*1e6/n, p/hz*1e6/n, x/hz*1e6/n, t*1e6/n }'
   # The statements behind them, per 1,000 calls.

@@ -36,6 +36,7 @@ impl Durability {
         let flush_db = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher(flush_db, rx));
@@ -85,7 +86,9 @@ async fn flusher(db: PgPool, mut rx: mpsc::UnboundedReceiver<Waiter>) {
 }
 
 /// A pool like `db` (same server, same size) whose transactions commit
-/// without waiting for the disk.
+/// without waiting for the disk. Connections are not pinged before each
+/// use (a round trip per call): a dead one fails its statement, which the
+/// gateway answers 503 uncharged, and the pool replaces it.
 pub fn async_commit_pool(db: &PgPool) -> PgPool {
     let options: PgConnectOptions = (*db.connect_options())
         .clone()
@@ -93,5 +96,6 @@ pub fn async_commit_pool(db: &PgPool) -> PgPool {
     PgPoolOptions::new()
         .max_connections(db.options().get_max_connections())
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
         .connect_lazy_with(options)
 }

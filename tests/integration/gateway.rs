@@ -895,3 +895,37 @@ async fn the_low_balance_warning_follows_the_organizations_threshold(db: PgPool)
         assert!(warning.starts_with("low_balance; remaining="), "{warning}");
     }
 }
+
+/// A charged call updates its organization's meter row once (the limiter's
+/// state and the balances together), and a free one once (the limiter).
+#[sqlx::test]
+async fn a_charged_call_updates_its_meter_row_once(db: PgPool) {
+    let (_app, key, _) = customer(&db).await;
+    let (secret, _) = tollgate::api_keys::Secret::parse(&key).unwrap();
+    for (cost, request) in [(1i64, "req_once_charged"), (0, "req_once_free")] {
+        let mut tx = db.begin().await.unwrap();
+        // The counter holds this connection's updates not yet reported to
+        // the statistics, whatever transaction made them: the call's are
+        // the difference.
+        let before: i64 = sqlx::query_scalar("SELECT pg_stat_get_xact_tuples_updated('org_meters'::regclass)")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let outcome: String = sqlx::query_scalar(
+            "SELECT outcome::text FROM gateway_authorize($1, 'sentiment', 'text', $2, now(), $3, NULL, NULL)",
+        )
+        .bind(secret.hash())
+        .bind(cost)
+        .bind(request)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(outcome, "ok");
+        let updated: i64 = sqlx::query_scalar("SELECT pg_stat_get_xact_tuples_updated('org_meters'::regclass)")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(updated - before, 1, "cost {cost}: one update of the meter row");
+        tx.rollback().await.unwrap();
+    }
+}
