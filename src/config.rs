@@ -158,6 +158,8 @@ pub struct Config {
     pub sandbox_webhook_url: Option<Url>,
     /// Stripe takes the payments when set (`TOLLGATE_STRIPE_*`).
     pub stripe: Option<StripeConfig>,
+    /// The bearer token `/metrics` asks for; unset, there are no metrics.
+    pub metrics_token: Option<SecretKey>,
     /// Days a subscription whose renewal failed keeps working
     /// (`TOLLGATE_GRACE_DAYS`, default 3).
     pub grace_days: i64,
@@ -276,6 +278,12 @@ impl Config {
                 })?),
             },
             stripe: StripeConfig::from_env()?,
+            metrics_token: match var("TOLLGATE_METRICS_TOKEN") {
+                Some(t) if t.trim().len() < 16 => {
+                    return Err(ConfigError { name: "TOLLGATE_METRICS_TOKEN", message: "is at least 16 characters".into() })
+                }
+                t => t.map(|t| SecretKey(t.trim().to_string())),
+            },
             grace_days: parsed("TOLLGATE_GRACE_DAYS", 3)?,
             clock_offset: match var("TOLLGATE_CLOCK_OFFSET") {
                 None => None,
@@ -312,6 +320,7 @@ impl Config {
             webhook_secret: WebhookSecret("whsec_tests".into()),
             sandbox_webhook_url: None,
             stripe: None,
+            metrics_token: None,
             grace_days: 3,
             clock_offset: None,
         }

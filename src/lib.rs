@@ -22,6 +22,7 @@ pub mod email; // the outbox and the SMTP sender
 pub mod gateway; // the metered /v1 pipeline, problem bodies, usage events
 pub mod http; // request ids, the anti-forgery guard, health endpoints
 pub mod jobs; // background jobs, one module each, instance-safe
+pub mod metrics; // Prometheus text at /metrics: decisions, latencies, jobs, pools
 pub mod portal; // the UI's ports, one file per area
 pub mod sample_api; // the built-in upstream and the OpenAPI document
 pub mod shutdown; // the shutdown signal every background loop watches

@@ -111,8 +111,23 @@ const BUILTIN_HOLD: time::Duration = time::Duration::minutes(2);
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/{*path}", any(handle))
+        .route("/v1/{*path}", any(handle).layer(axum::middleware::from_fn(counted)))
         .route("/openapi.json", get(openapi))
+}
+
+/// Counts every answer of the gateway by outcome (served: 2xx or 3xx;
+/// refused: 4xx; failed: 5xx) and problem code, with its latency.
+async fn counted(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let outcome = match res.status().as_u16() {
+        0..=399 => "served",
+        400..=499 => "refused",
+        _ => "failed",
+    };
+    let code = res.headers().get("tollgate-problem").and_then(|v| v.to_str().ok()).unwrap_or("");
+    crate::metrics::get().decision(outcome, code, started.elapsed());
+    res
 }
 
 /// The ping handler without the pipeline, to measure what the gateway adds.

@@ -132,7 +132,10 @@ pub async fn forward(
         .request(method.clone(), url)
         .headers(out)
         .body(reqwest::Body::wrap_stream(body.into_data_stream()));
-    match tokio::time::timeout(route.timeout(), request.send()).await {
+    let started = std::time::Instant::now();
+    let sent = tokio::time::timeout(route.timeout(), request.send()).await;
+    crate::metrics::get().upstream(&route.endpoint, started.elapsed());
+    match sent {
         Err(_) => Err(Failure::TimedOut),
         Ok(Err(e)) if e.is_timeout() => Err(Failure::TimedOut),
         Ok(Err(e)) => Err(Failure::Failed(without_url(e))),

@@ -101,6 +101,7 @@ impl RateLeases {
                 .bind(now)
                 .fetch_one(db)
                 .await?;
+        crate::metrics::get().rate_claim(granted > 0);
         if granted <= 0 {
             *lease = Lease::default();
             return Ok(Admit::No {

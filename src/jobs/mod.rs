@@ -40,11 +40,19 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     while !shutdown.is_set() {
-        match exclusive(&state.db, job.name, run(state.clone())).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!(job = job.name, "another instance runs this job now"),
-            Err(e) => tracing::warn!(job = job.name, error = %e, "job failed; it runs again later"),
-        }
+        let started = std::time::Instant::now();
+        let result = match exclusive(&state.db, job.name, run(state.clone())).await {
+            Ok(true) => "ok",
+            Ok(false) => {
+                tracing::debug!(job = job.name, "another instance runs this job now");
+                "skipped"
+            }
+            Err(e) => {
+                tracing::warn!(job = job.name, error = %e, "job failed; it runs again later");
+                "failed"
+            }
+        };
+        crate::metrics::get().job(job.name, result, started.elapsed());
         shutdown.sleep(job.every).await;
     }
 }

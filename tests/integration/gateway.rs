@@ -929,3 +929,29 @@ async fn a_charged_call_updates_its_meter_row_once(db: PgPool) {
         tx.rollback().await.unwrap();
     }
 }
+
+/// `/metrics` is there only with a token configured, answers only to it,
+/// and counts the gateway's answers by outcome and code.
+#[sqlx::test]
+async fn metrics_need_their_token_and_count_the_gateways_answers(db: PgPool) {
+    let (mut app, key, _) = customer(&db).await;
+    assert_eq!(app.get("/metrics").await.status, 404);
+    let mut config = tollgate::config::Config::for_tests();
+    config.metrics_token = Some(tollgate::config::SecretKey("metrics-token-for-tests".into()));
+    let mut m = TestApp::with_config(db.clone(), config).await;
+    assert_eq!(m.call("GET", "/v1/ping", Some(&key), None, &[]).await.status, 200);
+    assert_eq!(m.call("GET", "/v1/ping", Some("tg_live_notakey"), None, &[]).await.status, 401);
+    for wrong in [None, Some("metrics-token-for-test"), Some("metrics-token-for-tests-")] {
+        let res = m.call("GET", "/metrics", wrong, None, &[]).await;
+        assert_eq!(res.status, 401, "{wrong:?}");
+        assert!(!res.body.contains("tollgate_"));
+    }
+    let res = m.call("GET", "/metrics", Some("metrics-token-for-tests"), None, &[]).await;
+    assert_eq!(res.status, 200);
+    assert!(res.header("content-type").is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));
+    let body = res.body;
+    assert!(body.contains("tollgate_gateway_decisions_total{outcome=\"served\",code=\"\"} 1"), "{body}");
+    assert!(body.contains("tollgate_gateway_decisions_total{outcome=\"refused\",code=\"invalid_api_key\"} 1"), "{body}");
+    assert!(body.contains("tollgate_gateway_latency_seconds_count{outcome=\"served\"} 1"));
+    assert!(body.contains("tollgate_db_pool_connections{pool=\"gateway\",state=\"max\"}"));
+}
