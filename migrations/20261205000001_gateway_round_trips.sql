@@ -70,7 +70,7 @@ BEGIN
         v_from_purchased := p_cost - v_from_included;
         d.balance := m.included + m.purchased - p_cost;
         d.period_spent := m.period_spent + p_cost;
-        IF p_cost = 0 THEN
+        IF p_cost IS NULL OR p_cost <= 0 THEN
             UPDATE org_meters SET rate_tat = v_tat WHERE org_id = d.org_id;
         ELSE
             UPDATE org_meters
@@ -90,7 +90,7 @@ BEGIN
             d.outcome := 'insufficient_credits'; d.balance := m.sandbox; RETURN d;
         END IF;
         d.balance := m.sandbox - p_cost;
-        IF p_cost = 0 THEN
+        IF p_cost IS NULL OR p_cost <= 0 THEN
             UPDATE org_meters SET sandbox_rate_tat = v_tat WHERE org_id = d.org_id;
         ELSE
             UPDATE org_meters SET sandbox_rate_tat = v_tat, sandbox = sandbox - p_cost WHERE org_id = d.org_id;

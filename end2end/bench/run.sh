@@ -171,27 +171,25 @@ for name in unmetered_ping metered_ping free_route metered_sentiment charged_rou
   awk -v n="$name" -v r="$(rps "$OUT/$name.txt")" -v p="$PEER" 'BEGIN { printf "  %-20s %7d req/s  %.3f x nginx\n", n, r, r / p }'
 done
 
-HALF=$(( $(rps "$OUT/metered_ping.txt") / 2 ))
-# At half the metered throughput (the target's rate), and at two fixed rates
-# to show where the added latency grows; then the charged route at half its
-# own throughput.
+# p50 and p99 at a fixed rate with oha: `latency NAME PATH RATE [NOTE]`.
+latency() {
+  local file="$OUT/latency-${1//\//_}-$3.txt"
+  oha --no-tui -z "${DURATION}s" -q "$3" -c 32 --latency-correction -H "Authorization: Bearer $KEY" \
+    "http://127.0.0.1:3201$2" >"$file"
+  echo "$1 at $3 req/s${4:-}: p50 $(awk '/50.00%/ {print $3, $4}' "$file"), p99 $(awk '/99.00%/ {print $3, $4}' "$file")"
+}
+# The charged route at half its own throughput (the target's rate), then
+# free pings at half the metered throughput and at two fixed rates, to show
+# where the added latency grows; each beside the handler unmetered.
 CHARGED_HALF=$(( $(rps "$OUT/charged_route.txt") / 2 ))
-for target in unmetered/ping:/bench/unmetered/ping charged/route:/v1/bench-paid/ping; do
-  name="${target%%:*}"; path="${target#*:}"
-  file="$OUT/latency-${name//\//_}-charged-half.txt"
-  oha --no-tui -z "${DURATION}s" -q "$CHARGED_HALF" -c 32 --latency-correction -H "Authorization: Bearer $KEY" \
-    "http://127.0.0.1:3201$path" >"$file"
-  echo "$name at $CHARGED_HALF req/s (half the charged route's): p50 $(awk '/50.00%/ {print $3, $4}' "$file"), p99 $(awk '/99.00%/ {print $3, $4}' "$file")"
-done
+log "latency at $CHARGED_HALF req/s (half the charged route's)"
+latency unmetered/ping /bench/unmetered/ping "$CHARGED_HALF"
+latency charged/route /v1/bench-paid/ping "$CHARGED_HALF"
+HALF=$(( $(rps "$OUT/metered_ping.txt") / 2 ))
 for rate in "$HALF" 2000 1000; do
   log "latency at $rate req/s"
-  for target in unmetered/ping:/bench/unmetered/ping metered/ping:/v1/ping; do
-    name="${target%%:*}"; path="${target#*:}"
-    file="$OUT/latency-${name//\//_}-$rate.txt"
-    oha --no-tui -z "${DURATION}s" -q "$rate" -c 32 --latency-correction -H "Authorization: Bearer $KEY" \
-      "http://127.0.0.1:3201$path" >"$file"
-    echo "$name at $rate req/s: p50 $(awk '/50.00%/ {print $3, $4}' "$file"), p99 $(awk '/99.00%/ {print $3, $4}' "$file")"
-  done
+  latency unmetered/ping /bench/unmetered/ping "$rate"
+  latency metered/ping /v1/ping "$rate"
 done
 
 log "overspend: 2 instances x 100 concurrent clients, one key, 50 credits"
