@@ -181,8 +181,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(&config).await?;
             let audit = crate::billing::ledger::audit(&db).await?;
             println!(
-                "ledger: {} organizations, {} unbalanced transactions, {} organizations whose balances differ from their ledger accounts",
-                audit.organizations, audit.unbalanced, audit.drifting
+                "ledger: {} organizations, {} unbalanced transactions, {} organizations whose balances differ from their ledger accounts, \
+                 {} whose escrow differs from their open leases, {} journal batches whose revenue differs from their usage events",
+                audit.organizations, audit.unbalanced, audit.drifting, audit.escrow_drifting, audit.batches_unmatched
             );
             anyhow::ensure!(audit.is_sound(), "the ledger and the balances disagree");
             Ok(())

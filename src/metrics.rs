@@ -35,6 +35,28 @@ impl Histogram {
     }
 }
 
+/// Batch-size buckets, in calls.
+const SIZES: [u64; 11] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
+
+#[derive(Default)]
+struct Sizes {
+    buckets: [AtomicU64; SIZES.len()],
+    count: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl Sizes {
+    fn observe(&self, n: u64) {
+        for (i, le) in SIZES.iter().enumerate() {
+            if n <= *le {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 type Labels = Vec<(&'static str, String)>;
 
 /// One metric family: its help, its type, and its series by labels.
@@ -65,6 +87,11 @@ pub struct Metrics {
     rate_claims: Family<AtomicU64>,
     job_runs: Family<AtomicU64>,
     job_duration: Family<Histogram>,
+    cache: Family<AtomicU64>,
+    leases: Family<AtomicU64>,
+    lease_credits: AtomicU64,
+    batch_sizes: Sizes,
+    batch_commit: Family<Histogram>,
 }
 
 /// The process's registry.
@@ -77,6 +104,11 @@ pub fn get() -> &'static Metrics {
         rate_claims: Family::new("Blocks of rate-limit tokens claimed from the shared limiter, by outcome (granted, refused)."),
         job_runs: Family::new("Periodic job runs, by job and result (ok, failed, skipped: another instance ran it)."),
         job_duration: Family::new("Time a periodic job's run took, by job."),
+        cache: Family::new("Decisions in memory, by event: hit, miss (read from the database), invalidated (a change was announced)."),
+        leases: Family::new("Credit leases, by event: taken, returned, reclaimed (expired, closed by any instance)."),
+        lease_credits: AtomicU64::new(0),
+        batch_sizes: Sizes::default(),
+        batch_commit: Family::new("Time the journal took to commit a batch of charges (on disk), retries included."),
     })
 }
 
@@ -103,6 +135,28 @@ impl Metrics {
         }
     }
 
+    pub fn cache(&self, event: &str) {
+        self.cache.with(&[("event", event)], |c| c.fetch_add(1, Ordering::Relaxed));
+    }
+
+    /// A lease event; `credits`: what a taken lease moved into escrow.
+    pub fn lease(&self, event: &str, credits: i64) {
+        self.lease_n(event, 1);
+        if credits > 0 {
+            self.lease_credits.fetch_add(credits as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn lease_n(&self, event: &str, n: u64) {
+        self.leases.with(&[("event", event)], |c| c.fetch_add(n, Ordering::Relaxed));
+    }
+
+    /// A batch of `calls` charges committed by the journal in `took`.
+    pub fn journal(&self, calls: usize, took: Duration) {
+        self.batch_sizes.observe(calls as u64);
+        self.batch_commit.with(&[], |h| h.observe(took));
+    }
+
     /// The text exposition of every series, with the pools' gauges.
     pub fn render(&self, pools: &[(&str, &sqlx::PgPool)]) -> String {
         let mut out = String::new();
@@ -112,6 +166,22 @@ impl Metrics {
         counters(&mut out, "tollgate_rate_limit_claims_total", &self.rate_claims);
         counters(&mut out, "tollgate_job_runs_total", &self.job_runs);
         histograms(&mut out, "tollgate_job_duration_seconds", &self.job_duration);
+        counters(&mut out, "tollgate_decision_cache_total", &self.cache);
+        counters(&mut out, "tollgate_credit_leases_total", &self.leases);
+        let _ = writeln!(out, "# HELP tollgate_credit_leased_credits_total Credits moved into escrow by the leases taken.");
+        let _ = writeln!(out, "# TYPE tollgate_credit_leased_credits_total counter");
+        let _ = writeln!(out, "tollgate_credit_leased_credits_total {}", self.lease_credits.load(Ordering::Relaxed));
+        let b = &self.batch_sizes;
+        let _ = writeln!(out, "# HELP tollgate_journal_batch_calls Calls per batch the journal committed.");
+        let _ = writeln!(out, "# TYPE tollgate_journal_batch_calls histogram");
+        for (i, le) in SIZES.iter().enumerate() {
+            let _ = writeln!(out, "tollgate_journal_batch_calls_bucket{{le=\"{le}\"}} {}", b.buckets[i].load(Ordering::Relaxed));
+        }
+        let count = b.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "tollgate_journal_batch_calls_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "tollgate_journal_batch_calls_sum {}", b.sum.load(Ordering::Relaxed));
+        let _ = writeln!(out, "tollgate_journal_batch_calls_count {count}");
+        histograms(&mut out, "tollgate_journal_commit_seconds", &self.batch_commit);
         let _ = writeln!(out, "# HELP tollgate_db_pool_connections Database connections of a pool, by pool and state.");
         let _ = writeln!(out, "# TYPE tollgate_db_pool_connections gauge");
         for (name, pool) in pools {
@@ -189,7 +259,14 @@ mod tests {
             rate_claims: Family::new("r"),
             job_runs: Family::new("j"),
             job_duration: Family::new("jd"),
+            cache: Family::new("c"),
+            leases: Family::new("le"),
+            lease_credits: AtomicU64::new(0),
+            batch_sizes: Sizes::default(),
+            batch_commit: Family::new("b"),
         };
+        m.journal(3, Duration::from_millis(2));
+        m.lease("taken", 500);
         m.decision("refused", "insufficient_credits", Duration::from_micros(1500));
         m.decision("refused", "insufficient_credits", Duration::from_millis(30));
         m.upstream("we\"ird\\", Duration::from_millis(1));
@@ -201,6 +278,8 @@ mod tests {
         assert!(text.contains("tollgate_gateway_latency_seconds_bucket{outcome=\"refused\",le=\"+Inf\"} 2"));
         assert!(text.contains("tollgate_gateway_latency_seconds_sum{outcome=\"refused\"} 0.0315"));
         assert!(text.contains("endpoint=\"we\\\"ird\\\\\""), "{text}");
+        assert!(text.contains("tollgate_journal_batch_calls_bucket{le=\"2\"} 0\ntollgate_journal_batch_calls_bucket{le=\"5\"} 1"), "{text}");
+        assert!(text.contains("tollgate_credit_leases_total{event=\"taken\"} 1") && text.contains("tollgate_credit_leased_credits_total 500"), "{text}");
     }
 
     #[test]

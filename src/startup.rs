@@ -176,7 +176,7 @@ pub async fn serve_on(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), job).await;
     }
     // Every call has been answered; its usage event may still be queued.
-    state.gateway.drain().await;
+    state.gateway.drain(state.clock.now()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -89,7 +89,7 @@ impl AppState {
 
     /// A state with its gateway started on `db` (inside a Tokio runtime).
     pub fn start(db: PgPool, config: Config, clock: Clock) -> Self {
-        let gateway = Gateway::start(&db);
+        let gateway = Gateway::start(&db, &clock);
         Self::new(db, gateway, config, clock)
     }
 }

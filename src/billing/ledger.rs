@@ -238,9 +238,10 @@ impl Balances {
 /// rule with the same clock; every page shows balances through this.
 pub async fn spendable(db: &PgPool, org: Uuid, now: time::OffsetDateTime) -> Result<Balances, sqlx::Error> {
     Ok(sqlx::query_as(
-        "SELECT CASE WHEN included_expires_at IS NOT NULL AND included_expires_at <= $2 THEN 0 ELSE included END AS included,
-                purchased, sandbox
-           FROM org_meters WHERE org_id = $1",
+        // Credits in the gateway's leases are still the customer's.
+        "SELECT CASE WHEN included_expires_at IS NOT NULL AND included_expires_at <= $2 THEN 0 ELSE included + l.included END AS included,
+                purchased + l.purchased AS purchased, sandbox
+           FROM org_meters, org_leased($1) l WHERE org_id = $1",
     )
     .bind(org)
     .bind(now)
@@ -270,11 +271,17 @@ pub struct Audit {
     /// Organizations whose projected balances (`org_meters`) differ from the
     /// sums of their ledger accounts.
     pub drifting: i64,
+    /// Organizations whose `escrow` account differs from what their open
+    /// leases have not spent (a closed lease holds nothing).
+    pub escrow_drifting: i64,
+    /// Batches of the journal whose revenue (less what was given back when
+    /// its calls were answered 503) differs from their usage events' credits.
+    pub batches_unmatched: i64,
 }
 
 impl Audit {
     pub fn is_sound(&self) -> bool {
-        self.unbalanced == 0 && self.drifting == 0
+        self.unbalanced == 0 && self.drifting == 0 && self.escrow_drifting == 0 && self.batches_unmatched == 0
     }
 }
 
@@ -299,9 +306,30 @@ pub async fn audit(db: &PgPool) -> Result<Audit, sqlx::Error> {
     )
     .fetch_one(db)
     .await?;
+    let escrow_drifting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT org_id FROM (
+                 SELECT org_id, amount FROM ledger_entries WHERE account = 'escrow'
+                 UNION ALL
+                 SELECT org_id, -(amount - spent) FROM credit_leases WHERE closed_at IS NULL) x
+              GROUP BY org_id HAVING sum(amount) <> 0) d",
+    )
+    .fetch_one(db)
+    .await?;
+    let batches_unmatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ledger_transactions t
+          WHERE t.kind = 'usage_batch'
+            AND (SELECT coalesce(sum(e.amount), 0) FROM ledger_transactions r JOIN ledger_entries e ON e.transaction_id = r.id
+                  WHERE r.idempotency_key IN (t.idempotency_key, 'void:' || t.idempotency_key) AND e.account = 'revenue')
+             <> (SELECT coalesce(sum(u.credits), 0) FROM usage_events u WHERE u.journal = t.idempotency_key)",
+    )
+    .fetch_one(db)
+    .await?;
     Ok(Audit {
         organizations,
         unbalanced,
         drifting,
+        escrow_drifting,
+        batches_unmatched,
     })
 }

@@ -24,9 +24,11 @@ pub struct Meters {
 pub async fn meters(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Meters, sqlx::Error> {
     let (included, included_expires, purchased, sandbox, period_spent, spend_cap): (i64, Option<OffsetDateTime>, i64, i64, i64, Option<i64>) =
         sqlx::query_as(
-            "SELECT CASE WHEN included_expires_at IS NOT NULL AND included_expires_at <= $2 THEN 0 ELSE included END,
-                    included_expires_at, purchased, sandbox, period_spent, spend_cap
-               FROM org_meters WHERE org_id = $1",
+            // Credits in the gateway's leases are still the customer's
+            // (see `org_leased`).
+            "SELECT CASE WHEN included_expires_at IS NOT NULL AND included_expires_at <= $2 THEN 0 ELSE included + l.included END,
+                    included_expires_at, purchased + l.purchased, sandbox, greatest(period_spent - l.included - l.purchased, 0), spend_cap
+               FROM org_meters, org_leased($1) l WHERE org_id = $1",
         )
         .bind(org)
         .bind(now)

@@ -57,6 +57,10 @@ pub struct Decision {
     pub period_spent: Option<i64>,
     /// The organization's low-balance alert threshold.
     pub low_balance_at: Option<i64>,
+    /// The credits this call reserved from a lease, when it was paid that
+    /// way (not from the database's row).
+    #[sqlx(skip)]
+    pub lease: Option<super::leases::Reservation>,
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ async fn flusher(db: PgPool, mut rx: mpsc::UnboundedReceiver<Waiter>) {
 pub fn async_commit_pool(db: &PgPool) -> PgPool {
     let options: PgConnectOptions = (*db.connect_options())
         .clone()
-        .options([("synchronous_commit", "off")]);
+        .options([("synchronous_commit", "off"), ("tollgate.gateway", "on")]);
     PgPoolOptions::new()
         .max_connections(db.options().get_max_connections())
         .acquire_timeout(Duration::from_secs(10))

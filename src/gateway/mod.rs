@@ -4,17 +4,25 @@
 //! spend cap (402) → reserve the credits (402) → call the upstream → capture
 //! (give back what was not used) → record the usage event.
 //!
-//! Everything up to the reserve is one database function,
-//! `gateway_authorize`: one round trip, one transaction, one row lock per
-//! organization, so enforcement is exact on one instance or many. The usage
-//! event is written off the hot path (see [`usage`]).
+//! The decision up to the rate limit is made in memory ([`cache`], kept
+//! current by notifications), the rate limit from tokens claimed in blocks
+//! ([`rate`]), and a live call's credits come from a lease this instance
+//! holds ([`leases`]), its charge posted with others in one batch
+//! ([`journal`]) before it is answered. An organization with little room
+//! left, and test keys, take the exact per-call path: `gateway_authorize`,
+//! one round trip, one transaction, one row lock per organization. Either
+//! way enforcement is exact on one instance or many. Usage events of calls
+//! that move nothing are written off the hot path (see [`usage`]).
 
 /// The problem codes and built-in endpoints (`crate::catalogue`), which the
 /// gateway, billing and the docs share.
 pub use crate::catalogue;
+pub mod cache;
 pub mod decision;
 pub mod durable;
 pub mod holds;
+pub mod journal;
+pub mod leases;
 pub mod path;
 pub mod problem;
 pub mod proxy;
@@ -52,20 +60,33 @@ pub struct Gateway {
     /// The active provider routes, kept current by [`routes::follow`].
     pub routes: routes::RouteTable,
     pub upstreams: proxy::Upstreams,
+    /// Keys, subscriptions and plans in memory (see [`cache`]).
+    pub cache: cache::DecisionCache,
+    /// Credits this instance holds in leases (see [`leases`]).
+    pub leases: leases::Leases,
+    /// Where charges paid from leases are posted (see [`journal`]).
+    pub journal: journal::Journal,
 }
 
 impl Gateway {
     /// Starts the usage writer and the commit flusher on `db`'s database;
     /// must be called inside a Tokio runtime.
-    pub fn start(db: &sqlx::PgPool) -> Self {
-        Gateway {
-            db: durable::async_commit_pool(db),
+    pub fn start(db: &sqlx::PgPool, clock: &crate::clock::Clock) -> Self {
+        let gateway_db = durable::async_commit_pool(db);
+        let instance = uuid::Uuid::new_v4();
+        let gateway = Gateway {
             durable: durable::Durability::start(db),
             rate: Default::default(),
             usage: usage::UsageSink::start(db.clone()),
             routes: Default::default(),
             upstreams: Default::default(),
-        }
+            cache: cache::DecisionCache::start(db),
+            leases: leases::Leases::new(gateway_db.clone(), instance),
+            journal: journal::Journal::start(db, instance, clock.clone()),
+            db: gateway_db,
+        };
+        tokio::spawn(tend_leases(db.clone(), gateway.clone(), clock.clone()));
+        gateway
     }
 
     /// This instance's loops: the route table follows changes, and lapsed
@@ -92,9 +113,39 @@ impl Gateway {
         ]
     }
 
-    /// Writes the usage events still queued; for when the server stops.
-    pub async fn drain(&self) {
+    /// Writes the usage events still queued and returns the leases; for
+    /// when the server stops.
+    pub async fn drain(&self, now: OffsetDateTime) {
+        self.leases.return_all(now, std::time::Duration::from_secs(5)).await;
         self.usage.flush().await;
+    }
+}
+
+/// This instance's leases, tended every second until the pool closes:
+/// idle ones returned, ones in use renewed, the organizations whose spend
+/// cap or balance changed (a notification) rotated, and every instance's
+/// expired leases reclaimed every five seconds.
+async fn tend_leases(db: sqlx::PgPool, gateway: Gateway, clock: crate::clock::Clock) {
+    let mut changed = gateway.cache.watch();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    while !db.is_closed() {
+        tokio::select! {
+            org = changed.recv() => match org {
+                Some(org) => gateway.leases.rotate(org).await,
+                None => return,
+            },
+            _ = tick.tick() => {
+                gateway.leases.tend(clock.now()).await;
+                n += 1;
+                if n % 5 == 0 {
+                    if let Err(e) = leases::reclaim(&gateway.db, clock.now()).await {
+                        tracing::warn!(error = %e, "could not reclaim expired leases");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -221,10 +272,17 @@ impl Ctx<'_> {
     }
 
     async fn record_event(&self, d: &Decision, status: StatusCode, problem: Option<&Problem>, settles_hold: bool) {
-        let Some(org_id) = d.org_id else { return };
-        let event = UsageEvent {
+        if d.org_id.is_none() {
+            return;
+        }
+        let event = self.event(d, status, problem, settles_hold);
+        self.state.gateway.usage.record(event).await;
+    }
+
+    fn event(&self, d: &Decision, status: StatusCode, problem: Option<&Problem>, settles_hold: bool) -> UsageEvent {
+        UsageEvent {
             request_id: self.facts.request_id.clone(),
-            org_id,
+            org_id: d.org_id.unwrap_or_default(),
             api_key_id: d.key_id,
             mode: d.mode.unwrap_or(Mode::Live).as_str().to_string(),
             endpoint: self.endpoint_id.clone(),
@@ -236,8 +294,7 @@ impl Ctx<'_> {
             problem_body: problem.map(|p| p.body.clone()),
             at: self.now,
             settles_hold,
-        };
-        self.state.gateway.usage.record(event).await;
+        }
     }
 
     async fn refuse(&self, code: Code, d: &Decision, mut facts: Facts) -> Response {
@@ -257,9 +314,11 @@ impl Ctx<'_> {
         res
     }
 
-    /// The pipeline up to the reservation (`gateway_authorize`): the
-    /// decision when the call may go on, or the response that ends it (a
-    /// refusal, a simulation, or 503 when the database is out of reach).
+    /// The pipeline up to the reservation: the decision when the call may
+    /// go on, or the response that ends it (a refusal, a simulation, or 503
+    /// when the database is out of reach). A live call's credits come from
+    /// this instance's lease when there is room for one; otherwise, and for
+    /// test keys, from `gateway_authorize` (the exact path).
     async fn admit(
         &self,
         key: &[u8],
@@ -268,9 +327,31 @@ impl Ctx<'_> {
         hold_until: Option<OffsetDateTime>,
         simulate: Option<String>,
     ) -> Result<Decision, Response> {
-        let decision = if cost == 0 {
-            self.check_free(key, route_plans).await
-        } else {
+        let gw = &self.state.gateway;
+        let mut d = match self.check(key, route_plans).await {
+            Ok(d) => d,
+            Err(e) => return Err(failed(&self.state.config, &self.facts.request_id, e)),
+        };
+        if !d.outcome.is_ok() || cost <= 0 {
+            return self.decided(d, cost, simulate).await;
+        }
+        if let (Some(Mode::Live), Some(org)) = (d.mode, d.org_id) {
+            match gw.leases.reserve(org, cost, self.now).await {
+                Ok(Some((r, view))) => {
+                    d.charged = Some(cost);
+                    d.balance = Some(view.balance);
+                    d.spend_cap = view.spend_cap;
+                    d.period_spent = Some(view.period_spent);
+                    d.low_balance_at = Some(view.low_balance_at);
+                    d.lease = Some(r);
+                    return self.decided(d, cost, simulate).await;
+                }
+                Ok(None) => {}
+                // The exact path decides instead.
+                Err(e) => tracing::warn!(error = %e, "could not take a lease"),
+            }
+        }
+        let decision: Result<Decision, sqlx::Error> =
             sqlx::query_as("SELECT * FROM gateway_authorize($1, $2, $3, $4, $5, $6, $7, $8)")
                 .bind(key)
                 .bind(&self.endpoint_id)
@@ -280,24 +361,27 @@ impl Ctx<'_> {
                 .bind(&self.facts.request_id)
                 .bind(route_plans)
                 .bind(hold_until)
-                .fetch_one(&self.state.gateway.db)
-                .await
-        };
-        let d = match decision {
-            Ok(d) => d,
+                .fetch_one(&gw.db)
+                .await;
+        let exact = match decision {
+            Ok(exact) => Decision {
+                rate_per_sec: d.rate_per_sec,
+                rate_remaining: d.rate_remaining,
+                ..exact
+            },
             Err(e) => {
                 // The caller is told nothing was charged; a charge that
                 // committed all the same (the connection dropped after the
                 // commit) goes back in the background.
                 let unreadable = matches!(e, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_));
-                if cost > 0 && !unreadable {
-                    let (db, id, now) = (self.state.gateway.db.clone(), self.facts.request_id.clone(), self.now);
+                if !unreadable {
+                    let (db, id, now) = (gw.db.clone(), self.facts.request_id.clone(), self.now);
                     tokio::spawn(reconcile_unanswered(db, id, cost, now, &RECONCILE_AFTER));
                 }
                 return Err(failed(&self.state.config, &self.facts.request_id, e));
             }
         };
-        self.decided(d, cost, simulate).await
+        self.decided(exact, cost, simulate).await
     }
 
     /// Turns a decision into the call going on, a refusal or a simulation.
@@ -324,8 +408,9 @@ impl Ctx<'_> {
         if let Some(name) = simulate {
             return Err(simulated(self, &d, &name, self.facts.clone()).await);
         }
-        // Nothing is served on a charge that is not yet on disk.
-        if d.charged.unwrap_or(0) > 0 && !self.state.gateway.durable.wait().await {
+        // Nothing is served on a charge that is not yet on disk (a leased
+        // call's charge is posted, and waited for, once it is known).
+        if d.lease.is_none() && d.charged.unwrap_or(0) > 0 && !self.state.gateway.durable.wait().await {
             tracing::error!("could not confirm a charge on disk; giving it back");
             let amount = d.charged.unwrap_or(0);
             match holds::settle(self.state, &self.facts.request_id, amount, self.now).await {
@@ -345,36 +430,24 @@ impl Ctx<'_> {
     /// subscription, plan), so an unknown key cannot make the gateway read
     /// a body: `Ok` when the call may go on to read it.
     async fn precheck(&self, key: &[u8]) -> Result<Decision, Response> {
-        let d: Decision = match sqlx::query_as("SELECT * FROM gateway_check($1, $2, $3, $4, NULL)")
-            .bind(key)
-            .bind(&self.endpoint_id)
-            .bind(&self.scope)
-            .bind(self.now)
-            .fetch_one(&self.state.gateway.db)
-            .await
-        {
-            Ok(d) => d,
+        let gw = &self.state.gateway;
+        let d = match gw.cache.decide(&gw.db, key, &self.endpoint_id, &self.scope, None, self.now).await {
+            Ok((d, _)) => d,
             Err(e) => return Err(failed(&self.state.config, &self.facts.request_id, e)),
         };
         self.decided(d, 0, None).await
     }
 
-    /// The pipeline for a call that moves no credits: the same checks
-    /// (`gateway_check`, no lock), then the rate limit from this instance's
-    /// lease (see [`rate`]). There is no spend cap or balance to check.
-    async fn check_free(
+    /// The checks every call takes, in memory when it can (see [`cache`]):
+    /// key, scope, subscription, plan; then the rate limit from this
+    /// instance's tokens (see [`rate`]).
+    async fn check(
         &self,
         key: &[u8],
         route_plans: Option<&[String]>,
     ) -> Result<Decision, sqlx::Error> {
-        let mut d: Decision = sqlx::query_as("SELECT * FROM gateway_check($1, $2, $3, $4, $5)")
-            .bind(key)
-            .bind(&self.endpoint_id)
-            .bind(&self.scope)
-            .bind(self.now)
-            .bind(route_plans)
-            .fetch_one(&self.state.gateway.db)
-            .await?;
+        let gw = &self.state.gateway;
+        let (mut d, _) = gw.cache.decide(&gw.db, key, &self.endpoint_id, &self.scope, route_plans, self.now).await?;
         if !d.outcome.is_ok() {
             return Ok(d);
         }
@@ -390,13 +463,7 @@ impl Ctx<'_> {
                 "a decision without the key's mode".into(),
             ));
         };
-        match self
-            .state
-            .gateway
-            .rate
-            .take(&self.state.gateway.db, org, mode, rate, self.now)
-            .await?
-        {
+        match gw.rate.take(&gw.db, org, mode, rate, self.now).await? {
             rate::Admit::Yes { remaining } => d.rate_remaining = Some(remaining),
             rate::Admit::No { retry_after_ms } => {
                 d.outcome = Outcome::Refused(Code::RateLimited);
@@ -404,7 +471,40 @@ impl Ctx<'_> {
                 d.retry_after_ms = Some(retry_after_ms);
             }
         }
+        // What a free call's headers show: this instance's lease's view of
+        // the balance when it has one, else the balance last read.
+        if mode == Mode::Live {
+            if let Some(view) = gw.leases.view(org).await {
+                d.balance = Some(view.balance);
+            }
+        }
         Ok(d)
+    }
+
+    /// Posts a leased call's charge of `cost` (what it reserved, or less) in
+    /// the journal and waits for it to be on disk. `Err`: the batch was
+    /// fenced or could not be written; the call is answered 503, uncharged.
+    async fn post_charge(&self, d: &Decision, r: &leases::Reservation, cost: i64, status: StatusCode) -> Result<Decision, Response> {
+        let gw = &self.state.gateway;
+        let view = gw.leases.settle(r, cost).await;
+        let mut event = self.event(d, status, None, false);
+        event.credits = cost;
+        let posted = gw.journal.post(r.lease, event).await;
+        gw.leases.done(r, cost, posted, self.state.clock.now()).await;
+        if posted != leases::Posted::Yes {
+            if posted == leases::Posted::Fenced {
+                crate::metrics::get().lease("fenced", 0);
+            }
+            tracing::warn!(request_id = %self.facts.request_id, ?posted, "a leased charge did not stand; answering 503");
+            let d = Decision { charged: Some(0), ..d.clone() };
+            self.record_event(&d, StatusCode::SERVICE_UNAVAILABLE, None, false).await;
+            return Err(unavailable(&self.state.config, &self.facts.request_id));
+        }
+        Ok(Decision {
+            charged: Some(cost),
+            balance: view.map(|v| v.balance).or(d.balance),
+            ..d.clone()
+        })
     }
 
     /// Forwards an admitted call to its route's upstream, captures what it
@@ -456,6 +556,11 @@ impl Ctx<'_> {
                     proxy::Failure::Failed(_) => Code::UpstreamFailed,
                 };
                 tracing::warn!(route = %route.path_prefix, ?failure, "upstream call failed");
+                if let Some(r) = &d.lease {
+                    self.state.gateway.leases.release(r).await;
+                    let d = Decision { charged: Some(0), ..d };
+                    return self.refuse(code, &d, self.facts.clone()).await;
+                }
                 let settled = self.settle(reserved, reserved).await;
                 let d = Decision {
                     // Whoever settles, a failed call costs nothing in the end.
@@ -466,19 +571,28 @@ impl Ctx<'_> {
                 return self.refuse(code, &d, self.facts.clone()).await;
             }
         };
-        let settled = self.settle(reserved, reserved - answer.cost).await;
-        let charged = match settled {
-            // The holds job settled first (this call outlived its deadline)
-            // and gave the whole reservation back.
-            holds::Settled::Before => 0,
-            holds::Settled::Now(_) | holds::Settled::Unknown => answer.cost,
+        let (d, charged) = match &d.lease {
+            Some(r) => match self.post_charge(&d, r, answer.cost, answer.status).await {
+                Ok(d) => (d, answer.cost),
+                Err(res) => return res,
+            },
+            None => {
+                let settled = self.settle(reserved, reserved - answer.cost).await;
+                let charged = match settled {
+                    // The holds job settled first (this call outlived its
+                    // deadline) and gave the whole reservation back.
+                    holds::Settled::Before => 0,
+                    holds::Settled::Now(_) | holds::Settled::Unknown => answer.cost,
+                };
+                let d = Decision {
+                    charged: Some(charged),
+                    balance: settled.balance().or(d.balance),
+                    ..d
+                };
+                self.record(&d, answer.status, None).await;
+                (d, charged)
+            }
         };
-        let d = Decision {
-            charged: Some(charged),
-            balance: settled.balance().or(d.balance),
-            ..d
-        };
-        self.record(&d, answer.status, None).await;
         let mut res = Response::new(answer.body);
         *res.status_mut() = answer.status;
         *res.headers_mut() = answer.headers;
@@ -670,7 +784,16 @@ async fn pipeline(state: AppState, req: Request) -> Response {
             // The built-in upstream answers in-process and cannot fail, so
             // the whole reservation is captured.
             let answer = call.answer(now);
-            ctx.record_answered(&d).await;
+            let d = match &d.lease {
+                Some(r) => match ctx.post_charge(&d, r, cost, StatusCode::OK).await {
+                    Ok(d) => d,
+                    Err(res) => return res,
+                },
+                None => {
+                    ctx.record_answered(&d).await;
+                    d
+                }
+            };
             let mut res = Json(answer).into_response();
             ctx.metered_headers(&mut res, &d);
             res

@@ -104,8 +104,8 @@ impl Thresholds {
 /// index of non-usage transactions), the thresholds.
 const NUMBERS: &str = "
     SELECT m.org_id, o.created_at,
-           CASE WHEN m.included_expires_at IS NOT NULL AND m.included_expires_at <= $1 THEN 0 ELSE m.included END AS included,
-           m.included AS included_projected,
+           CASE WHEN m.included_expires_at IS NOT NULL AND m.included_expires_at <= $1 THEN 0 ELSE m.included + l.included END AS included,
+           m.included + l.included AS included_projected,
            -- Live calls' reservations still held, and what of them came
            -- from the included credits (test calls' holds are the sandbox's).
            (SELECT coalesce(sum(h.amount), 0)::int8 FROM gateway_holds h
@@ -115,11 +115,11 @@ const NUMBERS: &str = "
               JOIN ledger_transactions t ON t.idempotency_key = 'usage:' || h.request_id
               JOIN ledger_entries e ON e.transaction_id = t.id AND e.account = 'included'
              WHERE h.org_id = m.org_id AND t.kind = 'usage') AS held_included,
-           m.purchased, m.sandbox, m.included_expires_at, m.low_balance_at, m.warn_included_pct, m.warn_spend_cap_pct,
-           m.spend_cap, m.period_spent,
+           m.purchased + l.purchased AS purchased, m.sandbox, m.included_expires_at, m.low_balance_at, m.warn_included_pct, m.warn_spend_cap_pct,
+           m.spend_cap, greatest(m.period_spent - l.included - l.purchased, 0)::int8 AS period_spent,
            (SELECT coalesce(sum(e.amount), 0)::int8 FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
              WHERE t.org_id = m.org_id AND t.created_at >= m.period_start
-               AND t.kind NOT IN ('usage', 'sandbox_usage', 'refund', 'sandbox_refund')
+               AND t.kind NOT IN ('usage', 'sandbox_usage', 'refund', 'sandbox_refund', 'lease', 'lease_return', 'usage_batch')
                AND e.account = 'included' AND e.amount > 0) AS granted,
            -- Taken from the period's included credits otherwise than by
            -- calls: lapsed at its end (the gateway's expiry; the expiry of
@@ -127,10 +127,10 @@ const NUMBERS: &str = "
            -- period's), or removed by an adjustment.
            (SELECT coalesce(-sum(e.amount), 0)::int8 FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
              WHERE t.org_id = m.org_id AND t.created_at >= m.period_start
-               AND t.kind NOT IN ('usage', 'sandbox_usage', 'refund', 'sandbox_refund')
+               AND t.kind NOT IN ('usage', 'sandbox_usage', 'refund', 'sandbox_refund', 'lease', 'lease_return', 'usage_batch')
                AND t.idempotency_key NOT LIKE 'expiry:%:roll:%'
                AND e.account = 'included' AND e.amount < 0) AS taken
-      FROM org_meters m JOIN organizations o ON o.id = m.org_id";
+      FROM org_meters m JOIN organizations o ON o.id = m.org_id, LATERAL org_leased(m.org_id) l";
 
 /// One organization's numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]

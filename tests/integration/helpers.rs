@@ -214,7 +214,15 @@ impl TestApp {
             .join("; ")
     }
 
+    /// Waits until this instance's decisions in memory have seen every
+    /// change committed so far (a real instance sees it within
+    /// milliseconds; a test changes the database and calls at once).
+    pub async fn synced(&self) {
+        assert!(self.state.gateway.cache.sync(&self.db).await, "the gateway's listener answers");
+    }
+
     pub async fn send(&mut self, req: Request<Body>) -> TestResponse {
+        self.synced().await;
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -417,6 +425,7 @@ impl TestApp {
         let req = req
             .body(Body::from(body.unwrap_or("").to_string()))
             .unwrap();
+        self.synced().await;
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
