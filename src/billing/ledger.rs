@@ -239,9 +239,9 @@ impl Balances {
 pub async fn spendable(db: &PgPool, org: Uuid, now: time::OffsetDateTime) -> Result<Balances, sqlx::Error> {
     Ok(sqlx::query_as(
         // Credits in the gateway's leases are still the customer's.
-        "SELECT CASE WHEN included_expires_at IS NOT NULL AND included_expires_at <= $2 THEN 0 ELSE included + l.included END AS included,
-                purchased + l.purchased AS purchased, sandbox
-           FROM org_meters, org_leased($1) l WHERE org_id = $1",
+        "SELECT CASE WHEN m.included_expires_at IS NOT NULL AND m.included_expires_at <= $2 THEN 0 ELSE m.included + l.included END AS included,
+                m.purchased + l.purchased AS purchased, m.sandbox
+           FROM org_meters m, org_leased($1) l WHERE m.org_id = $1",
     )
     .bind(org)
     .bind(now)

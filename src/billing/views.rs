@@ -26,9 +26,9 @@ pub async fn meters(db: &PgPool, org: Uuid, now: OffsetDateTime) -> Result<Meter
         sqlx::query_as(
             // Credits in the gateway's leases are still the customer's
             // (see `org_leased`).
-            "SELECT CASE WHEN included_expires_at IS NOT NULL AND included_expires_at <= $2 THEN 0 ELSE included + l.included END,
-                    included_expires_at, purchased + l.purchased, sandbox, greatest(period_spent - l.included - l.purchased, 0), spend_cap
-               FROM org_meters, org_leased($1) l WHERE org_id = $1",
+            "SELECT CASE WHEN m.included_expires_at IS NOT NULL AND m.included_expires_at <= $2 THEN 0 ELSE m.included + l.included END,
+                    m.included_expires_at, m.purchased + l.purchased, m.sandbox, greatest(m.period_spent - l.included - l.purchased, 0), m.spend_cap
+               FROM org_meters m, org_leased($1) l WHERE m.org_id = $1",
         )
         .bind(org)
         .bind(now)

@@ -297,7 +297,7 @@ impl Leases {
                 let renew: Vec<Uuid> = slot
                     .leases
                     .iter()
-                    .filter(|l| !l.fenced && l.expires_at - now < TTL / 2)
+                    .filter(|l| !l.fenced && l.inflight > 0 && l.expires_at - now < TTL / 2)
                     .map(|l| l.id)
                     .collect();
                 (close, renew)

@@ -10,6 +10,7 @@ mod accounts;
 mod authorization;
 mod gateway;
 mod gateway_holes;
+mod gateway_memory;
 mod helpers;
 mod jobs;
 mod keys;

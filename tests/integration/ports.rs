@@ -265,7 +265,11 @@ async fn a_state_the_code_does_not_know_is_an_error_never_a_default(db: PgPool) 
     .execute(&db)
     .await
     .unwrap();
+    // A free call is decided in memory, from the rows; a charged one of an
+    // organization this poor takes the exact path, through the function.
     let res = app.call("GET", "/v1/ping", Some(&key), None, &[]).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let res = app.call("POST", "/v1/text/sentiment", Some(&key), Some(r#"{"text":"good"}"#), &[]).await;
     assert_eq!(
         res.status,
         StatusCode::INTERNAL_SERVER_ERROR,
