@@ -238,11 +238,17 @@ BEGIN
 
     d.spend_cap := m.spend_cap; d.period_spent := m.period_spent;
     IF v_live THEN
-        IF m.spend_cap IS NOT NULL AND p_cost > 0 AND m.period_spent + p_cost > m.spend_cap THEN
-            d.outcome := 'spend_cap_reached'; d.balance := m.included + m.purchased; RETURN d;
-        END IF;
-        IF m.included + m.purchased < p_cost THEN
-            d.outcome := 'insufficient_credits'; d.balance := m.included + m.purchased; RETURN d;
+        IF (m.spend_cap IS NOT NULL AND p_cost > 0 AND m.period_spent + p_cost > m.spend_cap)
+           OR m.included + m.purchased < p_cost THEN
+            -- Refused for money while leases hold some of it: their holders
+            -- are asked to give them back (they do within about a second).
+            IF EXISTS (SELECT 1 FROM credit_leases WHERE org_id = d.org_id AND closed_at IS NULL) THEN
+                PERFORM pg_notify('tollgate_gateway', 'org:' || d.org_id);
+            END IF;
+            d.outcome := CASE WHEN m.spend_cap IS NOT NULL AND p_cost > 0 AND m.period_spent + p_cost > m.spend_cap
+                              THEN 'spend_cap_reached' ELSE 'insufficient_credits' END;
+            d.balance := m.included + m.purchased;
+            RETURN d;
         END IF;
         v_from_included := least(m.included, p_cost);
         v_from_purchased := p_cost - v_from_included;
@@ -307,6 +313,9 @@ CREATE TABLE credit_leases (
     spent         bigint NOT NULL DEFAULT 0 CHECK (spent >= 0 AND spent <= amount),
     batches       bigint NOT NULL DEFAULT 0,
     created_at    timestamptz NOT NULL,
+    -- The organization's period when it was taken: it counts against that
+    -- period's spend cap only.
+    period_start  timestamptz NOT NULL,
     -- Renewed by each batch; past it, any instance may reclaim the lease.
     expires_at    timestamptz NOT NULL,
     closed_at     timestamptz,
@@ -342,12 +351,12 @@ BEGIN
     END IF;
     v_left := l.amount - l.spent;
     v_back_i := greatest(l.from_included - l.spent, 0);
-    v_lapsed := (m.included_expires_at IS NOT NULL AND m.included_expires_at <= p_now) OR l.created_at < m.period_start;
+    v_lapsed := (m.included_expires_at IS NOT NULL AND m.included_expires_at <= p_now) OR l.period_start <> m.period_start;
     IF v_left > 0 THEN
         PERFORM ledger_post(v_org, 'lease_return', 'lease_close:' || p_lease,
                             ARRAY['escrow', 'purchased', CASE WHEN v_lapsed THEN 'expired' ELSE 'included' END],
                             ARRAY[-v_left, v_left - v_back_i, v_back_i], p_now);
-        IF l.created_at >= m.period_start THEN
+        IF l.period_start = m.period_start THEN
             UPDATE org_meters SET period_spent = greatest(period_spent - v_left, 0) WHERE org_id = v_org;
         END IF;
     END IF;
@@ -404,8 +413,8 @@ BEGIN
     PERFORM ledger_post(p_org, 'lease', 'lease:' || lease_id, ARRAY['included', 'purchased', 'escrow'],
                         ARRAY[-v_included, -(amount - v_included), amount], p_now);
     UPDATE org_meters o SET period_spent = o.period_spent + amount WHERE o.org_id = p_org;
-    INSERT INTO credit_leases (id, org_id, instance, amount, from_included, created_at, expires_at)
-    VALUES (lease_id, p_org, p_instance, amount, v_included, p_now, p_now + p_ttl);
+    INSERT INTO credit_leases (id, org_id, instance, amount, from_included, created_at, period_start, expires_at)
+    VALUES (lease_id, p_org, p_instance, amount, v_included, p_now, m.period_start, p_now + p_ttl);
     balance := balance - amount;
     period_spent := period_spent + amount;
     -- Included credits in the lease may not be spent past their period.
@@ -424,6 +433,21 @@ $$;
 
 -- 4. The journal. A batched event names its batch's ledger transaction.
 ALTER TABLE usage_events ADD COLUMN journal text;
+CREATE INDEX usage_events_journal_idx ON usage_events (journal) WHERE journal IS NOT NULL;
+
+-- Each batch's part per lease: what it charged, and how much of that came
+-- from the purchased balance (included credits are spent first), so a void
+-- gives back exactly that.
+CREATE TABLE journal_batches (
+    idempotency_key text PRIMARY KEY,
+    lease_id        uuid NOT NULL REFERENCES credit_leases (id) ON DELETE CASCADE,
+    org_id          uuid NOT NULL,
+    credits         bigint NOT NULL CHECK (credits >= 0),
+    purchased       bigint NOT NULL CHECK (purchased >= 0 AND purchased <= credits),
+    first_at        timestamptz NOT NULL,
+    last_at         timestamptz NOT NULL,
+    created_at      timestamptz NOT NULL
+);
 
 -- Batches whose calls were answered 503 before their commit could be
 -- confirmed, and which never committed: refused should they arrive late.
@@ -434,13 +458,15 @@ CREATE TABLE journal_voids (
 
 -- Posts a batch of finished charges: per lease, one balanced transaction
 -- (escrow to revenue) keyed by the instance's batch number, the lease's
--- `spent` moved by it, its usage events inserted, in the caller's one
--- transaction. A lease that was closed (returned, or reclaimed after it
+-- `spent` moved by it; then every standing call's usage event, in one
+-- statement (the rollups lock their rows in one order); all in the caller's
+-- one transaction. A lease that was closed (returned, or reclaimed after it
 -- expired) or is another instance's refuses its part: fenced, nothing of it
--- is written. A retried batch finds its key and moves nothing again.
--- Returns each lease of the batch and whether its part stands.
+-- is written. So does a batch past `p_deadline` (the database's clock): its
+-- calls were answered 503 already. A retried batch finds its key and moves
+-- nothing again. Returns each lease of the batch and whether its part stands.
 CREATE FUNCTION gateway_journal(
-    p_instance uuid, p_batch bigint, p_now timestamptz, p_ttl interval,
+    p_instance uuid, p_batch bigint, p_now timestamptz, p_ttl interval, p_deadline timestamptz,
     p_leases uuid[], p_request_ids text[], p_keys uuid[], p_endpoints text[], p_methods text[],
     p_statuses int2[], p_credits int8[], p_latencies int8[], p_ats timestamptz[]
 ) RETURNS TABLE (lease uuid, posted boolean) LANGUAGE plpgsql AS $$
@@ -448,7 +474,13 @@ DECLARE
     l record;
     v_key text;
     v_sum bigint;
+    v_purchased bigint;
     v_tx uuid;
+    v_late boolean := statement_timestamp() > p_deadline;
+    v_ids uuid[] := '{}';
+    v_spent bigint[] := '{}';
+    v_included bigint[] := '{}';
+    v_orgs uuid[] := '{}';
 BEGIN
     FOR l IN SELECT c.* FROM credit_leases c WHERE c.id IN (SELECT DISTINCT unnest(p_leases)) ORDER BY c.id FOR UPDATE LOOP
         lease := l.id;
@@ -456,7 +488,7 @@ BEGIN
         IF EXISTS (SELECT 1 FROM ledger_transactions WHERE idempotency_key = v_key) THEN
             posted := true; RETURN NEXT; CONTINUE;
         END IF;
-        IF l.closed_at IS NOT NULL OR l.instance <> p_instance
+        IF v_late OR l.closed_at IS NOT NULL OR l.instance <> p_instance
            OR EXISTS (SELECT 1 FROM journal_voids v WHERE v.idempotency_key = v_key) THEN
             posted := false; RETURN NEXT; CONTINUE;
         END IF;
@@ -464,6 +496,8 @@ BEGIN
         IF l.spent + v_sum > l.amount THEN
             RAISE EXCEPTION 'gateway_journal: batch % spends % of lease % beyond its %', p_batch, v_sum, l.id, l.amount - l.spent;
         END IF;
+        -- Included credits first: what lies above the lease's included part.
+        v_purchased := greatest(0, l.spent + v_sum - greatest(l.spent, l.from_included));
         v_tx := gen_random_uuid();
         INSERT INTO ledger_transactions (id, org_id, kind, idempotency_key, memo, created_at)
         VALUES (v_tx, l.org_id, 'usage_batch', v_key, 'calls charged from a lease', p_now);
@@ -471,34 +505,46 @@ BEGIN
             INSERT INTO ledger_entries (transaction_id, org_id, account, amount)
             VALUES (v_tx, l.org_id, 'escrow', -v_sum), (v_tx, l.org_id, 'revenue', v_sum);
         END IF;
-        -- Included credits first: an event's purchased part is what of it
-        -- lies above the lease's included credits.
-        INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, credits,
-                                  credits_purchased, latency_us, at, journal)
-        SELECT r, l.org_id, k, 'live', e, me, s, c,
-               greatest(0, (l.spent + run) - greatest(l.spent + run - c, l.from_included)), lat, a, v_key
-          FROM (SELECT x.*, sum(x.c) OVER (ORDER BY x.n) AS run
-                  FROM unnest(p_leases, p_request_ids, p_keys, p_endpoints, p_methods, p_statuses, p_credits, p_latencies, p_ats)
-                       WITH ORDINALITY AS x (le, r, k, e, me, s, c, lat, a, n)
-                 WHERE x.le = l.id) y
-        ON CONFLICT (request_id, at) DO NOTHING;
+        INSERT INTO journal_batches (idempotency_key, lease_id, org_id, credits, purchased, first_at, last_at, created_at)
+        SELECT v_key, l.id, l.org_id, v_sum, v_purchased, min(x.a), max(x.a), p_now
+          FROM unnest(p_leases, p_ats) AS x (le, a) WHERE x.le = l.id;
         UPDATE credit_leases SET spent = spent + v_sum, batches = batches + 1,
                                  expires_at = greatest(expires_at, p_now + p_ttl)
          WHERE id = l.id;
+        v_ids := v_ids || l.id; v_spent := v_spent || l.spent; v_included := v_included || l.from_included;
+        v_orgs := v_orgs || l.org_id;
         posted := true; RETURN NEXT;
     END LOOP;
-    -- Last-used times move once per batch.
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    -- An event's purchased part: what of it lies above its lease's included
+    -- credits, counting the lease's calls in the batch's order.
+    INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, credits,
+                              credits_purchased, latency_us, at, journal)
+    SELECT y.r, y.org, y.k, 'live', y.e, y.me, y.s, y.c,
+           greatest(0, (y.spent + y.run) - greatest(y.spent + y.run - y.c, y.inc)), y.lat, y.a,
+           'batch:' || y.le || ':' || p_batch
+      FROM (SELECT x.*, p.org, p.spent, p.inc, sum(x.c) OVER (PARTITION BY x.le ORDER BY x.n) AS run
+              FROM unnest(p_leases, p_request_ids, p_keys, p_endpoints, p_methods, p_statuses, p_credits, p_latencies, p_ats)
+                   WITH ORDINALITY AS x (le, r, k, e, me, s, c, lat, a, n)
+              JOIN unnest(v_ids, v_orgs, v_spent, v_included) AS p (id, org, spent, inc) ON p.id = x.le) y
+    ON CONFLICT (request_id, at) DO NOTHING;
+    -- Last-used times move once per batch; a key another writer holds right
+    -- now keeps its time until the next batch (no lock waits, no cycles).
     UPDATE api_keys k SET last_used_at = u.at
       FROM (SELECT key, max(at) AS at FROM unnest(p_keys, p_ats) AS x (key, at) WHERE key IS NOT NULL GROUP BY key) u
-     WHERE k.id = u.key AND (k.last_used_at IS NULL OR k.last_used_at < u.at);
+     WHERE k.id = u.key AND (k.last_used_at IS NULL OR k.last_used_at < u.at)
+       AND k.id IN (SELECT id FROM api_keys WHERE id = ANY (p_keys) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED);
 END $$;
 
 -- Settles a batch whose calls were answered 503 because its commit could
 -- not be confirmed: per lease, if its part committed after all, the
--- charges go back to the customer (purchased and included as the events
--- say; included to `expired` once lapsed) and no longer count against the
--- spend cap, and its events say 503 and 0 credits; if it did not, its key
--- is voided so it never will. Returns how many parts had committed.
+-- charges go back to the customer (purchased and included as the batch
+-- recorded; included to `expired` once lapsed or in another period) and no
+-- longer count against the spend cap, and its events say 503 and 0
+-- credits; if it did not, its key is voided so it never will. Returns how
+-- many parts had committed.
 CREATE FUNCTION gateway_journal_void(p_instance uuid, p_batch bigint, p_now timestamptz,
                                      p_leases uuid[], p_request_ids text[], p_ats timestamptz[])
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -506,9 +552,8 @@ DECLARE
     v_lease uuid;
     l record;
     m record;
+    b record;
     v_key text;
-    v_sum bigint;
-    v_purchased bigint;
     v_lapsed boolean;
     n bigint := 0;
 BEGIN
@@ -519,23 +564,22 @@ BEGIN
         SELECT included_expires_at, period_start INTO m FROM org_meters WHERE org_id = l.org_id FOR UPDATE;
         SELECT * INTO l FROM credit_leases WHERE id = v_lease FOR UPDATE;
         CONTINUE WHEN l.instance <> p_instance;
-        IF NOT EXISTS (SELECT 1 FROM ledger_transactions WHERE idempotency_key = v_key) THEN
+        SELECT * INTO b FROM journal_batches WHERE idempotency_key = v_key;
+        IF NOT FOUND THEN
             INSERT INTO journal_voids (idempotency_key, at) VALUES (v_key, p_now) ON CONFLICT DO NOTHING;
             CONTINUE;
         END IF;
         n := n + 1;
-        SELECT coalesce(sum(credits), 0), coalesce(sum(credits_purchased), 0) INTO v_sum, v_purchased
-          FROM usage_events WHERE journal = v_key AND status <> 503;
-        CONTINUE WHEN v_sum = 0;
-        v_lapsed := (m.included_expires_at IS NOT NULL AND m.included_expires_at <= p_now) OR l.created_at < m.period_start;
+        CONTINUE WHEN b.credits = 0;
+        v_lapsed := (m.included_expires_at IS NOT NULL AND m.included_expires_at <= p_now) OR l.period_start <> m.period_start;
         IF ledger_post(l.org_id, 'refund', 'void:' || v_key,
                        ARRAY['revenue', 'purchased', CASE WHEN v_lapsed THEN 'expired' ELSE 'included' END],
-                       ARRAY[-v_sum, v_purchased, v_sum - v_purchased], p_now) THEN
-            IF l.created_at >= m.period_start THEN
-                UPDATE org_meters SET period_spent = greatest(period_spent - v_sum, 0) WHERE org_id = l.org_id;
+                       ARRAY[-b.credits, b.purchased, b.credits - b.purchased], p_now) THEN
+            IF l.period_start = m.period_start THEN
+                UPDATE org_meters SET period_spent = greatest(period_spent - b.credits, 0) WHERE org_id = l.org_id;
             END IF;
             UPDATE usage_events SET status = 503, credits = 0, credits_purchased = 0
-             WHERE journal = v_key AND (request_id, at) IN (SELECT * FROM unnest(p_request_ids, p_ats));
+             WHERE journal = v_key AND at BETWEEN b.first_at AND b.last_at;
         END IF;
     END LOOP;
     RETURN n;

@@ -34,6 +34,10 @@ pub enum Command {
     /// organization's balances equal the sums of its ledger accounts. Exits
     /// non-zero when they do not.
     CheckLedger,
+    /// Rebuild the usage event of every charged call that has none and
+    /// correct what differs from the ledger, now (the usage job does it
+    /// every few minutes for calls older than five).
+    RecoverUsage,
     /// Compare Tollgate's charges and refunds of a period with the payment
     /// processor's, and list every difference. Exits non-zero when there is
     /// one (for a scheduled check).
@@ -138,6 +142,10 @@ pub enum DbAction {
     AdminUrl,
     /// Stop it.
     Stop,
+    /// Stop it in immediate mode, as a crash would (no checkpoint; it
+    /// recovers from its write-ahead log when started again). For the
+    /// gateway's fault tests (`end2end/bench/faults.sh`).
+    Crash,
     /// Drop and re-create database NAME on the server of DATABASE_URL (else the
     /// embedded one), then print its URL. Used for the browser tests.
     Fresh { name: String },
@@ -175,6 +183,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(&config).await?;
             crate::db::migrate(&db).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::RecoverUsage => {
+            let db = crate::db::connect(&config).await?;
+            let n = crate::gateway::usage::recover(&db, crate::clock::Clock::System.now(), time::Duration::ZERO).await?;
+            println!("usage events written or corrected: {n}");
             Ok(())
         }
         Command::CheckLedger => {
@@ -332,6 +346,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", pg.admin_url());
                 }
                 DbAction::Stop => pg.stop()?,
+                DbAction::Crash => pg.crash()?,
                 DbAction::Fresh { name } => {
                     let base = match &config.database_url {
                         Some(url) => url.clone(),

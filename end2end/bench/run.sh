@@ -135,8 +135,21 @@ cpu_ticks() { # pattern
   done
   echo "$total"
 }
+# Each run starts once the previous one's usage events are written (the
+# writer works through its queue after the load stops), so no run pays for
+# the one before.
+settle() {
+  local before after
+  for _ in $(seq 1 120); do
+    before=$(psql -tA "$DB" -c "SELECT count(*) FROM usage_events")
+    sleep 0.5
+    after=$(psql -tA "$DB" -c "SELECT count(*) FROM usage_events")
+    [ "$before" = "$after" ] && return
+  done
+}
 profile_run() { # name url script
   local s0 p0 n0 t0 t1 calls
+  settle
   psql -q -o /dev/null "$DB" -c "SELECT pg_stat_statements_reset()"
   s0=$(cpu_ticks "$SERVE"); p0=$(cpu_ticks "postgres"); n0=$(cpu_ticks "nginx"); t0=$(date +%s.%N)
   run_wrk "$@"
@@ -174,6 +187,7 @@ done
 # p50 and p99 at a fixed rate with oha: `latency NAME PATH RATE [NOTE]`.
 latency() {
   local file="$OUT/latency-${1//\//_}-$3.txt"
+  settle
   oha --no-tui -z "${DURATION}s" -q "$3" -c 32 --latency-correction -H "Authorization: Bearer $KEY" \
     "http://127.0.0.1:3201$2" >"$file"
   echo "$1 at $3 req/s${4:-}: p50 $(awk '/50.00%/ {print $3, $4}' "$file"), p99 $(awk '/99.00%/ {print $3, $4}' "$file")"

@@ -316,12 +316,23 @@ pub async fn audit(db: &PgPool) -> Result<Audit, sqlx::Error> {
     )
     .fetch_one(db)
     .await?;
+    // Each batch: what it recorded is its revenue, and its revenue (less a
+    // void's) is its usage events' credits, while they are kept (retention
+    // drops old events, never the ledger).
     let batches_unmatched: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ledger_transactions t
-          WHERE t.kind = 'usage_batch'
-            AND (SELECT coalesce(sum(e.amount), 0) FROM ledger_transactions r JOIN ledger_entries e ON e.transaction_id = r.id
-                  WHERE r.idempotency_key IN (t.idempotency_key, 'void:' || t.idempotency_key) AND e.account = 'revenue')
-             <> (SELECT coalesce(sum(u.credits), 0) FROM usage_events u WHERE u.journal = t.idempotency_key)",
+        "WITH b AS (
+             SELECT j.*,
+                    (SELECT coalesce(sum(e.amount), 0) FROM ledger_transactions r JOIN ledger_entries e ON e.transaction_id = r.id
+                      WHERE r.idempotency_key = j.idempotency_key AND e.account = 'revenue') AS revenue,
+                    (SELECT coalesce(sum(e.amount), 0) FROM ledger_transactions r JOIN ledger_entries e ON e.transaction_id = r.id
+                      WHERE r.idempotency_key = 'void:' || j.idempotency_key AND e.account = 'revenue') AS voided
+               FROM journal_batches j)
+         SELECT count(*) FROM b
+          WHERE b.revenue <> b.credits
+             OR (b.first_at >= coalesce((SELECT min(at) FROM usage_events), 'infinity')
+                 AND b.revenue + b.voided <> (SELECT coalesce(sum(u.credits), 0) FROM usage_events u
+                                               WHERE u.journal = b.idempotency_key AND u.at BETWEEN b.first_at AND b.last_at))
+             OR NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.idempotency_key = b.idempotency_key AND t.kind = 'usage_batch')",
     )
     .fetch_one(db)
     .await?;

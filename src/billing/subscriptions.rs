@@ -160,7 +160,15 @@ pub async fn roll_meters(
     end: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    let included: i64 = sqlx::query_scalar("SELECT included FROM org_meters WHERE org_id = $1 FOR UPDATE")
+    sqlx::query("SELECT 1 FROM org_meters WHERE org_id = $1 FOR UPDATE").bind(org).execute(&mut *conn).await?;
+    // The gateway's open leases were counted against the period that ends:
+    // their rest comes back first (later batches against them are fenced).
+    sqlx::query("SELECT gateway_lease_close(id, 'returned', $2) FROM credit_leases WHERE org_id = $1 AND closed_at IS NULL ORDER BY id")
+        .bind(org)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let included: i64 = sqlx::query_scalar("SELECT included FROM org_meters WHERE org_id = $1")
         .bind(org)
         .fetch_one(&mut *conn)
         .await?;

@@ -160,6 +160,17 @@ impl EmbeddedPg {
         self.run(cmd, "pg_ctl stop")
     }
 
+    /// Stops the cluster in immediate mode: no checkpoint, as if the
+    /// server crashed (it replays its write-ahead log when started again).
+    pub fn crash(&self) -> anyhow::Result<()> {
+        if !self.pgdata().join("PG_VERSION").exists() || !self.is_running() {
+            return Ok(());
+        }
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("stop").arg("-D").arg(self.pgdata()).args(["-m", "immediate", "-w"]);
+        self.run(cmd, "pg_ctl stop -m immediate")
+    }
+
     /// Initialises and starts the cluster as needed; returns the database URL.
     pub async fn ensure_running(&self) -> anyhow::Result<String> {
         if !self.pgdata().join("PG_VERSION").exists() {

@@ -8,8 +8,10 @@
 //! meters; `all` for the plans). The bound: a change takes effect on every
 //! instance as soon as its listener has the notification, which PostgreSQL
 //! sends at commit (milliseconds; the tests hold it under one second).
-//! The cache is used only while the listener is connected; it is dropped
-//! whole when the listener reconnects (notifications may have been missed),
+//! The cache is used only while the listener is connected (a beat every
+//! quiet second proves it; [`DEAF`] without one and it reconnects); it is
+//! dropped whole when the listener reconnects (notifications may have been
+//! missed),
 //! and entries older than [`TTL`] are read again. A load that an
 //! invalidation overtakes is not kept (an epoch counts invalidations).
 //! Unknown keys are never cached, so random keys cannot grow memory; keys
@@ -33,6 +35,9 @@ pub const CHANNEL: &str = "tollgate_gateway";
 pub const TTL: Duration = Duration::from_secs(30);
 /// Entries not used for this long are forgotten.
 pub const IDLE: Duration = Duration::from_secs(600);
+/// A listener that hears nothing for this long, its beats included, is
+/// taken for dead: the cache is dropped and the connection made again.
+pub const DEAF: Duration = Duration::from_secs(3);
 
 /// A key as a decision needs it.
 #[derive(Clone, Debug, sqlx::FromRow, PartialEq)]
@@ -432,6 +437,9 @@ impl DecisionCache {
     }
 
     fn apply(&self, payload: &str) {
+        if payload == "beat" {
+            return;
+        }
         if let Some(token) = payload.strip_prefix("sync:") {
             if let Some(w) = self.0.syncs.lock().unwrap_or_else(|e| e.into_inner()).remove(token) {
                 let _ = w.send(());
@@ -470,13 +478,32 @@ async fn listen(db: PgPool, cache: DecisionCache) {
             continue;
         }
         cache.set_live(true);
+        let mut heard = Instant::now();
         loop {
             // `try_recv` reports a lost connection (`None`) instead of
-            // reconnecting quietly.
-            match tokio::time::timeout(Duration::from_secs(60), listener.try_recv()).await {
-                Ok(Ok(Some(n))) => cache.apply(n.payload()),
+            // reconnecting quietly. A connection that dies silently is
+            // found by the beat: after a quiet second, a notification sent
+            // through the database must come back within [`DEAF`].
+            match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await {
+                Ok(Ok(Some(n))) => {
+                    heard = Instant::now();
+                    cache.apply(n.payload());
+                }
                 Ok(Ok(None)) | Ok(Err(_)) => break,
-                Err(_) => {}
+                Err(_) => {
+                    if heard.elapsed() > DEAF {
+                        tracing::warn!("the gateway's change listener hears nothing; reconnecting");
+                        break;
+                    }
+                    let db = db.clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            sqlx::query("SELECT pg_notify($1, 'beat')").bind(CHANNEL).execute(&db),
+                        )
+                        .await;
+                    });
+                }
             }
             if idle_since.elapsed() > Duration::from_secs(60) {
                 cache.prune();

@@ -39,12 +39,16 @@ impl Journal {
             .clone()
             .options([("synchronous_commit", "on"), ("tollgate.gateway", "on")]);
         let pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(WRITERS as u32)
             .acquire_timeout(Duration::from_secs(5))
             .test_before_acquire(false)
             .connect_lazy_with(options);
         let (tx, rx) = mpsc::channel(BATCH * 8);
-        tokio::spawn(writer(pool, instance, clock, rx));
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let numbers = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        for _ in 0..WRITERS {
+            tokio::spawn(writer(pool.clone(), instance, clock.clone(), rx.clone(), numbers.clone()));
+        }
         Journal(tx)
     }
 
@@ -59,13 +63,21 @@ impl Journal {
     }
 }
 
-async fn writer(db: PgPool, instance: Uuid, clock: crate::clock::Clock, mut rx: mpsc::Receiver<Item>) {
+/// Writers at once: while one batch commits, the next can be posted (the
+/// lease's row lock orders two batches of one lease).
+const WRITERS: usize = 2;
+
+type Shared = std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>;
+
+async fn writer(db: PgPool, instance: Uuid, clock: crate::clock::Clock, rx: Shared, numbers: std::sync::Arc<std::sync::atomic::AtomicI64>) {
     let mut buf: Vec<Item> = Vec::with_capacity(BATCH);
-    // Batch numbers start from the clock, so a restarted instance (a new
-    // instance id anyway) never reuses one.
-    let mut batch: i64 = 0;
-    while rx.recv_many(&mut buf, BATCH).await > 0 {
-        batch += 1;
+    loop {
+        // One writer collects at a time: whatever arrived meanwhile.
+        if rx.lock().await.recv_many(&mut buf, BATCH).await == 0 {
+            return;
+        }
+        // Numbered per instance (whose id is new at each start).
+        let batch = numbers.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let items: Vec<Item> = std::mem::take(&mut buf);
         let started = Instant::now();
         let outcome = post_with_retries(&db, instance, batch, &clock, &items).await;
@@ -98,7 +110,7 @@ async fn writer(db: PgPool, instance: Uuid, clock: crate::clock::Clock, mut rx: 
                             return;
                         }
                     }
-                    tracing::error!(batch, "a batch answered 503 is still unsettled; check-ledger will tell");
+                    tracing::error!(batch, "a batch answered 503 is still unsettled: if it committed, its calls stand charged (see the README, \"Not built yet\")");
                 });
             }
         }
@@ -113,9 +125,12 @@ async fn post_with_retries(
     items: &[Item],
 ) -> Result<Vec<(Uuid, bool)>, sqlx::Error> {
     let until = Instant::now() + PATIENCE;
+    // On the database's side too: an attempt that runs after the calls were
+    // answered 503 refuses itself.
+    let deadline = OffsetDateTime::now_utc() + PATIENCE;
     let mut wait = Duration::from_millis(20);
     loop {
-        match post(db, instance, batch, clock.now(), items).await {
+        match post(db, instance, batch, clock.now(), deadline, items).await {
             Ok(p) => return Ok(p),
             Err(e) if Instant::now() + wait >= until => return Err(e),
             Err(e) => {
@@ -174,14 +189,16 @@ async fn post(
     instance: Uuid,
     batch: i64,
     now: OffsetDateTime,
+    deadline: OffsetDateTime,
     items: &[Item],
 ) -> Result<Vec<(Uuid, bool)>, sqlx::Error> {
     let c = columns(items);
-    sqlx::query_as("SELECT * FROM gateway_journal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+    sqlx::query_as("SELECT * FROM gateway_journal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
         .bind(instance)
         .bind(batch)
         .bind(now)
         .bind(interval(super::leases::TTL))
+        .bind(deadline)
         .bind(&c.leases)
         .bind(&c.request_ids)
         .bind(&c.keys)

@@ -68,6 +68,9 @@ struct Lease {
     period_spent: i64,
     low_balance_at: i64,
     spend_until: OffsetDateTime,
+    /// Renewed until then at the latest (its life and the longest a call
+    /// may take), so a reservation lost to a bug cannot hold it for ever.
+    renew_until: OffsetDateTime,
     expires_at: OffsetDateTime,
     last_used: Instant,
     /// No more reservations; returned once nothing is in flight.
@@ -182,6 +185,7 @@ impl Leases {
             period_spent: taken.period_spent.unwrap_or(0),
             low_balance_at: taken.low_balance_at.unwrap_or(0),
             spend_until: taken.lapses_at.map_or(life, |t| t.min(life)),
+            renew_until: life + time::Duration::milliseconds(2 * super::routes::MAX_TIMEOUT_MS as i64),
             expires_at: now + TTL,
             last_used: Instant::now(),
             closing: false,
@@ -297,7 +301,7 @@ impl Leases {
                 let renew: Vec<Uuid> = slot
                     .leases
                     .iter()
-                    .filter(|l| !l.fenced && l.inflight > 0 && l.expires_at - now < TTL / 2)
+                    .filter(|l| !l.fenced && l.inflight > 0 && now < l.renew_until && l.expires_at - now < TTL / 2)
                     .map(|l| l.id)
                     .collect();
                 (close, renew)

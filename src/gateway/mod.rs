@@ -496,8 +496,13 @@ impl Ctx<'_> {
                 crate::metrics::get().lease("fenced", 0);
             }
             tracing::warn!(request_id = %self.facts.request_id, ?posted, "a leased charge did not stand; answering 503");
-            let d = Decision { charged: Some(0), ..d.clone() };
-            self.record_event(&d, StatusCode::SERVICE_UNAVAILABLE, None, false).await;
+            // A fenced call's event says 503. One whose batch is in doubt
+            // gets none here: the batch's own event, if it committed after
+            // all, is turned into the 503 by its void.
+            if posted == leases::Posted::Fenced {
+                let d = Decision { charged: Some(0), ..d.clone() };
+                self.record_event(&d, StatusCode::SERVICE_UNAVAILABLE, None, false).await;
+            }
             return Err(unavailable(&self.state.config, &self.facts.request_id));
         }
         Ok(Decision {

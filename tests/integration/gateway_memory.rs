@@ -558,7 +558,7 @@ async fn a_batch_is_posted_once_and_a_void_gives_it_back(db: PgPool) {
         async move {
             let n = ids.len();
             let rows: Vec<(Uuid, bool)> = sqlx::query_as(
-                "SELECT * FROM gateway_journal($1, $2, $3, interval '10 seconds', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "SELECT * FROM gateway_journal($1, $2, $3, interval '10 seconds', $13, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(instance)
             .bind(batch)
@@ -572,6 +572,7 @@ async fn a_batch_is_posted_once_and_a_void_gives_it_back(db: PgPool) {
             .bind(vec![3i64; n])
             .bind(vec![10i64; n])
             .bind(vec![now; n])
+            .bind(if batch == 9 { OffsetDateTime::now_utc() - time::Duration::seconds(1) } else { OffsetDateTime::now_utc() + time::Duration::hours(1) })
             .fetch_all(&db)
             .await
             .unwrap();
@@ -614,9 +615,11 @@ async fn a_batch_is_posted_once_and_a_void_gives_it_back(db: PgPool) {
     // Batch 2 never committed: voided, it is refused should it arrive late.
     assert_eq!(void(2, vec!["req_b3"]).await, 0);
     assert_eq!(post(2, vec!["req_b3"]).await, vec![(lease, false)]);
+    // A batch past its deadline (its calls were answered 503) refuses itself.
+    assert_eq!(post(9, vec!["req_late"]).await, vec![(lease, false)]);
     // Another instance cannot post against this lease.
     let rows: Vec<(Uuid, bool)> = sqlx::query_as(
-        "SELECT * FROM gateway_journal($1, 3, $2, interval '10 seconds', $3, '{req_x}', '{NULL}', '{sentiment}', '{POST}', '{200}', '{1}', '{1}', $4)",
+        "SELECT * FROM gateway_journal($1, 3, $2, interval '10 seconds', 'infinity', $3, '{req_x}', '{NULL}', '{sentiment}', '{POST}', '{200}', '{1}', '{1}', $4)",
     )
     .bind(Uuid::new_v4())
     .bind(now)
@@ -631,5 +634,41 @@ async fn a_batch_is_posted_once_and_a_void_gives_it_back(db: PgPool) {
     assert_eq!(post(4, vec!["req_b4"]).await, vec![(lease, false)]);
     let m = money(&db, org).await;
     assert_eq!(m.open_leases, 0);
+    audit(&db).await;
+}
+
+/// A period that ends while credits are leased: the leases come back first
+/// (counted against the period that ended), the new period starts at 0
+/// spent, and the next call is paid from a new lease counted in it.
+#[sqlx::test]
+async fn a_new_period_takes_the_leases_back(db: PgPool) {
+    let (mut app, key, org) = customer(&db).await;
+    fast_plan(&db, org).await;
+    grant(&db, org, 100_000).await;
+    let body = Some(r#"{"text":"good"}"#);
+    for _ in 0..3 {
+        assert_eq!(app.call("POST", "/v1/text/sentiment", Some(&key), body, &[]).await.status, 200);
+    }
+    assert_eq!(money(&db, org).await.open_leases, 1);
+    crate::billing::renew_past_period_end(&mut app, org).await;
+    let m = money(&db, org).await;
+    assert_eq!(m.open_leases, 0, "the lease came back with the period");
+    let spent: i64 = sqlx::query_scalar("SELECT period_spent FROM org_meters WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
+    assert_eq!(spent, 0);
+    // Unless the notification rotated it first, the instance still spends
+    // the old lease in memory: fenced (503, not charged), then a new one.
+    let mut res = app.call("POST", "/v1/text/sentiment", Some(&key), body, &[]).await;
+    if res.status == 503 {
+        res = app.call("POST", "/v1/text/sentiment", Some(&key), body, &[]).await;
+    }
+    assert_eq!(res.status, 200, "{}", res.body);
+    let (spent, leased): (i64, i64) = sqlx::query_as(
+        "SELECT period_spent, (SELECT amount FROM credit_leases WHERE org_id = $1 AND closed_at IS NULL) FROM org_meters WHERE org_id = $1",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(spent, leased, "the new lease counts in the new period");
     audit(&db).await;
 }
