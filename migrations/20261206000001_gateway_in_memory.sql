@@ -457,79 +457,77 @@ CREATE TABLE journal_voids (
 );
 
 -- Posts a batch of finished charges: per lease, one balanced transaction
--- (escrow to revenue) keyed by the instance's batch number, the lease's
--- `spent` moved by it; then every standing call's usage event, in one
--- statement (the rollups lock their rows in one order); all in the caller's
--- one transaction. A lease that was closed (returned, or reclaimed after it
+-- (escrow to revenue) keyed by the instance's batch number and the lease's
+-- `spent` moved by it, and every standing call's usage event (one statement
+-- per table: the rollups lock their rows in one order); all in the caller's
+-- one transaction. Leases are renewed apart (`gateway_lease_renew`), so a
+-- batch's update of its lease touches no index. A lease that was closed (returned, or reclaimed after it
 -- expired) or is another instance's refuses its part: fenced, nothing of it
 -- is written. So does a batch past `p_deadline` (the database's clock): its
 -- calls were answered 503 already. A retried batch finds its key and moves
 -- nothing again. Returns each lease of the batch and whether its part stands.
 CREATE FUNCTION gateway_journal(
-    p_instance uuid, p_batch bigint, p_now timestamptz, p_ttl interval, p_deadline timestamptz,
+    p_instance uuid, p_batch bigint, p_now timestamptz, p_deadline timestamptz,
     p_leases uuid[], p_request_ids text[], p_keys uuid[], p_endpoints text[], p_methods text[],
     p_statuses int2[], p_credits int8[], p_latencies int8[], p_ats timestamptz[]
 ) RETURNS TABLE (lease uuid, posted boolean) LANGUAGE plpgsql AS $$
-DECLARE
-    l record;
-    v_key text;
-    v_sum bigint;
-    v_purchased bigint;
-    v_tx uuid;
-    v_late boolean := statement_timestamp() > p_deadline;
-    v_ids uuid[] := '{}';
-    v_spent bigint[] := '{}';
-    v_included bigint[] := '{}';
-    v_orgs uuid[] := '{}';
 BEGIN
-    FOR l IN SELECT c.* FROM credit_leases c WHERE c.id IN (SELECT DISTINCT unnest(p_leases)) ORDER BY c.id FOR UPDATE LOOP
-        lease := l.id;
-        v_key := 'batch:' || l.id || ':' || p_batch;
-        IF EXISTS (SELECT 1 FROM ledger_transactions WHERE idempotency_key = v_key) THEN
-            posted := true; RETURN NEXT; CONTINUE;
-        END IF;
-        IF v_late OR l.closed_at IS NOT NULL OR l.instance <> p_instance
-           OR EXISTS (SELECT 1 FROM journal_voids v WHERE v.idempotency_key = v_key) THEN
-            posted := false; RETURN NEXT; CONTINUE;
-        END IF;
-        SELECT coalesce(sum(x.cr), 0) INTO v_sum FROM unnest(p_leases, p_credits) AS x (le, cr) WHERE x.le = l.id;
-        IF l.spent + v_sum > l.amount THEN
-            RAISE EXCEPTION 'gateway_journal: batch % spends % of lease % beyond its %', p_batch, v_sum, l.id, l.amount - l.spent;
-        END IF;
-        -- Included credits first: what lies above the lease's included part.
-        v_purchased := greatest(0, l.spent + v_sum - greatest(l.spent, l.from_included));
-        v_tx := gen_random_uuid();
-        INSERT INTO ledger_transactions (id, org_id, kind, idempotency_key, memo, created_at)
-        VALUES (v_tx, l.org_id, 'usage_batch', v_key, 'calls charged from a lease', p_now);
-        IF v_sum > 0 THEN
-            INSERT INTO ledger_entries (transaction_id, org_id, account, amount)
-            VALUES (v_tx, l.org_id, 'escrow', -v_sum), (v_tx, l.org_id, 'revenue', v_sum);
-        END IF;
-        INSERT INTO journal_batches (idempotency_key, lease_id, org_id, credits, purchased, first_at, last_at, created_at)
-        SELECT v_key, l.id, l.org_id, v_sum, v_purchased, min(x.a), max(x.a), p_now
-          FROM unnest(p_leases, p_ats) AS x (le, a) WHERE x.le = l.id;
-        UPDATE credit_leases SET spent = spent + v_sum, batches = batches + 1,
-                                 expires_at = greatest(expires_at, p_now + p_ttl)
-         WHERE id = l.id;
-        v_ids := v_ids || l.id; v_spent := v_spent || l.spent; v_included := v_included || l.from_included;
-        v_orgs := v_orgs || l.org_id;
-        posted := true; RETURN NEXT;
-    END LOOP;
-    IF cardinality(v_ids) = 0 THEN
-        RETURN;
+    -- The leases, locked in one order (a close waits for the batch).
+    PERFORM 1 FROM credit_leases WHERE id = ANY (p_leases) ORDER BY id FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM (SELECT x.le, sum(x.cr) AS s FROM unnest(p_leases, p_credits) AS x (le, cr) GROUP BY 1) p
+                 JOIN credit_leases c ON c.id = p.le
+                WHERE c.closed_at IS NULL AND c.instance = p_instance AND c.spent + p.s > c.amount) THEN
+        RAISE EXCEPTION 'gateway_journal: batch % spends beyond a lease', p_batch;
     END IF;
-    -- An event's purchased part: what of it lies above its lease's included
-    -- credits, counting the lease's calls in the batch's order.
-    INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, credits,
-                              credits_purchased, latency_us, at, journal)
-    SELECT y.r, y.org, y.k, 'live', y.e, y.me, y.s, y.c,
-           greatest(0, (y.spent + y.run) - greatest(y.spent + y.run - y.c, y.inc)), y.lat, y.a,
-           'batch:' || y.le || ':' || p_batch
-      FROM (SELECT x.*, p.org, p.spent, p.inc, sum(x.c) OVER (PARTITION BY x.le ORDER BY x.n) AS run
-              FROM unnest(p_leases, p_request_ids, p_keys, p_endpoints, p_methods, p_statuses, p_credits, p_latencies, p_ats)
-                   WITH ORDINALITY AS x (le, r, k, e, me, s, c, lat, a, n)
-              JOIN unnest(v_ids, v_orgs, v_spent, v_included) AS p (id, org, spent, inc) ON p.id = x.le) y
-    ON CONFLICT (request_id, at) DO NOTHING;
+    -- Set-based: one statement per table for the whole batch.
+    RETURN QUERY
+    WITH parts AS (
+        SELECT x.le AS id, sum(x.cr)::int8 AS credits, min(x.a) AS first_at, max(x.a) AS last_at
+          FROM unnest(p_leases, p_credits, p_ats) AS x (le, cr, a) GROUP BY x.le
+    ), judged AS MATERIALIZED (
+        SELECT p.*, c.org_id, c.spent, c.from_included, 'batch:' || p.id || ':' || p_batch AS key, gen_random_uuid() AS tx,
+               EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.idempotency_key = 'batch:' || p.id || ':' || p_batch) AS before,
+               (c.id IS NOT NULL AND statement_timestamp() <= p_deadline AND c.closed_at IS NULL AND c.instance = p_instance
+                AND NOT EXISTS (SELECT 1 FROM journal_voids v WHERE v.idempotency_key = 'batch:' || p.id || ':' || p_batch)) AS open
+          FROM parts p LEFT JOIN credit_leases c ON c.id = p.id
+    ), fresh AS MATERIALIZED (
+        SELECT * FROM judged WHERE open AND NOT before
+    ), txs AS (
+        INSERT INTO ledger_transactions (id, org_id, kind, idempotency_key, memo, created_at)
+        SELECT f.tx, f.org_id, 'usage_batch', f.key, 'calls charged from a lease', p_now FROM fresh f ORDER BY f.id
+        RETURNING 1
+    ), entries AS (
+        INSERT INTO ledger_entries (transaction_id, org_id, account, amount)
+        SELECT f.tx, f.org_id, e.account, e.amount
+          FROM fresh f, LATERAL (VALUES ('escrow', -f.credits), ('revenue', f.credits)) AS e (account, amount)
+         WHERE f.credits > 0
+        RETURNING 1
+    ), batches AS (
+        -- Included credits first: what lies above the lease's included part.
+        INSERT INTO journal_batches (idempotency_key, lease_id, org_id, credits, purchased, first_at, last_at, created_at)
+        SELECT f.key, f.id, f.org_id, f.credits, greatest(0, f.spent + f.credits - greatest(f.spent, f.from_included)),
+               f.first_at, f.last_at, p_now
+          FROM fresh f
+        RETURNING 1
+    ), moved AS (
+        UPDATE credit_leases c SET spent = c.spent + f.credits, batches = c.batches + 1 FROM fresh f WHERE c.id = f.id
+        RETURNING 1
+    ), events AS (
+        -- An event's purchased part: what of it lies above its lease's
+        -- included credits, counting the lease's calls in the batch's order.
+        INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, credits,
+                                  credits_purchased, latency_us, at, journal)
+        SELECT y.r, y.org_id, y.k, 'live', y.e, y.me, y.s, y.c,
+               greatest(0, (y.spent + y.run) - greatest(y.spent + y.run - y.c, y.from_included)), y.lat, y.a, y.key
+          FROM (SELECT x.*, f.org_id, f.spent, f.from_included, f.key, sum(x.c) OVER (PARTITION BY x.le ORDER BY x.n) AS run
+                  FROM unnest(p_leases, p_request_ids, p_keys, p_endpoints, p_methods, p_statuses, p_credits, p_latencies, p_ats)
+                       WITH ORDINALITY AS x (le, r, k, e, me, s, c, lat, a, n)
+                  JOIN fresh f ON f.id = x.le) y
+        ON CONFLICT (request_id, at) DO NOTHING
+        RETURNING 1
+    )
+    -- (Each insert and update above runs to completion, read or not.)
+    SELECT j.id, j.before OR j.open FROM judged j;
     -- Last-used times move once per batch; a key another writer holds right
     -- now keeps its time until the next batch (no lock waits, no cycles).
     UPDATE api_keys k SET last_used_at = u.at
@@ -594,3 +592,122 @@ CREATE FUNCTION org_leased(p_org uuid, OUT included bigint, OUT purchased bigint
            coalesce(sum(amount - spent - greatest(from_included - spent, 0)), 0)::int8
       FROM credit_leases WHERE org_id = p_org AND closed_at IS NULL
 $$;
+
+-- The rollups of inserted events, the hot path of both the usage writer
+-- and the journal: the same upserts as `usage_rollup`, written out (its
+-- dynamic statements were planned again for every batch, the largest
+-- fixed cost of a batch). Updates and deletes keep `usage_rollup`.
+CREATE FUNCTION usage_rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Hourly then daily, each grouped in key order (as `usage_rollup`).
+            INSERT INTO usage_hourly AS r (org_id, bucket, api_key_id, endpoint, mode, outcome, code, calls, credits,
+                                 credits_purchased, latency_us_sum, h00, h01, h02, h03, h04, h05, h06, h07, h08, h09, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19)
+            SELECT org_id, date_trunc('hour', at, 'UTC'), coalesce(api_key_id, '00000000-0000-0000-0000-000000000000'),
+                   endpoint, mode, usage_outcome(status), coalesce(problem_code, ''),
+                   sum(sign), sum(sign * credits), sum(sign * credits_purchased), sum(sign * latency_us),
+                   coalesce(sum(sign) FILTER (WHERE b = 0), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 1), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 2), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 3), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 4), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 5), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 6), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 7), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 8), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 9), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 10), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 11), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 12), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 13), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 14), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 15), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 16), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 17), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 18), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 19), 0)
+              FROM (SELECT e.*, width_bucket(e.latency_us, usage_latency_bounds()) AS b FROM (SELECT n.*, 1 AS sign FROM new_rows n) e) x
+             GROUP BY 1, 2, 3, 4, 5, 6, 7
+             ORDER BY 1, 2, 3, 4, 5, 6, 7
+            ON CONFLICT (org_id, bucket, api_key_id, endpoint, mode, outcome, code) DO UPDATE SET
+                calls = r.calls + EXCLUDED.calls,
+                credits = r.credits + EXCLUDED.credits,
+                credits_purchased = r.credits_purchased + EXCLUDED.credits_purchased,
+                latency_us_sum = r.latency_us_sum + EXCLUDED.latency_us_sum,
+                h00 = r.h00 + EXCLUDED.h00,
+                h01 = r.h01 + EXCLUDED.h01,
+                h02 = r.h02 + EXCLUDED.h02,
+                h03 = r.h03 + EXCLUDED.h03,
+                h04 = r.h04 + EXCLUDED.h04,
+                h05 = r.h05 + EXCLUDED.h05,
+                h06 = r.h06 + EXCLUDED.h06,
+                h07 = r.h07 + EXCLUDED.h07,
+                h08 = r.h08 + EXCLUDED.h08,
+                h09 = r.h09 + EXCLUDED.h09,
+                h10 = r.h10 + EXCLUDED.h10,
+                h11 = r.h11 + EXCLUDED.h11,
+                h12 = r.h12 + EXCLUDED.h12,
+                h13 = r.h13 + EXCLUDED.h13,
+                h14 = r.h14 + EXCLUDED.h14,
+                h15 = r.h15 + EXCLUDED.h15,
+                h16 = r.h16 + EXCLUDED.h16,
+                h17 = r.h17 + EXCLUDED.h17,
+                h18 = r.h18 + EXCLUDED.h18,
+                h19 = r.h19 + EXCLUDED.h19;
+            INSERT INTO usage_daily AS r (org_id, bucket, api_key_id, endpoint, mode, outcome, code, calls, credits,
+                                 credits_purchased, latency_us_sum, h00, h01, h02, h03, h04, h05, h06, h07, h08, h09, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19)
+            SELECT org_id, date_trunc('day', at, 'UTC'), coalesce(api_key_id, '00000000-0000-0000-0000-000000000000'),
+                   endpoint, mode, usage_outcome(status), coalesce(problem_code, ''),
+                   sum(sign), sum(sign * credits), sum(sign * credits_purchased), sum(sign * latency_us),
+                   coalesce(sum(sign) FILTER (WHERE b = 0), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 1), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 2), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 3), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 4), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 5), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 6), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 7), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 8), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 9), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 10), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 11), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 12), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 13), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 14), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 15), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 16), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 17), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 18), 0),
+                   coalesce(sum(sign) FILTER (WHERE b = 19), 0)
+              FROM (SELECT e.*, width_bucket(e.latency_us, usage_latency_bounds()) AS b FROM (SELECT n.*, 1 AS sign FROM new_rows n) e) x
+             GROUP BY 1, 2, 3, 4, 5, 6, 7
+             ORDER BY 1, 2, 3, 4, 5, 6, 7
+            ON CONFLICT (org_id, bucket, api_key_id, endpoint, mode, outcome, code) DO UPDATE SET
+                calls = r.calls + EXCLUDED.calls,
+                credits = r.credits + EXCLUDED.credits,
+                credits_purchased = r.credits_purchased + EXCLUDED.credits_purchased,
+                latency_us_sum = r.latency_us_sum + EXCLUDED.latency_us_sum,
+                h00 = r.h00 + EXCLUDED.h00,
+                h01 = r.h01 + EXCLUDED.h01,
+                h02 = r.h02 + EXCLUDED.h02,
+                h03 = r.h03 + EXCLUDED.h03,
+                h04 = r.h04 + EXCLUDED.h04,
+                h05 = r.h05 + EXCLUDED.h05,
+                h06 = r.h06 + EXCLUDED.h06,
+                h07 = r.h07 + EXCLUDED.h07,
+                h08 = r.h08 + EXCLUDED.h08,
+                h09 = r.h09 + EXCLUDED.h09,
+                h10 = r.h10 + EXCLUDED.h10,
+                h11 = r.h11 + EXCLUDED.h11,
+                h12 = r.h12 + EXCLUDED.h12,
+                h13 = r.h13 + EXCLUDED.h13,
+                h14 = r.h14 + EXCLUDED.h14,
+                h15 = r.h15 + EXCLUDED.h15,
+                h16 = r.h16 + EXCLUDED.h16,
+                h17 = r.h17 + EXCLUDED.h17,
+                h18 = r.h18 + EXCLUDED.h18,
+                h19 = r.h19 + EXCLUDED.h19;
+    RETURN NULL;
+END $$;
+DROP TRIGGER usage_rollup_insert ON usage_events;
+CREATE TRIGGER usage_rollup_insert AFTER INSERT ON usage_events
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION usage_rollup_inserted();

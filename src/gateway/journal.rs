@@ -180,10 +180,6 @@ fn columns(items: &[Item]) -> Columns {
     c
 }
 
-fn interval(d: time::Duration) -> sqlx::postgres::types::PgInterval {
-    sqlx::postgres::types::PgInterval { months: 0, days: 0, microseconds: d.whole_microseconds() as i64 }
-}
-
 async fn post(
     db: &PgPool,
     instance: Uuid,
@@ -193,11 +189,10 @@ async fn post(
     items: &[Item],
 ) -> Result<Vec<(Uuid, bool)>, sqlx::Error> {
     let c = columns(items);
-    sqlx::query_as("SELECT * FROM gateway_journal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+    sqlx::query_as("SELECT * FROM gateway_journal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
         .bind(instance)
         .bind(batch)
         .bind(now)
-        .bind(interval(super::leases::TTL))
         .bind(deadline)
         .bind(&c.leases)
         .bind(&c.request_ids)

@@ -4,9 +4,9 @@
 //! of its balance or of what its spend cap leaves, and counted against the
 //! cap), spends it in memory, and returns the rest (`gateway_lease_close`).
 //! The calls it pays for are posted by the [`journal`](super::journal) in
-//! batches, each of which renews the lease.
+//! batches; while it is in use, this instance renews it.
 //!
-//! A lease expires [`TTL`] after its last batch or renewal; any instance
+//! A lease expires [`TTL`] after it was taken or last renewed; any instance
 //! then reclaims it (a periodic job, and before taking a lease for the same
 //! organization), and the batches of the instance that held it are refused
 //! from then on (fenced): those calls answer 503 and are not charged.
@@ -28,7 +28,7 @@ pub const MAX_LEASE: i64 = 100_000;
 /// Below this room (balance, or what the spend cap leaves) calls take the
 /// exact path.
 pub const MIN_ROOM: i64 = 1_000;
-/// How long a lease lives past its last batch or renewal.
+/// How long a lease lives past its last renewal.
 pub const TTL: time::Duration = time::Duration::seconds(10);
 /// A lease is spent for at most this long, then returned and replaced.
 pub const LIFE: time::Duration = time::Duration::seconds(60);
@@ -224,11 +224,11 @@ impl Leases {
     /// posted (`posted`), or not: fenced, or the journal failed. Either way
     /// the call is over. A lease whose batch did not stand takes no more
     /// calls (returned, or already reclaimed).
-    pub async fn done(&self, r: &Reservation, cost: i64, posted: Posted, now: OffsetDateTime) {
+    pub async fn done(&self, r: &Reservation, cost: i64, posted: Posted) {
         self.with_lease(r, |l| {
             l.inflight = l.inflight.saturating_sub(1);
             match posted {
-                Posted::Yes => l.expires_at = l.expires_at.max(now + TTL),
+                Posted::Yes => {}
                 Posted::Fenced => {
                     l.used -= cost.clamp(0, r.amount);
                     l.fenced = true;
@@ -301,7 +301,10 @@ impl Leases {
                 let renew: Vec<Uuid> = slot
                     .leases
                     .iter()
-                    .filter(|l| !l.fenced && l.inflight > 0 && now < l.renew_until && l.expires_at - now < TTL / 2)
+                    .filter(|l| {
+                        let in_use = l.inflight > 0 || l.last_used.elapsed() < IDLE;
+                        !l.fenced && in_use && now < l.renew_until && l.expires_at - now < TTL / 2
+                    })
                     .map(|l| l.id)
                     .collect();
                 (close, renew)

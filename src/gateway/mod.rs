@@ -490,7 +490,7 @@ impl Ctx<'_> {
         let mut event = self.event(d, status, None, false);
         event.credits = cost;
         let posted = gw.journal.post(r.lease, event).await;
-        gw.leases.done(r, cost, posted, self.state.clock.now()).await;
+        gw.leases.done(r, cost, posted).await;
         if posted != leases::Posted::Yes {
             if posted == leases::Posted::Fenced {
                 crate::metrics::get().lease("fenced", 0);

@@ -416,9 +416,17 @@ async fn a_reclaimed_lease_fences_the_late_batch(db: PgPool) {
     let before = money(&db, org).await;
     // Past the lease's expiry (the instances share the clock), another
     // instance reclaims it.
-    app.clock.advance(time::Duration::seconds(11));
     let other = app.restarted();
-    let reclaimed = tollgate::gateway::leases::reclaim(&other.state.gateway.db, app.clock.now()).await.unwrap();
+    let mut reclaimed = 0;
+    // (The first instance renews a lease in use when it would expire: it
+    // may do so between the clock's step and the reclaim; then again.)
+    for _ in 0..3 {
+        app.clock.advance(time::Duration::seconds(11));
+        reclaimed = tollgate::gateway::leases::reclaim(&other.state.gateway.db, app.clock.now()).await.unwrap();
+        if reclaimed > 0 {
+            break;
+        }
+    }
     assert_eq!(reclaimed, 1);
     let how: String = sqlx::query_scalar("SELECT closed_how FROM credit_leases WHERE org_id = $1").bind(org).fetch_one(&db).await.unwrap();
     assert_eq!(how, "reclaimed");
@@ -558,7 +566,7 @@ async fn a_batch_is_posted_once_and_a_void_gives_it_back(db: PgPool) {
         async move {
             let n = ids.len();
             let rows: Vec<(Uuid, bool)> = sqlx::query_as(
-                "SELECT * FROM gateway_journal($1, $2, $3, interval '10 seconds', $13, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "SELECT * FROM gateway_journal($1, $2, $3, $13, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(instance)
             .bind(batch)
@@ -619,7 +627,7 @@ async fn a_batch_is_posted_once_and_a_void_gives_it_back(db: PgPool) {
     assert_eq!(post(9, vec!["req_late"]).await, vec![(lease, false)]);
     // Another instance cannot post against this lease.
     let rows: Vec<(Uuid, bool)> = sqlx::query_as(
-        "SELECT * FROM gateway_journal($1, 3, $2, interval '10 seconds', 'infinity', $3, '{req_x}', '{NULL}', '{sentiment}', '{POST}', '{200}', '{1}', '{1}', $4)",
+        "SELECT * FROM gateway_journal($1, 3, $2, 'infinity', $3, '{req_x}', '{NULL}', '{sentiment}', '{POST}', '{200}', '{1}', '{1}', $4)",
     )
     .bind(Uuid::new_v4())
     .bind(now)
