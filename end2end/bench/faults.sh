@@ -17,7 +17,8 @@
 export TOLLGATE_PROFILE=release
 source "$(dirname "$0")/../../.ci/lib.sh"
 ensure_system_packages
-command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v node >/dev/null 2>&1 || apt_install nodejs
+CLIENT="$ROOT/end2end/bench/faults-client.mjs"
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 if [ -n "${BENCH_BIN:-}" ]; then
   TOLLGATE_BIN="$BENCH_BIN"
@@ -38,28 +39,16 @@ KEY="$("$TOLLGATE_BIN" create-api-key --email demo@tollgate.local --mode live --
 ORG="(SELECT m.org_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'demo@tollgate.local')"
 
 declare -A PID
-cleanup() { for p in "${PID[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() { for p in "${PID[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 start_instance() { # port
+  if curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; then
+    echo "port $1 is taken by another server: stop it first" >&2; exit 1
+  fi
   TOLLGATE_ADDR="127.0.0.1:$1" TOLLGATE_LOG=warn "$TOLLGATE_BIN" serve >>"$OUT/server-$1.log" 2>&1 &
   PID[$1]=$!
   for _ in $(seq 1 200); do curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "instance on $1 did not start" >&2; exit 1
-}
-# Every 200 a client sees, by its request id (one file per wrk thread).
-client_script() { # file prefix
-  cat <<LUA
-wrk.method = "POST"
-wrk.body = '{"text": "Great docs and a fast, reliable API."}'
-wrk.headers["Authorization"] = "Bearer $KEY"
-wrk.headers["Content-Type"] = "application/json"
-local n = 0
-function setup(thread) thread:set("id", n); n = n + 1 end
-function init(args) f = io.open("$1-" .. id, "w"); f:setvbuf("no") end
-function response(status, headers, body)
-  if status == 200 then f:write((headers["request-id"] or "?") .. "\n") end
-end
-LUA
 }
 sql() { psql -tA -v ON_ERROR_STOP=1 "$DB" -c "$1"; }
 FAILED=0
@@ -82,17 +71,15 @@ scenario() { # name balance fault
   # The balance, sampled: the meters and what open leases hold.
   ( while :; do sql "SELECT (SELECT included + purchased FROM org_meters WHERE org_id = $ORG), (SELECT coalesce(min(amount - spent), 0) FROM credit_leases WHERE closed_at IS NULL)" 2>/dev/null; sleep 0.1; done ) >"$OUT/$name-samples.txt" &
   local sampler=$!
-  client_script "$OUT/$name-a" >"$OUT/$name-a.lua"
-  client_script "$OUT/$name-b" >"$OUT/$name-b.lua"
-  wrk -t2 -c100 -d20s -s "$OUT/$name-a.lua" http://127.0.0.1:3211/v1/text/sentiment >"$OUT/$name-wrk-a.txt" 2>&1 &
+  node "$CLIENT" http://127.0.0.1:3211/v1/text/sentiment "$KEY" 20 100 "$OUT/$name-a-200s" >"$OUT/$name-client-a.json" 2>&1 &
   local wa=$!
-  wrk -t2 -c100 -d20s -s "$OUT/$name-b.lua" http://127.0.0.1:3212/v1/text/sentiment >"$OUT/$name-wrk-b.txt" 2>&1 &
+  node "$CLIENT" http://127.0.0.1:3212/v1/text/sentiment "$KEY" 20 100 "$OUT/$name-b-200s" >"$OUT/$name-client-b.json" 2>&1 &
   local wb=$!
   sleep 10
   local killed=0
   case "$fault" in
     kill)
-      kill -9 "${PID[3211]}"; wait "${PID[3211]}" 2>/dev/null
+      kill -9 "${PID[3211]}"; wait "${PID[3211]}" 2>/dev/null || true
       killed=100
       start_instance 3211 ;;
     pause)
@@ -104,19 +91,20 @@ scenario() { # name balance fault
       "$TOLLGATE_BIN" db crash
       "$TOLLGATE_BIN" db url >/dev/null ;;
   esac
-  wait "$wa" "$wb"
+  wait "$wa" "$wb" || true
   # Idle leases go back within seconds; a killed instance's once expired.
   for _ in $(seq 1 60); do
     [ "$(sql "SELECT count(*) FROM credit_leases WHERE closed_at IS NULL")" = 0 ] && break
     sleep 0.5
   done
   sleep 1
-  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
-  kill "${PID[3211]}" "${PID[3212]}" 2>/dev/null; wait "${PID[3211]}" "${PID[3212]}" 2>/dev/null
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+  kill "${PID[3211]}" "${PID[3212]}" 2>/dev/null || true; wait "${PID[3211]}" "${PID[3212]}" 2>/dev/null || true
   # The usage events a killed instance had queued (calls on the exact path)
   # are rebuilt from the ledger, as the usage job does every few minutes.
-  "$TOLLGATE_BIN" recover-usage >/dev/null
-  cat "$OUT/$name"-a-* "$OUT/$name"-b-* 2>/dev/null | grep -v '^?$' | sort -u >"$OUT/$name-200s.txt"
+  TOLLGATE_LOG=error "$TOLLGATE_BIN" recover-usage >/dev/null
+  cat "$OUT/$name-a-200s" "$OUT/$name-b-200s" | sort -u >"$OUT/$name-200s.txt"
+  echo "  clients: $(cat "$OUT/$name-client-a.json") and $(cat "$OUT/$name-client-b.json")"
   local ok200 open final charged events min_meters min_lease missing uncovered fenced
   ok200=$(wc -l <"$OUT/$name-200s.txt")
   open=$(sql "SELECT count(*) FROM credit_leases WHERE closed_at IS NULL")
@@ -126,24 +114,24 @@ scenario() { # name balance fault
   events=$(sql "SELECT coalesce(sum(credits), 0) FROM usage_events WHERE org_id = $ORG AND at >= '$t0'")
   min_meters=$(awk -F'|' 'NF == 2 { if (m == "" || $1 < m) m = $1 } END { print m + 0 }' "$OUT/$name-samples.txt")
   min_lease=$(awk -F'|' 'NF == 2 { if (m == "" || $2 < m) m = $2 } END { print m + 0 }' "$OUT/$name-samples.txt")
-  missing=$(psql -tA -v ON_ERROR_STOP=1 "$DB" <<SQL
+  # Every 200 a client saw: its usage event, and the ledger posting that
+  # covers it (its batch, or its own charge on the exact path).
+  local checked
+  checked=$(psql -qtA -v ON_ERROR_STOP=1 "$DB" <<SQL
 CREATE TEMP TABLE seen (request_id text);
 \copy seen FROM '$OUT/$name-200s.txt'
-SELECT count(*) FROM seen s WHERE NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.request_id = s.request_id AND u.status = 200 AND u.credits > 0);
+SELECT (SELECT count(*) FROM seen s WHERE NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.request_id = s.request_id AND u.status = 200 AND u.credits > 0))
+       || ' ' ||
+       (SELECT count(*) FROM seen s JOIN usage_events u ON u.request_id = s.request_id
+         WHERE NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.idempotency_key = coalesce(u.journal, 'usage:' || u.request_id)));
 SQL
 )
-  uncovered=$(psql -tA -v ON_ERROR_STOP=1 "$DB" <<SQL
-CREATE TEMP TABLE seen (request_id text);
-\copy seen FROM '$OUT/$name-200s.txt'
-SELECT count(*) FROM seen s JOIN usage_events u ON u.request_id = s.request_id
- WHERE NOT EXISTS (SELECT 1 FROM ledger_transactions t
-                    WHERE t.idempotency_key = coalesce(u.journal, 'usage:' || u.request_id));
-SQL
-)
+  missing=${checked%% *}
+  uncovered=${checked##* }
   fenced=$(sql "SELECT count(*) FROM usage_events WHERE org_id = $ORG AND at >= '$t0' AND status = 503")
   echo "  starting balance $start, final $final; 200s seen $ok200; charged $charged; usage events' credits $events; 503s $fenced; open leases $open"
   local ledger_ok=0
-  "$TOLLGATE_BIN" check-ledger >"$OUT/$name-ledger.txt" 2>&1 && ledger_ok=1
+  TOLLGATE_LOG=error "$TOLLGATE_BIN" check-ledger >"$OUT/$name-ledger.txt" 2>&1 && ledger_ok=1
   check "check-ledger is sound: $(head -1 "$OUT/$name-ledger.txt")" "$ledger_ok"
   check "no open lease left" "$([ "$open" = 0 ] && echo 1 || echo 0)"
   check "credits spent ($((start - final))) = charges ($charged) = usage events' credits ($events)" \
