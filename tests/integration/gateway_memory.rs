@@ -187,7 +187,7 @@ async fn the_decision_in_memory_equals_gateway_check(db: PgPool) {
     assert_eq!(compared, 150 * 2 * 4 * 4);
 }
 
-/// A revoked key, an unpaid subscription and a plan change reach every
+/// A revoked key, an unpaid or canceled subscription and a plan change reach every
 /// instance within a second, without a call waiting for anything.
 #[sqlx::test]
 async fn a_change_takes_effect_on_every_instance_within_a_second(db: PgPool) {
@@ -203,46 +203,30 @@ async fn a_change_takes_effect_on_every_instance_within_a_second(db: PgPool) {
     }
     assert!(app.state.gateway.cache.size().0 >= 1 && other.state.gateway.cache.size().0 >= 1);
 
-    // A plan change: ping leaves the plan.
-    sqlx::query("UPDATE plans SET endpoints = '{sentiment}' WHERE id = (SELECT plan_id FROM subscriptions WHERE org_id = $1)")
-        .bind(org)
-        .execute(&db)
-        .await
-        .unwrap();
-    for a in [&app, &other] {
-        let took = until_status(a, &key, 402).await;
-        assert!(took < Duration::from_secs(1), "a plan change took {took:?}");
-    }
-    sqlx::query("UPDATE plans SET endpoints = '{*}' WHERE id = (SELECT plan_id FROM subscriptions WHERE org_id = $1)")
-        .bind(org)
-        .execute(&db)
-        .await
-        .unwrap();
-    for a in [&app, &other] {
-        until_status(a, &key, 200).await;
-    }
-
-    // An unpaid subscription.
-    sqlx::query("UPDATE subscriptions SET status = 'unpaid' WHERE org_id = $1").bind(org).execute(&db).await.unwrap();
-    for a in [&app, &other] {
-        let took = until_status(a, &key, 402).await;
-        assert!(took < Duration::from_secs(1), "an unpaid subscription took {took:?}");
-    }
-    sqlx::query("UPDATE subscriptions SET status = 'active' WHERE org_id = $1").bind(org).execute(&db).await.unwrap();
-    for a in [&app, &other] {
-        until_status(a, &key, 200).await;
-    }
-
-    // A key revoked.
-    sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE org_id = $1")
-        .bind(org)
-        .bind(app.clock.now() - time::Duration::seconds(1))
-        .execute(&db)
-        .await
-        .unwrap();
-    for a in [&app, &other] {
-        let took = until_status(a, &key, 401).await;
-        assert!(took < Duration::from_secs(1), "a revoked key took {took:?}");
+    let now = app.clock.now();
+    // Each change, then its undoing; every instance sees both within 1 s.
+    let changes: [(&str, &str, &str, u16); 4] = [
+        ("a plan change",
+         "UPDATE plans SET endpoints = '{sentiment}' WHERE id = (SELECT plan_id FROM subscriptions WHERE org_id = $1)",
+         "UPDATE plans SET endpoints = '{*}' WHERE id = (SELECT plan_id FROM subscriptions WHERE org_id = $1)", 402),
+        ("an unpaid subscription",
+         "UPDATE subscriptions SET status = 'unpaid' WHERE org_id = $1",
+         "UPDATE subscriptions SET status = 'active' WHERE org_id = $1", 402),
+        ("a canceled subscription, its period over",
+         "UPDATE subscriptions SET status = 'canceled', current_period_start = $2 - interval '30 days', current_period_end = $2 - interval '1 second' WHERE org_id = $1",
+         "UPDATE subscriptions SET status = 'active', current_period_end = $2 + interval '30 days' WHERE org_id = $1", 402),
+        ("a revoked key",
+         "UPDATE api_keys SET revoked_at = $2 - interval '1 second' WHERE org_id = $1",
+         "UPDATE api_keys SET revoked_at = NULL WHERE org_id = $1", 401),
+    ];
+    for (what, change, undo, want) in changes {
+        for (sql, status) in [(change, want), (undo, 200)] {
+            sqlx::query(sql).bind(org).bind(now).execute(&db).await.unwrap();
+            for a in [&app, &other] {
+                let took = until_status(a, &key, status).await;
+                assert!(took < Duration::from_secs(1), "{what} ({status}) took {took:?}");
+            }
+        }
     }
 }
 
