@@ -167,7 +167,9 @@ async fn insert(db: &PgPool, batch: &[UsageEvent]) -> Result<(), sqlx::Error> {
         // the rollups count what is inserted (a trigger, same transaction).
         "INSERT INTO usage_events (request_id, org_id, api_key_id, mode, endpoint, method, status, problem_code, credits,
                                    credits_purchased, latency_us, problem_body, at)
-         SELECT r, o, k, m, e, me, s, c, cr, usage_purchased_part(r, m, cr), l, b, a
+         -- (The purchased part is looked up only where there can be one:
+         -- a live call that cost credits; most events cost nothing.)
+         SELECT r, o, k, m, e, me, s, c, cr, CASE WHEN m = 'live' AND cr > 0 THEN usage_purchased_part(r, m, cr) ELSE 0 END, l, b, a
            FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::text[], $9::int8[], $10::int8[], $11::jsonb[], $12::timestamptz[])
                 AS x (r, o, k, m, e, me, s, c, cr, l, b, a)
          ON CONFLICT (request_id, at) DO NOTHING",
